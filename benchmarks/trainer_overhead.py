@@ -1,0 +1,98 @@
+"""Trainer overhead: the default sentiment model trained for a fixed number of steps by the
+Trainer and by a plain hand-written PyTorch loop, over the same batches, in one process.
+
+    TASKZOO_MIRROR=../shared/data python benchmarks/trainer_overhead.py [--steps 300]
+        [--dataset sst2|tiny] [--device cpu] [--precision 32] [--repeats 3]
+
+Prints both throughputs (steps/s) and the ratio Trainer / plain (target >= 0.95). Runs
+alternate (plain, Trainer, plain, Trainer, ...) so drift in machine speed hits both alike;
+the median of the repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from taskzoo.api import make_config, resolve_task
+from taskzoo.runtime import Runtime, seed_everything
+from taskzoo.trainer import Trainer, TrainState, build_optimizer, lr_lambda
+
+
+def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
+    """What a user would write by hand: same model, optimizer, schedule, clipping, batches."""
+    seed_everything(cfg.seed)
+    model = task.build_model(data).to(runtime.device).train()
+    source = task.batches(data, model)
+    opt = build_optimizer(cfg, list(model.parameters()))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
+    state = TrainState()
+    done = 0
+    runtime.synchronize()
+    t0 = time.perf_counter()
+    while done < steps:
+        for batch in source.batches(state):
+            batch = runtime.to_device(batch)
+            with runtime.autocast():
+                loss = F.cross_entropy(model(batch.ids, batch.lengths), batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            done += 1
+            if done >= steps:
+                break
+        state.epoch += 1
+    runtime.synchronize()
+    return steps / (time.perf_counter() - t0)
+
+
+def trainer_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
+    seed_everything(cfg.seed)
+    model = task.build_model(data)
+    source = task.batches(data, model)
+    trainer = Trainer(cfg, runtime, monitor=None, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        # no evaluation: both loops time training steps only
+        result = trainer.fit(task.step, model, source, None, Path(tmp))
+    return result.steps_per_sec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--dataset", default="sst2")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="32")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    task_cls = resolve_task("sentiment")
+    cfg = make_config(task_cls, {"dataset": args.dataset, "max_steps": args.steps,
+                                 "device": args.device, "precision": args.precision})
+    runtime = Runtime.create(device=cfg.device, precision=cfg.precision)
+    task = task_cls(cfg, runtime)
+    data = task.build_data()
+    plain_loop(task, cfg, data, runtime, min(30, args.steps))  # warm-up (allocator, kernels)
+    plain, ours = [], []
+    for _ in range(args.repeats):
+        plain.append(plain_loop(task, cfg, data, runtime, args.steps))
+        ours.append(trainer_loop(task, cfg, data, runtime, args.steps))
+    p, t = statistics.median(plain), statistics.median(ours)
+    device = torch.cuda.get_device_name() if runtime.device.type == "cuda" else "cpu"
+    print(f"model={cfg.model} dataset={cfg.dataset} batch={cfg.batch_size} steps={args.steps} "
+          f"device={device} precision={cfg.precision} threads={torch.get_num_threads()} "
+          f"torch={torch.__version__}")
+    print(f"plain loop : {p:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in plain)})")
+    print(f"Trainer    : {t:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in ours)})")
+    print(f"ratio Trainer/plain = {t / p:.3f}  (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()

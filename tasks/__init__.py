@@ -1,0 +1,29 @@
+"""The task modules. Each registers one Task class in TASKS on import."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from taskzoo.registry import Registry
+
+TASKS: Registry[Any] = Registry("task")
+
+# Every task module, imported on first lookup so `import taskzoo` stays light.
+_MODULES = ("sentiment",)
+
+
+def _load_all() -> None:
+    for module in _MODULES:
+        importlib.import_module(f"taskzoo.tasks.{module}")
+
+
+def get_task(name: str) -> Any:
+    """The Task class for a name or alias; UnknownNameError with a suggestion otherwise."""
+    _load_all()
+    return TASKS.get(name)
+
+
+def names(pattern: str = "*") -> list[str]:
+    _load_all()
+    return TASKS.names(pattern)

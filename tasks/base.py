@@ -1,0 +1,93 @@
+"""The Task contract every application implements (see DESIGN.md).
+
+A Task instance is made from its config; `run()` then calls, in order: build_data,
+build_model, batches, Trainer.fit(step, evaluate), evaluate on the final splits, and
+data_state (what `predict --from DIR` needs to rebuild the predictor without the dataset).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from torch import nn
+
+from taskzoo.config import RunConfig
+from taskzoo.runtime import Runtime
+from taskzoo.trainer import BatchSource, StepOutput
+
+C = TypeVar("C", bound=RunConfig)
+
+
+@dataclass
+class DataBundle:
+    """Splits and whatever the model and predictor need (tasks subclass this)."""
+
+    train: Sequence[Any] | None  # None when rebuilt from a run directory for prediction
+    splits: dict[str, Sequence[Any]] = field(default_factory=dict)  # evaluation splits by name
+    labels: list[str] = field(default_factory=list)  # class names, index = label id
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published figure to print beside ours."""
+
+    metric: str  # our metric key it compares to, e.g. "dev/accuracy"
+    value: float  # the published value on the same 0-1 scale
+    source: str  # who, where
+    note: str = ""  # what differs (test vs dev, pretrained embeddings, ...)
+
+
+class Predictor(ABC):
+    """Callable: raw inputs -> list of outputs. Built by `Task.predictor`."""
+
+    @abstractmethod
+    def __call__(self, inputs: Any) -> list[Any]: ...
+
+
+class Task(ABC, Generic[C]):
+    """One application: data, model, loss, metrics and predictor."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type]
+    description: ClassVar[str] = ""
+    monitor: ClassVar[str] = ""  # metric that picks the best checkpoint
+    mode: ClassVar[str] = "max"
+    eval_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated during training
+    final_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated on the best weights at the end
+    references: ClassVar[tuple[Reference, ...]] = ()
+    models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
+
+    def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
+        self.cfg = cfg
+        self.runtime = runtime or Runtime.create(device="cpu")
+
+    @abstractmethod
+    def build_data(self) -> DataBundle: ...
+
+    @abstractmethod
+    def build_model(self, data: DataBundle) -> nn.Module: ...
+
+    @abstractmethod
+    def batches(self, data: DataBundle, model: nn.Module) -> BatchSource: ...
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: Any) -> StepOutput: ...
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data: DataBundle, split: str) -> dict[str, float]: ...
+
+    @abstractmethod
+    def predictor(self, model: nn.Module, data: DataBundle) -> Predictor: ...
+
+    @abstractmethod
+    def data_state(self, data: DataBundle) -> dict[str, Any]:
+        """JSON-able state (vocab, labels) needed to rebuild the predictor."""
+
+    @abstractmethod
+    def data_from_state(self, state: dict[str, Any]) -> DataBundle:
+        """Inverse of data_state: a bundle with no splits, enough for model + predictor."""

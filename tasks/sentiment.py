@@ -1,0 +1,216 @@
+"""Sentiment analysis: binary polarity of a sentence (SST-2), with RNN or CNN classifiers.
+
+    taskzoo run sentiment                      # SST-2 through the hub, default recipe
+    taskzoo run sentiment dataset=tiny         # 320 project-written sentences, offline
+    taskzoo predict sentiment --from DIR "a gripping , beautiful film"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from taskzoo.config import SupervisedConfig
+from taskzoo.data.loader import LoaderSource, eval_batches
+from taskzoo.data.text import Vocab, tokenize
+from taskzoo.errors import InputError
+from taskzoo.models import build
+from taskzoo.tasks import TASKS
+from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.trainer import StepOutput
+
+LABELS = ["negative", "positive"]
+
+
+# ---------------------------------------------------------------------------- config
+@dataclass(frozen=True, kw_only=True)
+class SentimentConfig(SupervisedConfig):
+    dataset: Literal["sst2", "tiny"] = "sst2"  # sst2 (GLUE SST-2, downloaded) or tiny (embedded)
+    model: str = "bigru"  # lstm, gru, bilstm, bigru or textcnn
+    epochs: int = 3  # passes over the training set
+    batch_size: int = 64  # sentences per step
+    lr: float = 2e-3  # AdamW peak learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    schedule: Literal["constant", "linear", "cosine"] = "linear"  # decay to 0 over the run
+    warmup_steps: int = 100  # linear warm-up steps
+    grad_clip: float = 5.0  # max gradient norm
+    eval_every: int = 500  # steps between dev evaluations (the best one is kept)
+    embed_dim: int = 128  # word embedding size
+    hidden_dim: int = 128  # RNN hidden size per direction
+    num_layers: int = 1  # stacked RNN layers
+    num_filters: int = 100  # textcnn: filters per kernel size
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)  # textcnn: filter widths
+    pooling: Literal["max", "mean", "last"] = "max"  # RNN: how token states become one vector
+    dropout: float = 0.5  # dropout before the classifier
+    embed_dropout: float = 0.3  # dropout on word embeddings
+    min_freq: int = 1  # words seen fewer times in train map to <unk>
+    max_tokens: int = 256  # longer inputs are truncated
+    eval_batch_size: int = 512  # sentences per evaluation batch
+
+
+class TextBatch(NamedTuple):
+    ids: torch.Tensor  # [B, T] token ids, 0-padded
+    lengths: torch.Tensor  # [B]
+    labels: torch.Tensor  # [B]
+
+
+@dataclass
+class SentimentData(DataBundle):
+    vocab: Vocab = field(default_factory=lambda: Vocab([Vocab.PAD, Vocab.UNK]))
+    lengths: dict[str, list[int]] = field(default_factory=dict)  # token counts per split
+
+
+def collate(rows: list[tuple[torch.Tensor, int]]) -> TextBatch:
+    ids = [r[0] for r in rows]
+    return TextBatch(
+        ids=pad_sequence(ids, batch_first=True, padding_value=0),
+        lengths=torch.tensor([len(i) for i in ids]),
+        labels=torch.tensor([r[1] for r in rows]),
+    )
+
+
+# ---------------------------------------------------------------------------- task
+@TASKS.register("sentiment", aliases=("sentiment_analysis", "sst2", "sst"))
+class SentimentTask(Task[SentimentConfig]):
+    name = "sentiment"
+    Config = SentimentConfig
+    description = "binary sentiment of a sentence (SST-2); RNN / TextCNN classifiers"
+    monitor = "dev/accuracy"
+    models = ("lstm", "gru", "bilstm", "bigru", "textcnn")
+    eval_splits = ("dev",)
+    final_splits = ("dev",)
+    # The tiny set has 256 training sentences: more epochs and small batches, or nothing learns.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"epochs": 25, "batch_size": 16, "eval_every": 0, "warmup_steps": 10},
+    }
+    references = (
+        Reference("dev/accuracy", 0.827, "Kim 2014, CNN-rand (SST-2 test)",
+                  "random init, test split; our figure is dev"),
+        Reference("dev/accuracy", 0.875, "BiLSTM + GloVe (GLUE baseline, Wang et al. 2019)",
+                  "pretrained embeddings"),
+    )
+
+    # -- data
+    def _load_rows(self) -> dict[str, list[tuple[str, int]]]:
+        if self.cfg.dataset == "tiny":
+            from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+
+            train, dev = load_tiny_sentiment()
+            return {"train": train, "dev": dev}
+        from taskzoo.data.sst2 import load_sst2
+
+        return {"train": load_sst2("train"), "dev": load_sst2("dev")}
+
+    def build_data(self) -> SentimentData:
+        rows = self._load_rows()
+        tokens = {s: [tokenize(text)[: self.cfg.max_tokens] for text, _ in r] for s, r in rows.items()}
+        vocab = Vocab.build(tokens["train"], min_freq=self.cfg.min_freq)  # train only: no dev leak
+        encoded = {
+            s: [(torch.tensor(vocab.encode(t) or [vocab.unk_id]), label)
+                for t, (_, label) in zip(tokens[s], rows[s])]
+            for s in rows
+        }
+        return SentimentData(
+            train=encoded["train"], splits={"dev": encoded["dev"]}, labels=list(LABELS),
+            vocab=vocab, lengths={s: [len(e[0]) for e in encoded[s]] for s in encoded},
+        )
+
+    def data_state(self, data: SentimentData) -> dict[str, Any]:
+        return {"labels": data.labels, "vocab": data.vocab.to_list()}
+
+    def data_from_state(self, state: dict[str, Any]) -> SentimentData:
+        return SentimentData(train=None, labels=list(state["labels"]),
+                             vocab=Vocab.from_list(state["vocab"]))
+
+    def batches(self, data: SentimentData, model: nn.Module) -> LoaderSource:
+        return LoaderSource(data.train, batch_size=self.cfg.batch_size, collate=collate,
+                            seed=self.cfg.seed, lengths=data.lengths["train"])
+
+    # -- model
+    def build_model(self, data: SentimentData) -> nn.Module:
+        c = self.cfg
+        return build(c.model, vocab_size=len(data.vocab), num_classes=len(data.labels),
+                     embed_dim=c.embed_dim, hidden_dim=c.hidden_dim, num_layers=c.num_layers,
+                     num_filters=c.num_filters, kernel_sizes=c.kernel_sizes, pooling=c.pooling,
+                     dropout=c.dropout, embed_dropout=c.embed_dropout)
+
+    # -- step
+    def step(self, model: nn.Module, batch: TextBatch) -> StepOutput:
+        logits = model(batch.ids, batch.lengths)
+        return StepOutput(loss=F.cross_entropy(logits, batch.labels), size=len(batch.labels))
+
+    # -- evaluate
+    def evaluate(self, model: nn.Module, data: SentimentData, split: str) -> dict[str, float]:
+        rows = data.splits[split]
+        preds = torch.empty(len(rows), dtype=torch.long)
+        for idx, batch in eval_batches(rows, batch_size=self.cfg.eval_batch_size, collate=collate,
+                                       lengths=data.lengths.get(split)):
+            batch = self.runtime.to_device(batch)
+            preds[idx] = model(batch.ids, batch.lengths).argmax(-1).cpu()
+        gold = [label for _, label in rows]
+        return {
+            f"{split}/accuracy": float(accuracy_score(gold, preds.numpy())),
+            f"{split}/f1": float(f1_score(gold, preds.numpy())),
+        }
+
+    # -- predictor
+    def predictor(self, model: nn.Module, data: SentimentData) -> SentimentPredictor:
+        return SentimentPredictor(model, data.vocab, data.labels, self.runtime,
+                                  max_tokens=self.cfg.max_tokens,
+                                  batch_size=self.cfg.eval_batch_size)
+
+
+class SentimentPredictor(Predictor):
+    """texts -> [{"label": "positive", "score": 0.97}, ...]; one string gives one dict.
+
+    >>> clf(["a gripping , beautiful film", "dull"])   # doctest: +SKIP
+    [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
+    """
+
+    def __init__(self, model: nn.Module, vocab: Vocab, labels: list[str], runtime: Any, *,
+                 max_tokens: int = 256, batch_size: int = 512) -> None:
+        self.model = model.eval()
+        self.vocab, self.labels, self.runtime = vocab, labels, runtime
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+
+    def _check(self, texts: Any) -> list[str]:
+        if isinstance(texts, (str, bytes)):
+            texts = [texts]
+        if not isinstance(texts, (list, tuple)):
+            raise InputError(f"expected a string or a list of strings, got {type(texts).__name__}")
+        if not texts:
+            raise InputError("expected at least one text, got an empty list")
+        out = []
+        for i, t in enumerate(texts):
+            if isinstance(t, bytes):
+                try:
+                    t = t.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"text {i} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+            if not isinstance(t, str):
+                raise InputError(f"text {i}: expected str, got {type(t).__name__}")
+            if not t.strip():
+                raise InputError(f"text {i} is empty or whitespace only: nothing to classify")
+            out.append(t)
+        return out
+
+    def __call__(self, texts: Any) -> Any:
+        single = isinstance(texts, (str, bytes))
+        texts = self._check(texts)
+        rows = [(torch.tensor(self.vocab.encode(tokenize(t)[: self.max_tokens]) or [1]), 0)
+                for t in texts]
+        probs = torch.empty(len(rows), len(self.labels))
+        with self.runtime.inference():
+            for idx, batch in eval_batches(rows, batch_size=self.batch_size, collate=collate,
+                                           lengths=[len(r[0]) for r in rows]):
+                batch = self.runtime.to_device(batch)
+                probs[idx] = self.model(batch.ids, batch.lengths).float().softmax(-1).cpu()
+        out = [{"label": self.labels[int(p.argmax())], "score": round(float(p.max()), 4)}
+               for p in probs]
+        return out[0] if single else out

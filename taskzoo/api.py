@@ -1,0 +1,204 @@
+"""run(): data -> model -> train -> evaluate -> RunResult; load_run(): a predictor from a run dir."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskzoo import config as cfgmod
+from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.files import write_json
+
+
+@dataclass
+class RunResult:
+    """What a finished run gives back.
+
+    >>> result = taskzoo.run("sentiment", dataset="tiny")   # doctest: +SKIP
+    >>> result.metrics["dev/accuracy"]                       # doctest: +SKIP
+    0.94
+    """
+
+    task: str
+    config: Any  # the frozen config actually used
+    metrics: dict[str, float]  # final metrics of the best checkpoint, "split/metric"
+    run_dir: Path
+    model: Any  # the trained torch module (best weights)
+    predictor: Any  # callable on raw inputs
+
+
+def resolve_task(name: str) -> Any:
+    from taskzoo.tasks import get_task
+
+    return get_task(name)
+
+
+def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
+    """Defaults <- the dataset's preset (if any) <- overrides; every step type-checked."""
+    cfg = task_cls.Config()
+    presets = getattr(task_cls, "presets", {})
+    if "dataset" in overrides:
+        cfg = cfgmod.apply_overrides(cfg, {"dataset": overrides["dataset"]})
+        preset = presets.get(cfg.dataset, {})
+        cfg = cfgmod.apply_overrides(cfg, preset)
+    cfg = cfgmod.apply_overrides(cfg, overrides)
+    # Check the model name now, not after minutes of downloading and preprocessing.
+    valid_models = getattr(task_cls, "models", ())
+    if valid_models and getattr(cfg, "model", None) not in valid_models:
+        from taskzoo.errors import UnknownNameError, did_you_mean
+
+        raise UnknownNameError(
+            f"Unknown model '{cfg.model}' for task {task_cls.name}.{did_you_mean(cfg.model, valid_models)}"
+            f" Valid models: {', '.join(valid_models)}."
+        )
+    return cfg
+
+
+def _config_record(cfg: Any, task: str) -> dict[str, Any]:
+    """What config.json holds: the config plus the task name (enough to rebuild the run)."""
+    return json.loads(cfgmod.to_json(cfg)) | {"_task": task}
+
+
+def _default_run_dir(task: str, cfg: Any) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    model = getattr(cfg, "model", "") or "run"
+    base = Path("runs") / task / f"{stamp}-{model}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def run(
+    task: str,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks: Sequence[Any] = (),
+    **overrides: Any,
+) -> RunResult:
+    """Train and evaluate a task with its default recipe, changed by `overrides`.
+
+    >>> import taskzoo
+    >>> result = taskzoo.run("sentiment", dataset="tiny", out="runs/demo")  # doctest: +SKIP
+    >>> result.metrics["dev/accuracy"] > 0.8                                  # doctest: +SKIP
+    True
+    """
+    from taskzoo.runtime import Runtime, seed_everything
+    from taskzoo.trainer import Trainer
+
+    task_cls = resolve_task(task)
+    cfg = make_config(task_cls, overrides)
+    run_dir = Path(out) if out is not None else _default_run_dir(task_cls.name, cfg)
+    config_path = run_dir / "config.json"
+    if resume:
+        if not (run_dir / "last.ckpt").exists():
+            raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+        ours = _config_record(cfg, task_cls.name)
+        # device and precision may change between machines; the recipe may not
+        diff = sorted(k for k in set(saved) | set(ours)
+                      if k not in ("device", "precision") and saved.get(k) != ours.get(k))
+        if diff:
+            raise ConfigError(
+                "--resume with a different config: "
+                + ", ".join(f"{k}={saved.get(k)!r} in {config_path} vs {ours.get(k)!r} now" for k in diff)
+            )
+    runtime = Runtime.create(device=cfg.device, precision=cfg.precision)
+    seed_everything(cfg.seed)
+    t_start = time.perf_counter()
+    task_obj = task_cls(cfg, runtime)
+    data = task_obj.build_data()
+    model = task_obj.build_model(data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, _config_record(cfg, task_cls.name))
+    write_json(run_dir / "data.json", task_obj.data_state(data))
+    source = task_obj.batches(data, model)
+
+    def evaluate(m: Any) -> dict[str, float]:
+        out_metrics: dict[str, float] = {}
+        for split in task_obj.eval_splits:
+            out_metrics.update(task_obj.evaluate(m, data, split))
+        return out_metrics
+
+    trainer = Trainer(cfg, runtime, callbacks, monitor=task_cls.monitor or None,
+                      mode=task_cls.mode, progress=progress)
+    fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
+    model = runtime.unwrap(trainer.model).eval()
+    metrics: dict[str, float] = {}
+    with runtime.inference():
+        for split in task_obj.final_splits:
+            metrics.update(task_obj.evaluate(model, data, split))
+    metrics.update({
+        "train/steps": float(fit.state.step),
+        "train/best_step": float(fit.state.best_step),
+        "train/time_s": round(fit.state.train_time, 3),
+        "train/samples_per_s": round(fit.samples_per_sec, 1),
+        "total/time_s": round(time.perf_counter() - t_start, 3),
+    })
+    write_json(run_dir / "metrics.json", metrics)
+    return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
+                     model=model, predictor=task_obj.predictor(model, data))
+
+
+def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
+    """The predictor of a finished run directory (config.json, data.json, best.safetensors).
+
+    >>> clf = taskzoo.load_run("runs/demo")        # doctest: +SKIP
+    >>> clf("a gripping , beautiful film")["label"]  # doctest: +SKIP
+    'positive'
+    """
+    from safetensors.torch import load_file
+
+    from taskzoo.runtime import Runtime
+
+    run_dir = Path(run_dir)
+    needed = ["config.json", "data.json", "best.safetensors"]
+    missing = [n for n in needed if not (run_dir / n).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{run_dir} is not a finished run directory: missing {', '.join(missing)} "
+            f"(expected the --out folder of `taskzoo run`)"
+        )
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    task_cls = resolve_task(saved.get("_task", ""))
+    cfg = cfgmod.from_dict(task_cls.Config, saved)
+    runtime = Runtime.create(device=device, precision="32")
+    task_obj = task_cls(cfg, runtime)
+    data = task_obj.data_from_state(json.loads((run_dir / "data.json").read_text(encoding="utf-8")))
+    model = task_obj.build_model(data)
+    try:
+        model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
+    except Exception as exc:  # a foreign or damaged weights file
+        raise CheckpointError(f"{run_dir / 'best.safetensors'} does not fit this model: {exc}") from None
+    return task_obj.predictor(model.to(runtime.device).eval(), data)
+
+
+def list_tasks() -> list[str]:
+    """Registered task names.
+
+    >>> "sentiment" in taskzoo.list_tasks()
+    True
+    """
+    from taskzoo.tasks import names
+
+    return names()
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names, optionally filtered by a glob pattern.
+
+    >>> taskzoo.list_models("bi*")
+    ['bigru', 'bilstm']
+    """
+    from taskzoo.models import names
+
+    return names(pattern)

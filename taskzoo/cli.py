@@ -1,0 +1,186 @@
+"""The `taskzoo` command: list, run, predict.
+
+Usage errors (unknown task, bad override) print one helpful line and exit 2; other taskzoo
+errors (download failed, corrupt checkpoint) exit 1; nothing prints a traceback unless
+TASKZOO_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from taskzoo import __version__
+from taskzoo.errors import TaskzooError, UsageError
+
+EPILOG_RUN = """\
+overrides are key=value pairs of the task's config, e.g. epochs=5 lr=0.001 dataset=tiny;
+`taskzoo run TASK --help` lists every key with its type and default.
+environment: TASKZOO_HOME (cache), TASKZOO_MIRROR (mirror dirs/URLs), TASKZOO_OFFLINE=1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line short
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="taskzoo", description="Classic deep-learning applications, one API.")
+    p.add_argument("--version", action="version", version=f"taskzoo {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("list", help="list tasks and models", description="List tasks and models.")
+
+    r = sub.add_parser("run", help="train and evaluate a task", add_help=False,
+                       description="Train and evaluate TASK with its default recipe.",
+                       epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("-h", "--help", action="store_true", help="show this help (and TASK's config)")
+    r.add_argument("task", nargs="?", help="task name or alias (see `taskzoo list`)")
+    r.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    r.add_argument("--model", help="model registry name (same as model=...)")
+    r.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (same as device=...)")
+    r.add_argument("--precision", help="32, bf16-mixed or 16-mixed (same as precision=...)")
+    r.add_argument("--out", help="run directory (default runs/TASK/<time>-<model>)")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--json", action="store_true", help="print final metrics as JSON")
+
+    pr = sub.add_parser("predict", help="predict with a trained run",
+                        description="Run the predictor of a finished run on the given inputs.")
+    pr.add_argument("task", help="task name (checked against the run directory)")
+    pr.add_argument("inputs", nargs="+", metavar="TEXT", help="inputs; '-' reads lines from stdin")
+    pr.add_argument("--from", dest="run_dir", required=True, help="run directory of `taskzoo run`")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    return p
+
+
+def _cmd_list() -> int:
+    from taskzoo.tasks import TASKS, names
+
+    print("tasks:")
+    for name in names():
+        cls = TASKS.get(name)
+        aliases = TASKS.aliases_of(name)
+        alias_txt = f" (aliases: {', '.join(aliases)})" if aliases else ""
+        print(f"  {name:<14}{cls.description}{alias_txt}")
+    from taskzoo.models import names as model_names
+
+    print("models:")
+    print("  " + ", ".join(model_names()))
+    return 0
+
+
+def _print_task_config(task: str) -> None:
+    from taskzoo.api import resolve_task
+    from taskzoo.config import describe
+
+    cls = resolve_task(task)
+    print(f"\n{cls.name} config (key=value; defaults are the tuned recipe):")
+    rows = describe(cls.Config)
+    w = max(len(r[0]) for r in rows)
+    for key, tp, default, help_text in rows:
+        print(f"  {key:<{w}}  {default:<14} {tp}" + (f"  # {help_text}" if help_text else ""))
+    presets = getattr(cls, "presets", {})
+    for ds, values in presets.items():
+        print(f"  dataset={ds} also sets: " + " ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.help:
+        parser.print_help()
+        if args.task:
+            _print_task_config(args.task)
+        return 0
+    if not args.task:
+        parser.print_usage(sys.stderr)
+        print("taskzoo run: error: a TASK is required (see `taskzoo list`)", file=sys.stderr)
+        return 2
+    from taskzoo.api import run
+    from taskzoo.config import parse_overrides
+
+    overrides: dict[str, object] = dict(parse_overrides(args.overrides))
+    for key in ("model", "device", "precision"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    result = run(args.task, out=args.out, resume=args.resume,
+                 progress=False if args.quiet else None, **overrides)
+    if args.json:
+        print(json.dumps(result.metrics, indent=2, sort_keys=True))
+    else:
+        print(f"{result.task} finished: {result.run_dir}")
+        w = max(len(k) for k in result.metrics)
+        for k, v in result.metrics.items():
+            print(f"  {k:<{w}}  {v:.4f}" if isinstance(v, float) and abs(v) < 10 else f"  {k:<{w}}  {v}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from taskzoo.api import load_run, resolve_task
+
+    wanted = resolve_task(args.task).name
+    config_path = os.path.join(args.run_dir, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as fh:
+            trained = json.load(fh).get("_task")
+        if trained and trained != wanted:
+            raise UsageError(f"{args.run_dir} holds a '{trained}' run, not '{wanted}'")
+    inputs: list[str] = []
+    for item in args.inputs:
+        inputs.extend(line for line in sys.stdin.read().splitlines() if line.strip()) if item == "-" \
+            else inputs.append(item)
+    predictor = load_run(args.run_dir, device=args.device)
+    outputs = predictor(inputs)
+    for text, out in zip(inputs, outputs):
+        if args.json:
+            print(json.dumps({"input": text, **out} if isinstance(out, dict) else
+                             {"input": text, "output": out}))
+        elif isinstance(out, dict) and "label" in out:
+            print(f"{out['label']}\t{out.get('score', '')}\t{text}")
+        else:
+            print(f"{out}\t{text}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # key=value overrides may come after options (`run sentiment --out d epochs=2`), which
+    # argparse cannot interleave with a nargs="*" positional; collect them here instead.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "run" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = os.environ.get("TASKZOO_DEBUG", "") not in ("", "0")
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args, parser._subparsers._group_actions[0].choices["run"])  # type: ignore[union-attr]
+        if args.command == "predict":
+            return _cmd_predict(args)
+        parser.print_help()
+        return 2
+    except UsageError as exc:
+        if debug:
+            raise
+        print(f"taskzoo: error: {exc}", file=sys.stderr)
+        return 2
+    except TaskzooError as exc:
+        if debug:
+            raise
+        print(f"taskzoo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ntaskzoo: interrupted; `taskzoo run ... --out DIR --resume` continues from the "
+              "last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

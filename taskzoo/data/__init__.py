@@ -1,0 +1,1 @@
+"""Dataset specs, readers and batch sources shared by the tasks."""

@@ -1,0 +1,83 @@
+"""Text utilities: a PTB-style tokenizer matching SST-2's preprocessing, and a Vocab."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+# SST-2 text is lower-cased and PTB-tokenised ("ca n't", "it 's", "( film )"). User input is
+# raw, so it gets the same treatment before lookup; otherwise "can't" would be one unknown word.
+_CONTRACTIONS = [
+    (re.compile(r"\b(ca)(n't)\b"), r"\1 \2"),
+    (re.compile(r"\b(wo)(n't)\b"), r"\1 \2"),
+    (re.compile(r"(\w)(n't)\b"), r"\1 \2"),
+    (re.compile(r"(\w)('s|'re|'ve|'ll|'d|'m)\b"), r"\1 \2"),
+]
+_PUNCT = re.compile(r"""([.,!?;:()\[\]{}"]|--|\.\.\.)""")
+
+
+def tokenize(text: str, *, lower: bool = True) -> list[str]:
+    """Split raw text into PTB-like tokens.
+
+    >>> tokenize("I can't believe it's not butter!")
+    ['i', 'ca', "n't", 'believe', 'it', "'s", 'not', 'butter', '!']
+    """
+    if lower:
+        text = text.lower()
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    text = text.replace("\u201c", '"').replace("\u201d", '"')
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    text = _PUNCT.sub(r" \1 ", text)
+    return text.split()
+
+
+class Vocab:
+    """Token <-> id with reserved <pad>=0 and <unk>=1.
+
+    >>> v = Vocab.build([["a", "b", "a"]], min_freq=1)
+    >>> v.encode(["a", "zzz"])
+    [2, 1]
+    """
+
+    PAD, UNK = "<pad>", "<unk>"
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(
+        cls, texts: Iterable[Sequence[str]], *, min_freq: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        counts = Counter(tok for toks in texts for tok in toks)
+        # frequency then alphabetical: the same corpus always gives the same ids
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            ranked = ranked[: max(0, max_size - 2)]
+        return cls([cls.PAD, cls.UNK, *ranked])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        get = self.stoi.get
+        return [get(t, 1) for t in tokens]
+
+    def to_list(self) -> list[str]:
+        return list(self.itos)
+
+    @classmethod
+    def from_list(cls, tokens: Sequence[str]) -> Vocab:
+        if list(tokens[:2]) != [cls.PAD, cls.UNK]:
+            raise ValueError("not a taskzoo vocabulary: expected <pad>, <unk> first")
+        return cls(tokens)

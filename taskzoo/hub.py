@@ -1,0 +1,434 @@
+"""The one verified download layer for datasets and pretrained weights.
+
+A file is pinned by (name, sha256, size). `fetch` tries the cache, the mirrors from
+TASKZOO_MIRROR, then the canonical URLs; it downloads to `<cached>.part` (resumed with HTTP
+Range), checks size and sha256, and only then renames into place. A file whose hash does
+not match is never moved into place or returned. TASKZOO_HOME sets the cache root and
+TASKZOO_OFFLINE=1 forbids network connections.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import importlib.metadata
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, urlparse
+from urllib.request import url2pathname
+
+from filelock import FileLock
+
+from taskzoo.errors import DownloadError, IntegrityError, OfflineError
+
+__all__ = ["ArchiveMember", "RemoteFile", "cache_root", "mirrors", "is_offline",
+           "cached_path", "fetch", "sha256_file"]
+
+CHUNK = 1 << 20
+_TRUTHY = {"1", "true", "yes", "on"}
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Network failures worth retrying; OSErrors from the local disk are deliberately not here.
+_NET_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+# get(url, part, limit, desc): one HTTP download into `part`, with retries and resume.
+_Get = Callable[[str, Path, "int | None", str], None]
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """A file inside a zip archive at `url` (the archive itself is unpinned; the member is verified)."""
+
+    url: str
+    member: str  # path inside the zip, e.g. "SST-2/train.tsv"
+
+    def __str__(self) -> str:
+        return f"{self.member} in {self.url}"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A pinned file: `RemoteFile("train.tsv", "ab12...", 1234, ("https://.../train.tsv",))`."""
+
+    name: str  # file name, e.g. "train.tsv"
+    sha256: str  # lowercase hex of the file's bytes
+    size: int  # bytes
+    urls: tuple[str | ArchiveMember, ...] = ()  # tried in order after the cache and mirrors
+
+
+class _Transient(Exception):
+    """Worth retrying the same source after a backoff."""
+
+
+class _Permanent(Exception):
+    """This source failed; move on to the next one."""
+
+
+class _Absent(_Permanent):
+    """The source lacks the file (404, no mirror copy, offline): not a real failure."""
+
+
+def cache_root() -> Path:
+    """Root of the download cache: $TASKZOO_HOME, else the platform cache dir.
+
+    >>> cache_root()  # doctest: +SKIP
+    PosixPath('/home/me/.cache/taskzoo')
+    """
+    if home := os.environ.get("TASKZOO_HOME"):
+        return Path(home).expanduser()
+    import platformdirs  # lazy: only needed when TASKZOO_HOME is unset
+
+    return Path(platformdirs.user_cache_dir("taskzoo"))
+
+
+def mirrors() -> list[str]:
+    """Mirrors from $TASKZOO_MIRROR (comma/whitespace separated): absolute dirs or base URLs.
+
+    >>> mirrors()  # TASKZOO_MIRROR="data/m, https://example.org/tz/"  # doctest: +SKIP
+    ['/home/me/data/m', 'https://example.org/tz']
+    """
+    out = []
+    for entry in re.split(r"[,\s]+", os.environ.get("TASKZOO_MIRROR", "").strip()):
+        if entry:
+            out.append(entry.rstrip("/") if _URL_RE.match(entry)
+                       else os.path.abspath(os.path.expanduser(entry)))
+    return out
+
+
+def is_offline() -> bool:
+    """True when $TASKZOO_OFFLINE is 1/true/yes/on (any case).
+
+    >>> is_offline()  # TASKZOO_OFFLINE=Yes  # doctest: +SKIP
+    True
+    """
+    return os.environ.get("TASKZOO_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def cached_path(f: RemoteFile) -> Path:
+    """Where the verified file lives: `cache_root()/<sha256[:16]>/<name>`.
+
+    >>> cached_path(RemoteFile("a.txt", "0" * 64, 3)).parts[-2:]
+    ('0000000000000000', 'a.txt')
+    """
+    return cache_root() / f.sha256.lower()[:16] / f.name
+
+
+def sha256_file(path: Path) -> str:
+    """Lowercase hex sha256 of a file's bytes, read in 1 MiB chunks.
+
+    >>> sha256_file(Path("empty.bin"))  # doctest: +SKIP
+    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
+          timeout: float = 30.0, progress: bool | None = None) -> Path:
+    """Return the path of a verified local copy of `f`, downloading it if needed.
+
+    `group` names the mirror folder (`<mirror>/<group>/<f.name>`), e.g. the dataset.
+    `retries` extra attempts per source, sleeping `backoff * 2**attempt` seconds between.
+    Raises IntegrityError, OfflineError or DownloadError (all DownloadError subclasses).
+
+    >>> f = RemoteFile("train.tsv", "9f86d0...", 4, ("https://example.org/train.tsv",))
+    >>> fetch(f, group="sst2")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/taskzoo/9f86d081884c7d65/train.tsv')
+    """
+    _check(f, group)
+    target = cached_path(f)
+    if _cached_ok(target, f):  # fast path: size check only, no lock
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
+    get = functools.partial(_get_retrying, retries=max(0, retries), backoff=backoff,
+                            timeout=timeout, show=show)
+    with FileLock(f"{target}.lock"):
+        # Another process may have finished while we waited for the lock.
+        if _cached_ok(target, f, purge=True) or _adopt_sibling(f, target):
+            return target
+        part = _part(target)
+        failures: list[tuple[str, str, str]] = []  # (source, reason, kind)
+        for label, source in _sources(f, group, get):
+            try:
+                source(part)
+            except (IntegrityError, _Permanent) as e:
+                kind = ("integrity" if isinstance(e, IntegrityError)
+                        else "absent" if isinstance(e, _Absent) else "error")
+                failures.append((label, str(e), kind))
+            else:
+                os.replace(part, target)  # atomic: readers see nothing or the whole file
+                return target
+    raise _final_error(f, group, target, failures)
+
+
+def _check(f: RemoteFile, group: str) -> None:
+    # Mistakes in a spec would otherwise surface as confusing path or hash errors.
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", f.sha256):
+        raise ValueError(f"RemoteFile {f.name!r}: sha256 must be 64 hex digits, got {f.sha256!r}")
+    if f.name in ("", ".", "..") or "/" in f.name or "\\" in f.name:
+        raise ValueError(f"RemoteFile name must be a plain file name, got {f.name!r}")
+    if not group or ".." in re.split(r"[/\\]", group) or Path(group).is_absolute():
+        raise ValueError(f"group must be a relative folder name, got {group!r}")
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _cached_ok(target: Path, f: RemoteFile, *, purge: bool = False) -> bool:
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size != f.size and purge:  # wrong size: stale or damaged, never serve it
+        target.unlink(missing_ok=True)
+    return size == f.size
+
+
+def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
+    """The cache key is the hash: reuse a same-content file saved under another name."""
+    for other in sorted(target.parent.iterdir()):
+        if other.name == f.name or other.name.endswith((".part", ".lock")) or not other.is_file():
+            continue
+        # Hash it once: the directory key is only a 16-digit prefix of the pin.
+        if other.stat().st_size != f.size or sha256_file(other) != f.sha256.lower():
+            continue
+        part = _part(target)
+        part.unlink(missing_ok=True)
+        try:
+            os.link(other, part)
+        except OSError:  # filesystems without hard links
+            shutil.copyfile(other, part)
+        os.replace(part, target)
+        return True
+    return False
+
+
+def _copy_stream(inp: BinaryIO, part: Path, limit: int | None = None) -> None:
+    """Copy at most `limit` bytes into `part` (from zero), then fsync."""
+    left = limit
+    with open(part, "wb") as out:
+        while chunk := inp.read(CHUNK if left is None else min(CHUNK, left)):
+            out.write(chunk)
+            left = None if left is None else left - len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _verify(part: Path, f: RemoteFile, source: str) -> None:
+    size = part.stat().st_size
+    digest = sha256_file(part) if size == f.size else None
+    if digest == f.sha256.lower():
+        return
+    part.unlink(missing_ok=True)
+    got = f"size {size} bytes, expected {f.size}" if digest is None else \
+        f"sha256 {digest}, expected {f.sha256.lower()}"
+    raise IntegrityError(f"{f.name} from {source}: {got}; discarded")
+
+
+def _sources(f: RemoteFile, group: str, get: _Get) -> list[tuple[str, Callable[[Path], None]]]:
+    out: list[tuple[str, Callable[[Path], None]]] = []
+    for m in mirrors():
+        if _URL_RE.match(m):
+            url = f"{m}/{quote(group)}/{quote(f.name)}"
+            out.append((f"mirror {url}", functools.partial(_from_url, url, f, get)))
+        else:
+            path = Path(m) / group / f.name
+            out.append((f"mirror {path}", functools.partial(_from_local, path, f)))
+    for u in f.urls:
+        fn = _from_member if isinstance(u, ArchiveMember) else _from_url
+        out.append((str(u), functools.partial(fn, u, f, get)))
+    return out
+
+
+def _from_local(src: Path, f: RemoteFile, part: Path) -> None:
+    if not src.is_file():
+        raise _Absent(f"not found at {src}")
+    if (size := src.stat().st_size) != f.size:  # don't copy what cannot verify
+        raise IntegrityError(f"{f.name} from {src}: size {size} bytes, expected {f.size}")
+    with open(src, "rb") as inp:
+        _copy_stream(inp, part)
+    _verify(part, f, str(src))
+
+
+def _from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
+    scheme = urlparse(url).scheme.lower()
+    if scheme == "file":
+        return _from_local(Path(url2pathname(urlparse(url).path)), f, part)
+    if scheme not in ("http", "https"):
+        raise _Permanent(f"unsupported URL scheme {scheme!r}")
+    if is_offline():
+        raise _Absent("skipped: TASKZOO_OFFLINE is set")
+    have = part.stat().st_size if part.exists() else 0
+    get(url, part, f.size, f.name)
+    try:
+        _verify(part, f, url)
+    except IntegrityError:
+        if not have:
+            raise
+        # The resumed prefix may have come from another source or a bad run: redo from zero.
+        get(url, part, f.size, f.name)
+        _verify(part, f, url)
+
+
+def _from_member(am: ArchiveMember, f: RemoteFile, get: _Get, part: Path) -> None:
+    archive = _fetch_archive(am.url, get)
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(am.member) as inp:
+            _copy_stream(inp, part, f.size + 1)  # one byte over is enough for _verify to reject
+    except KeyError:
+        raise _Permanent(f"archive has no member {am.member!r} ({archive})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        archive.unlink(missing_ok=True)  # corrupt cached archive: re-download next time
+        raise _Permanent(f"archive {archive} is corrupt ({e}); deleted") from None
+    _verify(part, f, str(am))
+
+
+def _fetch_archive(url: str, get: _Get) -> Path:
+    """Download a zip (unpinned) once into cache_root()/archives, kept for other members."""
+    parsed = urlparse(url)
+    name = os.path.basename(parsed.path) or "archive.zip"
+    dest = cache_root() / "archives" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{dest}.lock"):
+        if dest.is_file():
+            return dest
+        part, scheme = _part(dest), parsed.scheme.lower()
+        if scheme == "file":
+            if not (src := Path(url2pathname(parsed.path))).is_file():
+                raise _Absent(f"archive not found at {src}")
+            with open(src, "rb") as inp:
+                _copy_stream(inp, part)
+        elif scheme not in ("http", "https"):
+            raise _Permanent(f"unsupported URL scheme {scheme!r}")
+        elif is_offline():
+            raise _Absent("skipped: TASKZOO_OFFLINE is set and the archive is not cached")
+        else:
+            get(url, part, None, name)
+        if not zipfile.is_zipfile(part):
+            part.unlink(missing_ok=True)
+            raise _Permanent(f"{url} is not a zip archive")
+        os.replace(part, dest)
+    return dest
+
+
+def _get_retrying(url: str, part: Path, limit: int | None, desc: str, *, retries: int,
+                  backoff: float, timeout: float, show: bool) -> None:
+    for attempt in range(retries + 1):
+        try:
+            return _http_download(url, part, limit, desc, timeout=timeout, show=show)
+        except _Transient as e:
+            if attempt == retries:
+                raise _Permanent(f"{e} (gave up after {retries + 1} attempts)") from None
+            time.sleep(backoff * 2**attempt)
+
+
+@functools.lru_cache(maxsize=1)
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("taskzoo")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return f"taskzoo/{version}"
+
+
+def _http_download(url: str, part: Path, limit: int | None, desc: str, *, timeout: float,
+                   show: bool) -> None:
+    """One attempt: fetch `url` into `part`, resuming from its current length."""
+    have = part.stat().st_size if part.exists() else 0
+    if limit is not None and have > limit:
+        part.unlink()
+        have = 0
+    req = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416 and have:  # the server disowns our .part as a prefix: start over
+            part.unlink(missing_ok=True)
+            return _http_download(url, part, limit, desc, timeout=timeout, show=show)
+        if e.code == 429 or e.code >= 500:
+            raise _Transient(f"HTTP {e.code} {e.reason}") from None
+        raise (_Absent if e.code in (404, 410) else _Permanent)(f"HTTP {e.code} {e.reason}") \
+            from None
+    except _NET_ERRORS as e:
+        raise _Transient(f"connection failed: {e}") from None
+
+    from tqdm import tqdm  # lazy: keeps `import taskzoo` light
+
+    with resp:
+        start = 0
+        if resp.status == 206:
+            m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                part.unlink(missing_ok=True)
+                raise _Transient(f"bad Content-Range {resp.headers.get('Content-Range')!r}")
+            start = have
+        length = resp.headers.get("Content-Length", "")
+        expected = start + int(length) if length.isdigit() else None
+        if limit is not None and expected is not None and expected > limit:
+            part.unlink(missing_ok=True)
+            raise IntegrityError(f"{desc} from {url}: server announces {expected} bytes, "
+                                 f"expected {limit}; discarded")
+        got = start
+        bar = tqdm(total=limit or expected, initial=start, unit="B", unit_scale=True,
+                   unit_divisor=1024, desc=desc, file=sys.stderr, disable=not show, leave=False)
+        # A 200 means the server ignored Range (or we sent none): restart from zero.
+        with bar, open(part, "ab" if start else "wb") as out:
+            try:
+                while chunk := resp.read(CHUNK):
+                    got += len(chunk)
+                    if limit is not None and got > limit:
+                        break  # more than the pin: stop reading, rejected below
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except _NET_ERRORS as e:
+                raise _Transient(f"connection lost after {got} bytes: {e}") from None
+            finally:  # keep what arrived, for the next attempt's Range request
+                out.flush()
+                os.fsync(out.fileno())
+    if limit is not None and got > limit:
+        part.unlink(missing_ok=True)
+        raise IntegrityError(f"{desc} from {url}: more than {limit} bytes; discarded")
+    want = max(x for x in (expected, limit, 0) if x is not None)
+    if got < want:
+        raise _Transient(f"truncated body: {got} of {want} bytes")
+
+
+def _final_error(f: RemoteFile, group: str, target: Path,
+                 failures: list[tuple[str, str, str]]) -> DownloadError:
+    tried = "".join(f"\n  - {src}: {why}" for src, why, _ in failures)
+    what = f"{group}/{f.name} (sha256 {f.sha256.lower()}, {f.size} bytes)"
+    if is_offline():
+        hint = (f"unset TASKZOO_OFFLINE to download it from {f.urls[0]}" if f.urls else
+                "unset TASKZOO_OFFLINE (no canonical URL is known for it)")
+        return OfflineError(
+            f"{what} is not available offline (TASKZOO_OFFLINE is set).\n"
+            f"Put the file at: {target}\n"
+            f"or set TASKZOO_MIRROR to a folder holding {group}/{f.name},\n"
+            f"or {hint}." + (f"\nSources tried:{tried}" if failures else ""))
+    if not failures:
+        return DownloadError(f"could not fetch {what}: it has no URL and no mirror is set; set "
+                             f"TASKZOO_MIRROR to a folder holding {group}/{f.name} or put the "
+                             f"file at {target}")
+    kinds = {k for _, _, k in failures}
+    cls = IntegrityError if "integrity" in kinds and "error" not in kinds else DownloadError
+    return cls(f"could not fetch {what}; tried:{tried}")

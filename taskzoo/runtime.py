@@ -1,0 +1,206 @@
+"""Device, precision and distribution: the only module that knows about CUDA, AMP and DDP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from taskzoo.errors import ConfigError
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an error.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", _local_rank() if _world_size() > 1 else 0)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name!r}: CUDA is not available here (use device=cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"device={name!r}: MPS is not available here (use device=cpu or auto)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state a training step can consume, for exact resume."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_to_python_tuple(state["python"]))
+    np.random.set_state(tuple(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_python_tuple(obj: Any) -> Any:
+    # random.setstate needs tuples; checkpoints may hand back lists.
+    if isinstance(obj, list):
+        return tuple(_to_python_tuple(o) for o in obj)
+    if isinstance(obj, tuple):
+        return tuple(_to_python_tuple(o) for o in obj)
+    return obj
+
+
+@dataclass
+class Runtime:
+    """Where and how tensors compute.
+
+    >>> rt = Runtime.create(device="cpu", precision="32")
+    >>> rt.device.type
+    'cpu'
+    """
+
+    device: torch.device
+    precision: str = "32"
+    world_size: int = 1
+    rank: int = 0
+    scaler: Any = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, *, device: str = "auto", precision: str = "32") -> Runtime:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+        world = _world_size()
+        rank = int(os.environ.get("RANK", "0"))
+        dev = resolve_device(device)
+        if world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if dev.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if precision == "16-mixed" and dev.type == "cpu":
+            raise ConfigError("precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
+        scaler = None
+        if precision == "16-mixed":
+            scaler = torch.amp.GradScaler(dev.type)
+        return cls(device=dev, precision=precision, world_size=world, rank=rank, scaler=scaler)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = self.amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def setup_model(self, model: nn.Module) -> nn.Module:
+        """Move to the device; wrap in DDP when started by torchrun."""
+        model = model.to(self.device)
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+    def to_device(self, batch: Any) -> Any:
+        """Move tensors in nested tuples/lists/dicts (and dataclass-like objects) to the device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+            return type(batch)(self.to_device(v) for v in batch)
+        if hasattr(batch, "_fields"):  # namedtuple
+            return type(batch)(*(self.to_device(v) for v in batch))
+        return batch
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def optimizer_step(
+        self, optimizer: torch.optim.Optimizer, params: Any, grad_clip: float
+    ) -> torch.Tensor | None:
+        """Unscale, clip and step. Returns the pre-clip gradient norm when clipping."""
+        norm = None
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return norm
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_memory_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return None
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        with torch.inference_mode(), self.autocast():
+            yield

@@ -1,0 +1,427 @@
+"""The common Trainer: one loop for supervised tasks and RL agents alike.
+
+It iterates a BatchSource (not a DataLoader) and owns optimisation, precision, evaluation,
+early stopping, checkpoints with exact resume, progress and metrics.jsonl. It never branches
+on what task it trains: a task that needs something new gets a hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from taskzoo import runtime as rt
+from taskzoo.config import TrainConfig
+from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.files import atomic_path
+
+CKPT_FORMAT = 1
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in last.ckpt and restored on resume."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs started (an RL source's "epoch" is one rollout)
+    batch_in_epoch: int = 0  # batches consumed in the current epoch
+    samples: int = 0  # examples (or env transitions) trained on
+    total_steps: int = 0  # the step budget
+    best: float | None = None  # best monitored value so far
+    best_step: int = -1  # step at which `best` was reached
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    train_time: float = 0.0  # seconds spent in training steps (evaluation excluded)
+
+
+@dataclass
+class StepOutput:
+    """What a task's `step` returns: the loss to minimise, scalar logs and the batch size."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    size: int = 0
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """What the Trainer iterates.
+
+    `batches(state)` yields the batches of the current epoch starting at
+    `state.batch_in_epoch` (so a resumed run continues mid-epoch in the same order);
+    `after_update(state)` runs after each optimizer step (RL: sync target nets, step envs);
+    `metrics()` returns source-side figures (RL: episode returns)."""
+
+    steps_per_epoch: int
+
+    def batches(self, state: TrainState) -> Iterator[Any]: ...
+
+    def after_update(self, state: TrainState) -> None: ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+
+class Callback:
+    """Hooks into the loop; override what you need."""
+
+    def on_step_end(self, trainer: Trainer, state: TrainState) -> None: ...
+
+    def on_eval_end(self, trainer: Trainer, state: TrainState, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    state: TrainState
+    best_metrics: dict[str, float]  # evaluation at the best step (or the last one)
+    history: list[dict[str, Any]]  # every evaluation record
+    steps_per_sec: float
+    samples_per_sec: float
+
+
+def build_optimizer(cfg: TrainConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    raise ConfigError(f"optimizer={cfg.optimizer!r}: expected adamw, adam or sgd")
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warm = max(0, cfg.warmup_steps)
+    decay = max(1, total_steps - warm)
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / decay)
+        if cfg.schedule == "linear":
+            return 1.0 - progress
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+class Trainer:
+    """Train `model` on `source` with the optimisation recipe of a TrainConfig.
+
+    >>> trainer = Trainer(cfg, Runtime.create(device="cpu"))            # doctest: +SKIP
+    >>> result = trainer.fit(step_fn, model, source, evaluate, run_dir) # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        runtime: rt.Runtime,
+        callbacks: Sequence[Callback] = (),
+        *,
+        monitor: str | None = None,
+        mode: str = "max",
+        progress: bool | None = None,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ConfigError(f"mode={mode!r}: expected 'max' or 'min'")
+        self.cfg = cfg
+        self.runtime = runtime
+        self.callbacks = list(callbacks)
+        self.monitor = monitor
+        self.mode = mode
+        self.progress = progress
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ main loop
+    def fit(
+        self,
+        step: Callable[[nn.Module, Any], StepOutput],
+        model: nn.Module,
+        source: BatchSource,
+        evaluate: Callable[[nn.Module], dict[str, float]] | None,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+    ) -> FitResult:
+        cfg, runtime = self.cfg, self.runtime
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model = runtime.setup_model(model)
+        self.model = model
+        self.optimizer = build_optimizer(cfg, list(model.parameters()))
+        per_epoch = max(1, int(source.steps_per_epoch))
+        total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total))
+        state = TrainState(total_steps=total)
+        best_metrics: dict[str, float] = {}
+        if resume and (run_dir / "last.ckpt").exists():
+            state, best_metrics = self._load_checkpoint(run_dir / "last.ckpt", source)
+            self._truncate_log(run_dir / "metrics.jsonl", state.step)
+        else:
+            rt.seed_everything(cfg.seed)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self.state = state
+        log_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        eval_every = cfg.eval_every if cfg.eval_every > 0 else None
+        # progress=None lets tqdm decide: a bar on a terminal, silence in a pipe or CI log.
+        bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
+                   disable=None if self.progress is None else not self.progress,
+                   dynamic_ncols=True, leave=False)
+        self._log = _TrainLog(log_file, runtime.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        steps_at_start, time_at_start = state.step, state.train_time
+        try:
+            while state.step < total and not state.stopped_early:
+                model.train()
+                t0 = time.perf_counter()
+                finished_epoch = True
+                for batch in source.batches(state):
+                    batch = runtime.to_device(batch)
+                    with runtime.autocast():
+                        out = step(model, batch)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    runtime.backward(out.loss)
+                    runtime.optimizer_step(self.optimizer, params, cfg.grad_clip)
+                    self.scheduler.step()
+                    state.step += 1
+                    state.batch_in_epoch += 1
+                    state.samples += out.size
+                    self._log.add(out)
+                    source.after_update(state)
+                    bar.update(1)
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, state)
+                    if state.step % cfg.log_every == 0:
+                        self._flush_log(state, source, bar)
+                    if state.step >= total:
+                        finished_epoch = state.batch_in_epoch >= per_epoch
+                        break
+                    if eval_every and state.step % eval_every == 0:
+                        runtime.synchronize()
+                        state.train_time += time.perf_counter() - t0
+                        best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
+                                                           best_metrics, bar)
+                        model.train()
+                        t0 = time.perf_counter()
+                        if state.stopped_early:
+                            finished_epoch = False
+                            break
+                runtime.synchronize()
+                state.train_time += time.perf_counter() - t0
+                if state.stopped_early:
+                    break
+                if finished_epoch:
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                # In-loop evaluations never fall on the last step, so this one is never a repeat.
+                if (finished_epoch and not eval_every) or state.step >= total:
+                    best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
+                                                       best_metrics, bar)
+        finally:
+            bar.close()
+            log_file.close()
+        if evaluate is not None and (run_dir / "best.safetensors").exists() and self.monitor:
+            self._load_best(run_dir / "best.safetensors")
+        elif evaluate is None or not best_metrics:
+            self._save_best(run_dir / "best.safetensors")
+        steps_done = state.step - steps_at_start
+        train_time = max(1e-9, state.train_time - time_at_start)
+        return FitResult(
+            state=state,
+            best_metrics=best_metrics,
+            history=self.history,
+            steps_per_sec=steps_done / train_time,
+            samples_per_sec=state.samples / max(1e-9, state.train_time),
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def _flush_log(self, state: TrainState, source: BatchSource, bar: Any) -> None:
+        record = self._log.flush(state)
+        if record is not None:
+            record["train/lr"] = self.scheduler.get_last_lr()[0]
+            record.update(source.metrics())
+            self._log.write(record)
+            bar.set_postfix(loss=f"{record['train/loss']:.4f}", refresh=False)
+
+    def _eval_and_save(self, evaluate, source, state, run_dir, best_metrics, bar):
+        # Flushing here makes the log identical whether or not the run was resumed from this point.
+        self._flush_log(state, source, bar)
+        metrics: dict[str, float] = {}
+        if evaluate is not None:
+            model = self.runtime.unwrap(self.model)
+            model.eval()
+            with self.runtime.inference():
+                metrics = {k: float(v) for k, v in evaluate(model).items()}
+        record = {"step": state.step, "epoch": state.epoch, **metrics}
+        self.history.append(record)
+        self._log.write(record)
+        improved = False
+        if self.monitor and metrics:
+            if self.monitor not in metrics:
+                raise ConfigError(
+                    f"monitor {self.monitor!r} is not among the evaluation metrics {sorted(metrics)}"
+                )
+            value = metrics[self.monitor]
+            better = (state.best is None or (value > state.best if self.mode == "max"
+                                             else value < state.best))
+            if better:
+                state.best, state.best_step, state.bad_evals = value, state.step, 0
+                improved = True
+            else:
+                state.bad_evals += 1
+                if self.cfg.patience and state.bad_evals >= self.cfg.patience:
+                    state.stopped_early = True
+        else:
+            improved = True
+        if self.cfg.keep == "last":
+            # Selecting weights on the split we report would flatter the figure; "last"
+            # delivers the final weights and still logs every evaluation.
+            improved = True
+        if improved:
+            best_metrics = metrics
+            self._save_best(run_dir / "best.safetensors")
+        for cb in self.callbacks:
+            cb.on_eval_end(self, state, metrics)
+        self._save_checkpoint(run_dir / "last.ckpt", source, state, best_metrics)
+        return best_metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_best(self, path: Path) -> None:
+        model = self.runtime.unwrap(self.model)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+
+    def _load_best(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        model = self.runtime.unwrap(self.model)
+        model.load_state_dict(load_file(str(path), device=str(self.runtime.device)))
+
+    def _save_checkpoint(self, path, source, state, best_metrics) -> None:
+        model = self.runtime.unwrap(self.model)
+        ckpt = {
+            "format": CKPT_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler else None,
+            "state": dataclasses.asdict(state),
+            "best_metrics": best_metrics,
+            "history": self.history,
+            "rng": _rng_to_tensors(rt.rng_state()),
+            "source": source.state_dict() if hasattr(source, "state_dict") else None,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
+
+    def _load_checkpoint(self, path: Path, source) -> tuple[TrainState, dict[str, float]]:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt or foreign file: say so instead of a torch traceback
+            raise CheckpointError(f"Cannot read checkpoint {path}: {exc}") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+            raise CheckpointError(f"{path} is not a taskzoo checkpoint (format {CKPT_FORMAT})")
+        model = self.runtime.unwrap(self.model)
+        model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.runtime.scaler is not None and ckpt.get("scaler"):
+            self.runtime.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("source") is not None and hasattr(source, "load_state_dict"):
+            source.load_state_dict(ckpt["source"])
+        rt.set_rng_state(_rng_from_tensors(ckpt["rng"]))
+        self.history = list(ckpt.get("history", []))
+        return TrainState(**ckpt["state"]), dict(ckpt.get("best_metrics", {}))
+
+    @staticmethod
+    def _truncate_log(path: Path, step: int) -> None:
+        """Drop records written after the checkpoint so the resumed log equals an unbroken one."""
+        if not path.exists():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                break  # a line cut by the kill
+        path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+
+class _TrainLog:
+    """Running sums of the step logs, turned into one metrics.jsonl record every log_every steps.
+
+    Sums stay on the device so logging costs no host sync per step."""
+
+    def __init__(self, log_file: Any, device: torch.device) -> None:
+        self.file = log_file
+        self.loss = torch.zeros((), device=device)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+        self.lr = 0.0
+
+    def add(self, out: StepOutput) -> None:
+        self.loss += out.loss.detach().float()
+        for k, v in out.logs.items():
+            v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.n += 1
+
+    def flush(self, state: TrainState) -> dict[str, Any] | None:
+        if self.n == 0:
+            return None
+        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch,
+                                  "train/loss": float(self.loss) / self.n}
+        record.update({f"train/{k}": float(v) / self.n for k, v in self.sums.items()})
+        self.loss.zero_()
+        self.sums.clear()
+        self.n = 0
+        return record
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+
+def _rng_to_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    # weights_only loading accepts tensors and plain containers, not numpy arrays.
+    version, internal, gauss = state["python"]
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    out = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "torch": state["torch"],
+    }
+    if "cuda" in state:
+        out["cuda"] = state["cuda"]
+    return out
+
+
+def _rng_from_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    version, internal, gauss = state["python"]
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    out = {
+        "python": (version, tuple(int(x) for x in internal.tolist()), gauss),
+        "numpy": (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached),
+        "torch": state["torch"],
+    }
+    if "cuda" in state:
+        out["cuda"] = state["cuda"]
+    return out

@@ -1,0 +1,30 @@
+"""GPU checks, run on a CUDA machine with `pytest -m gpu` (CI has no GPU and deselects them)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import taskzoo
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
+def test_tiny_sentiment_trains_on_cuda(tmp_path, precision):
+    assert torch.cuda.is_available(), "gpu tests need CUDA"
+    result = taskzoo.run("sentiment", dataset="tiny", epochs=8, device="cuda", precision=precision,
+                         out=tmp_path / precision, progress=False)
+    assert result.metrics["dev/accuracy"] >= 0.9
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert result.predictor("the film is superb .")["label"] == "positive"
+
+
+def test_auto_device_picks_cuda(tmp_path):
+    from taskzoo.runtime import resolve_device
+
+    assert resolve_device("auto").type == "cuda"
+    clf = taskzoo.load_run(
+        taskzoo.run("sentiment", dataset="tiny", epochs=2, out=tmp_path / "r", progress=False).run_dir,
+        device="auto")
+    assert clf(["fine", "bad"])[0]["label"] in ("positive", "negative")

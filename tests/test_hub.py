@@ -1,0 +1,419 @@
+"""taskzoo.hub against a real HTTP server on 127.0.0.1 (no outside network)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+import random
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from taskzoo import hub
+from taskzoo.errors import DownloadError, IntegrityError, OfflineError
+from taskzoo.hub import ArchiveMember, RemoteFile, cached_path, fetch
+
+pytestmark = pytest.mark.timeout(30)
+
+FAST = {"backoff": 0.01, "progress": False}
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def pin(name: str, data: bytes, *urls) -> RemoteFile:
+    return RemoteFile(name, hashlib.sha256(data).hexdigest(), len(data), tuple(urls))
+
+
+class Fake:
+    """State shared with the handler: files to serve, faults to inject, requests seen."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        # path -> {"fail": K (500 the first K times), "drop": K (half body then close),
+        #          "wrong": True (other bytes, same length), "short": True (truncated body,
+        #          matching Content-Length, ignores Range), "delay": seconds}
+        self.faults: dict[str, dict] = {}
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.full_bodies: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.base = ""
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def count(self, path: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for p, _ in self.requests if path is None or p == path)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        fake: Fake = self.server.fake  # type: ignore[attr-defined]
+        path = urlsplit(self.path).path
+        with fake.lock:
+            fake.requests.append((path, self.headers.get("Range")))
+            fault = fake.faults.setdefault(path, {})
+            if fault.get("fail", 0) > 0:
+                fault["fail"] -= 1
+                status = 500
+            else:
+                status = 200
+        if fault.get("delay"):
+            time.sleep(fault["delay"])
+        if status == 500:
+            return self.send_error(500)
+        if path not in fake.files:
+            return self.send_error(404)
+        data = fake.files[path]
+        if fault.get("wrong"):
+            data = bytes(b ^ 0xFF for b in data)
+        if fault.get("short"):
+            return self._send(200, data[: len(data) // 2], len(data) // 2)
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[6:-1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+        body = data[start:]
+        with fake.lock:
+            drop = fault.get("drop", 0) > 0
+            if drop:
+                fault["drop"] -= 1
+        extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start else {}
+        if drop:  # declare the full length, send half, hang up
+            return self._send(206 if start else 200, body[: len(body) // 2], len(body), extra)
+        self._send(206 if start else 200, body, len(body), extra)
+        if start == 0:
+            with fake.lock:
+                fake.full_bodies[path] = fake.full_bodies.get(path, 0) + 1
+
+    def _send(self, status: int, body: bytes, length: int, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(length))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
+    for var in ("TASKZOO_MIRROR", "TASKZOO_OFFLINE", "http_proxy", "HTTP_PROXY",
+                "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def server():
+    fake = Fake()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.fake = fake  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield fake
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def nothing_in_place(f: RemoteFile) -> bool:
+    p = cached_path(f)
+    return not p.exists() and not Path(f"{p}.part").exists()
+
+
+# ---------------------------------------------------------------- env helpers
+
+
+def test_env_helpers(monkeypatch, tmp_path):
+    assert hub.cache_root() == tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TASKZOO_MIRROR", "rel/dir, https://m.example/tz/\n file:///x  /abs")
+    assert hub.mirrors() == [str(tmp_path / "rel/dir"), "https://m.example/tz", "file:///x",
+                             "/abs"]
+    for v, want in [("1", True), ("TRUE", True), ("on", True), ("yes", True), ("0", False),
+                    ("", False)]:
+        monkeypatch.setenv("TASKZOO_OFFLINE", v)
+        assert hub.is_offline() is want
+    f = pin("a.txt", b"abc")
+    assert cached_path(f) == tmp_path / "home" / f.sha256[:16] / "a.txt"
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def test_good_file_then_cache(server):
+    data = blob(300_000)
+    server.files["/d/train.tsv"] = data
+    f = pin("train.tsv", data, server.url("/d/train.tsv"))
+    path = fetch(f, group="g", backoff=0.01, progress=True)  # exercise the bar too
+    assert path == cached_path(f) and path.read_bytes() == data
+    assert hub.sha256_file(path) == f.sha256
+    assert server.count() == 1
+    assert fetch(f, group="g", **FAST) == path
+    assert server.count() == 1  # served from cache
+    assert not list(path.parent.glob("*.part"))
+
+
+def test_wrong_hash(server):
+    data = blob(50_000)
+    server.files["/f.bin"] = data
+    server.faults["/f.bin"] = {"wrong": True}
+    f = pin("f.bin", data, server.url("/f.bin"))
+    with pytest.raises(IntegrityError) as e:
+        fetch(f, group="g", **FAST)
+    msg = str(e.value)
+    assert "f.bin" in msg and f.sha256 in msg and server.url("/f.bin") in msg
+    assert hashlib.sha256(bytes(b ^ 0xFF for b in data)).hexdigest() in msg
+    assert nothing_in_place(f)
+
+
+def test_truncated_body(server):
+    data = blob(40_000)
+    server.files["/t.bin"] = data
+    server.faults["/t.bin"] = {"short": True}
+    f = pin("t.bin", data, server.url("/t.bin"))
+    with pytest.raises(DownloadError) as e:
+        fetch(f, group="g", retries=2, **FAST)
+    assert "truncated" in str(e.value)
+    assert server.count() == 3  # truncation is retried
+    assert not cached_path(f).exists()
+
+
+def test_server_error_retried(server):
+    data = blob(10_000)
+    server.files["/e.bin"] = data
+    server.faults["/e.bin"] = {"fail": 2}
+    f = pin("e.bin", data, server.url("/e.bin"))
+    assert fetch(f, group="g", retries=3, **FAST).read_bytes() == data
+    assert server.count("/e.bin") == 3
+
+
+def test_server_error_gives_up(server):
+    server.files["/e.bin"] = data = blob(1000)
+    server.faults["/e.bin"] = {"fail": 100}
+    f = pin("e.bin", data, server.url("/e.bin"))
+    with pytest.raises(DownloadError) as e:
+        fetch(f, group="g", retries=2, **FAST)
+    assert not isinstance(e.value, IntegrityError) and "HTTP 500" in str(e.value)
+    assert server.count() == 3 and nothing_in_place(f)
+
+
+def test_dropped_connection_resumes_with_range(server):
+    data = blob(1 << 20, seed=3)
+    server.files["/big.bin"] = data
+    server.faults["/big.bin"] = {"drop": 1}
+    f = pin("big.bin", data, server.url("/big.bin"))
+    assert fetch(f, group="g", **FAST).read_bytes() == data
+    assert [r for _, r in server.requests] == [None, f"bytes={len(data) // 2}-"]
+
+
+def test_stale_part_is_redone_from_zero(server):
+    data = blob(100_000, seed=5)
+    server.files["/r.bin"] = data
+    f = pin("r.bin", data, server.url("/r.bin"))
+    part = Path(f"{cached_path(f)}.part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"garbage" * 100)  # a prefix that is not the file's
+    assert fetch(f, group="g", **FAST).read_bytes() == data
+    assert [r for _, r in server.requests] == ["bytes=700-", None]
+    assert not part.exists()
+
+
+def test_oversized_body_rejected(server):
+    data = blob(10_000)
+    server.files["/big"] = data + b"extra"
+    f = pin("big", data, server.url("/big"))
+    with pytest.raises(IntegrityError, match="10005 bytes"):
+        fetch(f, group="g", **FAST)
+    assert server.count() == 1 and nothing_in_place(f)
+
+
+def test_404_moves_on_without_retry(server):
+    data = blob(2000)
+    server.files["/ok.bin"] = data
+    f = pin("ok.bin", data, server.url("/missing.bin"), server.url("/ok.bin"))
+    assert fetch(f, group="g", retries=3, **FAST).read_bytes() == data
+    assert server.count("/missing.bin") == 1 and server.count("/ok.bin") == 1
+
+
+def test_all_sources_fail_lists_each(server):
+    f = pin("x.bin", b"x", server.url("/a"), server.url("/b"))
+    with pytest.raises(DownloadError) as e:
+        fetch(f, group="g", **FAST)
+    msg = str(e.value)
+    assert server.url("/a") in msg and server.url("/b") in msg and msg.count("HTTP 404") == 2
+
+
+def test_wrong_size_cache_is_replaced_and_same_hash_is_linked(server):
+    data = blob(5000)
+    server.files["/s.bin"] = data
+    f = pin("s.bin", data, server.url("/s.bin"))
+    cached_path(f).parent.mkdir(parents=True)
+    cached_path(f).write_bytes(b"stale")
+    assert fetch(f, group="g", **FAST).read_bytes() == data
+    twin = pin("twin.bin", data)  # no URL at all: must come from the cache by hash
+    p = fetch(twin, group="g", **FAST)
+    assert p.name == "twin.bin" and p.read_bytes() == data and server.count() == 1
+
+
+def _worker(f: RemoteFile, barrier, queue) -> None:
+    barrier.wait()
+    queue.put(str(fetch(f, group="g", backoff=0.01, progress=False)))
+
+
+def test_two_processes_one_download(server):
+    data = blob(200_000, seed=7)
+    server.files["/p.bin"] = data
+    server.faults["/p.bin"] = {"delay": 1.0}
+    f = pin("p.bin", data, server.url("/p.bin"))
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(f, barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    paths = [queue.get(timeout=25) for _ in procs]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert paths[0] == paths[1] == str(cached_path(f))
+    assert cached_path(f).read_bytes() == data
+    assert server.count("/p.bin") == 1 and server.full_bodies["/p.bin"] == 1
+
+
+# ---------------------------------------------------------------- offline and mirrors
+
+
+def test_offline(server, monkeypatch, tmp_path):
+    data = blob(3000)
+    server.files["/o.bin"] = data
+    f = pin("o.bin", data, server.url("/o.bin"))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError) as e:
+        fetch(f, group="grp", **FAST)
+    msg = str(e.value)
+    for part in ("grp/o.bin", str(cached_path(f)), f.sha256, "TASKZOO_MIRROR",
+                 server.url("/o.bin"), "3000"):
+        assert part in msg
+    assert server.count() == 0
+    (tmp_path / "m" / "grp").mkdir(parents=True)
+    (tmp_path / "m" / "grp" / "o.bin").write_bytes(data)
+    monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "m"))
+    assert fetch(f, group="grp", **FAST).read_bytes() == data
+    assert server.count() == 0
+
+
+def test_directory_mirror_first_and_corrupt_mirror_falls_through(server, monkeypatch, tmp_path):
+    data = blob(8000)
+    server.files["/u.bin"] = data
+    f = pin("u.bin", data, server.url("/u.bin"))
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    (good / "grp").mkdir(parents=True)
+    (good / "grp" / "u.bin").write_bytes(data)
+    monkeypatch.setenv("TASKZOO_MIRROR", str(good))
+    assert fetch(f, group="grp", **FAST).read_bytes() == data
+    assert server.count() == 0
+
+    f2 = pin("v.bin", blob(8000, seed=1), server.url("/v.bin"))
+    server.files["/v.bin"] = blob(8000, seed=1)
+    (bad / "grp").mkdir(parents=True)
+    (bad / "grp" / "v.bin").write_bytes(blob(8000, seed=2))  # same size, wrong bytes
+    monkeypatch.setenv("TASKZOO_MIRROR", f"{bad},{good}")
+    assert fetch(f2, group="grp", **FAST).read_bytes() == blob(8000, seed=1)
+    assert server.count("/v.bin") == 1
+
+
+def test_http_mirror(server, monkeypatch):
+    data = blob(6000)
+    server.files["/mirror/grp/w.bin"] = data
+    f = pin("w.bin", data, server.url("/canonical/w.bin"))
+    monkeypatch.setenv("TASKZOO_MIRROR", server.url("/mirror/"))
+    assert fetch(f, group="grp", **FAST).read_bytes() == data
+    assert server.count("/mirror/grp/w.bin") == 1 and server.count("/canonical/w.bin") == 0
+
+
+def test_file_url(tmp_path):
+    src = tmp_path / "local.bin"
+    src.write_bytes(data := blob(1234))
+    f = pin("local.bin", data, src.as_uri())
+    assert fetch(f, group="g", **FAST).read_bytes() == data
+
+
+# ---------------------------------------------------------------- archives
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_archive_member(server, monkeypatch):
+    train, dev = b"sentence\tlabel\n" + blob(20_000).hex().encode(), b"a\t1\n" * 500
+    server.files["/glue/SST-2.zip"] = make_zip({"SST-2/train.tsv": train, "SST-2/dev.tsv": dev})
+    url = server.url("/glue/SST-2.zip")
+    ft = pin("train.tsv", train, ArchiveMember(url, "SST-2/train.tsv"))
+    fd = pin("dev.tsv", dev, ArchiveMember(url, "SST-2/dev.tsv"))
+    assert fetch(ft, group="sst2", **FAST).read_bytes() == train
+    assert fetch(fd, group="sst2", **FAST).read_bytes() == dev
+    assert server.count("/glue/SST-2.zip") == 1  # the zip is kept for other members
+    archives = list((hub.cache_root() / "archives").glob("*/SST-2.zip"))
+    assert len(archives) == 1
+
+    bad = pin("train.tsv", train + b"x", ArchiveMember(url, "SST-2/train.tsv"))
+    with pytest.raises(IntegrityError):
+        fetch(bad, group="sst2", **FAST)
+    oversized = pin("train.tsv", train[:-1], ArchiveMember(url, "SST-2/train.tsv"))
+    with pytest.raises(IntegrityError):
+        fetch(oversized, group="sst2", **FAST)
+    assert nothing_in_place(oversized)
+    missing = pin("test.tsv", b"zz", ArchiveMember(url, "SST-2/test.tsv"))
+    with pytest.raises(DownloadError, match="no member"):
+        fetch(missing, group="sst2", **FAST)
+    assert server.count("/glue/SST-2.zip") == 1
+
+    # Offline: a cached archive still serves a member not yet extracted.
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    cached_path(fd).unlink()
+    assert fetch(fd, group="sst2", **FAST).read_bytes() == dev
+    assert server.count() == 1
+
+
+def test_bad_spec_rejected():
+    with pytest.raises(ValueError):
+        fetch(RemoteFile("a", "nothex", 1), group="g")
+    with pytest.raises(ValueError):
+        fetch(RemoteFile("../a", "0" * 64, 1), group="g")
+    with pytest.raises(ValueError):
+        fetch(RemoteFile("a", "0" * 64, 1), group="../up")
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, taskzoo.hub; assert 'torch' not in sys.modules; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(hub.__file__).parents[1])})
+    assert out.stdout.strip() == "ok", out.stderr
