@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from torch import nn
 
 from taskzoo.config import RunConfig
+from taskzoo.data.loader import LoaderSource
 from taskzoo.runtime import Runtime
 from taskzoo.trainer import BatchSource, StepOutput
 
@@ -65,6 +66,12 @@ class Task(ABC, Generic[C]):
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg
         self.runtime = runtime or Runtime.create(device="cpu")
+
+    def loader(self, dataset: Sequence[Any], *, collate: Any,
+               lengths: Sequence[int] | None = None) -> LoaderSource:
+        """The standard supervised BatchSource: seeded by cfg.seed, sharded under DDP."""
+        return LoaderSource(dataset, batch_size=self.cfg.batch_size, collate=collate,
+                            seed=self.cfg.seed, lengths=lengths, shard=self.runtime.shard)
 
     @abstractmethod
     def build_data(self) -> DataBundle: ...

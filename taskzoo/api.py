@@ -119,8 +119,9 @@ def run(
     data = task_obj.build_data()
     model = task_obj.build_model(data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, _config_record(cfg, task_cls.name))
-    write_json(run_dir / "data.json", task_obj.data_state(data))
+    if runtime.is_main:
+        write_json(config_path, _config_record(cfg, task_cls.name))
+        write_json(run_dir / "data.json", task_obj.data_state(data))
     source = task_obj.batches(data, model)
 
     def evaluate(m: Any) -> dict[str, float]:
@@ -144,7 +145,8 @@ def run(
         "train/samples_per_s": round(fit.samples_per_sec, 1),
         "total/time_s": round(time.perf_counter() - t_start, 3),
     })
-    write_json(run_dir / "metrics.json", metrics)
+    if runtime.is_main:
+        write_json(run_dir / "metrics.json", metrics)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
 

@@ -115,7 +115,11 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"{result.task} finished: {result.run_dir}")
         w = max(len(k) for k in result.metrics)
         for k, v in result.metrics.items():
-            print(f"  {k:<{w}}  {v:.4f}" if isinstance(v, float) and abs(v) < 10 else f"  {k:<{w}}  {v}")
+            if float(v).is_integer():
+                text = str(int(v))
+            else:
+                text = f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+            print(f"  {k:<{w}}  {text}")
     return 0
 
 

@@ -16,6 +16,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import urllib.error
@@ -370,6 +371,9 @@ def _http_download(url: str, part: Path, limit: int | None, desc: str, *, timeou
         raise (_Absent if e.code in (404, 410) else _Permanent)(f"HTTP {e.code} {e.reason}") \
             from None
     except _NET_ERRORS as e:
+        if isinstance(getattr(e, "reason", None), socket.gaierror):
+            # No DNS answer will not change in a few seconds (offline machine): fail this source now.
+            raise _Permanent(f"cannot resolve host ({e.reason})") from None
         raise _Transient(f"connection failed: {e}") from None
 
     from tqdm import tqdm  # lazy: keeps `import taskzoo` light
@@ -431,4 +435,6 @@ def _final_error(f: RemoteFile, group: str, target: Path,
                              f"file at {target}")
     kinds = {k for _, _, k in failures}
     cls = IntegrityError if "integrity" in kinds and "error" not in kinds else DownloadError
-    return cls(f"could not fetch {what}; tried:{tried}")
+    return cls(f"could not fetch {what}; tried:{tried}\n"
+               f"Without network: set TASKZOO_MIRROR to a folder holding {group}/{f.name}, "
+               f"or put the verified file at {target}")

@@ -137,6 +137,16 @@ class Runtime:
         return self.rank == 0
 
     @property
+    def shard(self) -> tuple[int, int]:
+        """(rank, world_size): which slice of each epoch's batches this process trains on."""
+        return self.rank, self.world_size
+
+    def barrier(self) -> None:
+        """Wait for every process (no-op when not distributed)."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+    @property
     def amp_dtype(self) -> torch.dtype | None:
         return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
 

@@ -171,16 +171,20 @@ class Trainer:
         best_metrics: dict[str, float] = {}
         if resume and (run_dir / "last.ckpt").exists():
             state, best_metrics = self._load_checkpoint(run_dir / "last.ckpt", source)
-            self._truncate_log(run_dir / "metrics.jsonl", state.step)
+            if runtime.is_main:
+                self._truncate_log(run_dir / "metrics.jsonl", state.step)
         else:
             rt.seed_everything(cfg.seed)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            if runtime.is_main:
+                (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         self.state = state
-        log_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        # Under DDP only rank 0 writes files; the others compute the same evaluations.
+        log_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if runtime.is_main else None
         eval_every = cfg.eval_every if cfg.eval_every > 0 else None
         # progress=None lets tqdm decide: a bar on a terminal, silence in a pipe or CI log.
         bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
-                   disable=None if self.progress is None else not self.progress,
+                   disable=(None if self.progress is None else not self.progress)
+                   if runtime.is_main else True,
                    dynamic_ncols=True, leave=False)
         self._log = _TrainLog(log_file, runtime.device)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -234,11 +238,13 @@ class Trainer:
                                                        best_metrics, bar)
         finally:
             bar.close()
-            log_file.close()
+            if log_file is not None:
+                log_file.close()
         if evaluate is not None and (run_dir / "best.safetensors").exists() and self.monitor:
             self._load_best(run_dir / "best.safetensors")
         elif evaluate is None or not best_metrics:
             self._save_best(run_dir / "best.safetensors")
+            runtime.barrier()
         steps_done = state.step - steps_at_start
         train_time = max(1e-9, state.train_time - time_at_start)
         return FitResult(
@@ -298,10 +304,13 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_eval_end(self, state, metrics)
         self._save_checkpoint(run_dir / "last.ckpt", source, state, best_metrics)
+        self.runtime.barrier()  # files are complete before any process reads them
         return best_metrics
 
     # ------------------------------------------------------------------ checkpoints
     def _save_best(self, path: Path) -> None:
+        if not self.runtime.is_main:
+            return
         model = self.runtime.unwrap(self.model)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         with atomic_path(path) as tmp:
@@ -314,6 +323,8 @@ class Trainer:
         model.load_state_dict(load_file(str(path), device=str(self.runtime.device)))
 
     def _save_checkpoint(self, path, source, state, best_metrics) -> None:
+        if not self.runtime.is_main:
+            return
         model = self.runtime.unwrap(self.model)
         ckpt = {
             "format": CKPT_FORMAT,
@@ -395,6 +406,8 @@ class _TrainLog:
         return record
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.file is None:
+            return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
 

@@ -56,3 +56,13 @@ def test_masked_pool_ignores_padding():
     lengths = torch.tensor([2])
     assert masked_pool(out, lengths, "max").item() == 5.0
     assert masked_pool(out, lengths, "mean").item() == 3.0
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    import taskzoo
+
+    result = taskzoo.run("sentiment", dataset="tiny", model="textcnn", epochs=6,
+                         precision="bf16-mixed", device="cpu", out=tmp_path / "bf16", progress=False)
+    assert result.metrics["dev/accuracy"] >= 0.85
+    with pytest.raises(taskzoo.ConfigError, match="16-mixed' needs a GPU"):
+        taskzoo.run("sentiment", dataset="tiny", precision="16-mixed", device="cpu", out=tmp_path / "x")

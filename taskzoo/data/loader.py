@@ -33,6 +33,7 @@ class LoaderSource:
         drop_last: bool = False,
         lengths: Sequence[int] | None = None,
         pool: int = 50,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -44,8 +45,12 @@ class LoaderSource:
         self.drop_last = drop_last
         self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self.pool = pool
+        self.rank, self.world = shard
         n = len(dataset)
-        self.steps_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
+        total = n // batch_size if drop_last else -(-n // batch_size)
+        # Under DDP every process takes every world-th batch; all take the same count so
+        # gradient all-reduces always pair up.
+        self.steps_per_epoch = total // self.world if self.world > 1 else total
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The index lists of one epoch; a pure function of (seed, epoch)."""
@@ -70,6 +75,8 @@ class LoaderSource:
         if self.lengths is not None and self.shuffle:
             perm = torch.randperm(len(batches), generator=gen).tolist()
             batches = [batches[i] for i in perm]
+        if self.world > 1:
+            batches = batches[self.rank::self.world][: len(batches) // self.world]
         return batches
 
     def batches(self, state: TrainState) -> Iterator[Any]:
