@@ -40,6 +40,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device={name!r}: CUDA is not available here (use device=cpu or auto)")
+        if dev.index is None:  # torch.cuda.set_device and DDP want an explicit index
+            dev = torch.device("cuda", _local_rank() if _world_size() > 1 else 0)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(
                 f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
