@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="sst2")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="32")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
     task_cls = resolve_task("sentiment")
     cfg = make_config(task_cls, {"dataset": args.dataset, "max_steps": args.steps,
@@ -81,9 +81,11 @@ def main() -> None:
     data = task.build_data()
     plain_loop(task, cfg, data, runtime, min(30, args.steps))  # warm-up (allocator, kernels)
     plain, ours = [], []
-    for _ in range(args.repeats):
-        plain.append(plain_loop(task, cfg, data, runtime, args.steps))
-        ours.append(trainer_loop(task, cfg, data, runtime, args.steps))
+    for i in range(args.repeats):
+        # ABBA order: neither loop always runs first (warm caches, allocator state, clocks)
+        order = (plain_loop, trainer_loop) if i % 2 == 0 else (trainer_loop, plain_loop)
+        for fn in order:
+            (plain if fn is plain_loop else ours).append(fn(task, cfg, data, runtime, args.steps))
     p, t = statistics.median(plain), statistics.median(ours)
     device = torch.cuda.get_device_name() if runtime.device.type == "cuda" else "cpu"
     print(f"model={cfg.model} dataset={cfg.dataset} batch={cfg.batch_size} steps={args.steps} "
