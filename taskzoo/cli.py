@@ -115,7 +115,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"{result.task} finished: {result.run_dir}")
         w = max(len(k) for k in result.metrics)
         for k, v in result.metrics.items():
-            if float(v).is_integer():
+            if float(v).is_integer() and not 0 <= v <= 1:  # counts, not rates
                 text = str(int(v))
             else:
                 text = f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
