@@ -42,22 +42,31 @@ def resolve_task(name: str) -> Any:
 def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
     """Defaults <- the dataset's preset (if any) <- overrides; every step type-checked."""
     cfg = task_cls.Config()
-    presets = getattr(task_cls, "presets", {})
     if "dataset" in overrides:
         cfg = cfgmod.apply_overrides(cfg, {"dataset": overrides["dataset"]})
-        preset = presets.get(cfg.dataset, {})
-        cfg = cfgmod.apply_overrides(cfg, preset)
-    cfg = cfgmod.apply_overrides(cfg, overrides)
-    # Check the model name now, not after minutes of downloading and preprocessing.
-    valid_models = getattr(task_cls, "models", ())
-    if valid_models and getattr(cfg, "model", None) not in valid_models:
-        from taskzoo.errors import UnknownNameError, did_you_mean
-
-        raise UnknownNameError(
-            f"Unknown model '{cfg.model}' for task {task_cls.name}.{did_you_mean(cfg.model, valid_models)}"
-            f" Valid models: {', '.join(valid_models)}."
-        )
+    preset = task_cls.presets.get(getattr(cfg, "dataset", None), {})
+    cfg = cfgmod.apply_overrides(cfg, {**preset, **overrides})
+    if task_cls.models:
+        cfg = _check_model(task_cls, cfg)
     return cfg
+
+
+def _check_model(task_cls: Any, cfg: Any) -> Any:
+    """Resolve the model name (aliases too) now, not after minutes of data preparation."""
+    from taskzoo.errors import UnknownNameError, did_you_mean
+    from taskzoo.models import MODELS, names
+
+    names()  # registers every family
+    try:
+        canonical = MODELS.canonical(cfg.model)
+    except UnknownNameError:
+        canonical = cfg.model
+    if canonical not in task_cls.models:
+        raise UnknownNameError(
+            f"Unknown model '{cfg.model}' for task {task_cls.name}."
+            f"{did_you_mean(cfg.model, task_cls.models)} Valid models: {', '.join(task_cls.models)}."
+        )
+    return cfgmod.apply_overrides(cfg, {"model": canonical})
 
 
 def _config_record(cfg: Any, task: str) -> dict[str, Any]:

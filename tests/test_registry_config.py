@@ -122,3 +122,10 @@ def test_dataset_preset_then_user_overrides():
     assert cfg.epochs == 2  # the user's word wins over the preset
     with pytest.raises(UnknownNameError, match="Did you mean 'sentiment'"):
         resolve_task("sentimnet")
+
+
+def test_model_aliases_resolve_and_unknown_models_fail_before_any_data():
+    cls = resolve_task("sentiment")
+    assert make_config(cls, {"model": "bi_lstm"}).model == "bilstm"
+    with pytest.raises(UnknownNameError, match="Did you mean 'bigru'"):
+        make_config(cls, {"model": "bigur", "dataset": "sst2"})
