@@ -27,7 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", _local_rank() if _world_size() > 1 else 0)
+            return _default_cuda()
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -41,8 +41,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"device={name!r}: CUDA is not available here (use device=cpu or auto)")
         if dev.index is None:  # torch.cuda.set_device and DDP want an explicit index
-            dev = torch.device("cuda", _local_rank() if _world_size() > 1 else 0)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            dev = _default_cuda()
+        if dev.index >= torch.cuda.device_count():
             raise ConfigError(
                 f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
             )
@@ -52,6 +52,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ConfigError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps")
     return dev
+
+
+def _default_cuda() -> torch.device:
+    """This process's GPU: its local rank under torchrun, else GPU 0."""
+    return torch.device("cuda", _local_rank() if _world_size() > 1 else 0)
 
 
 def _world_size() -> int:
@@ -170,15 +175,15 @@ class Runtime:
         return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
     def to_device(self, batch: Any) -> Any:
-        """Move tensors in nested tuples/lists/dicts (and dataclass-like objects) to the device."""
+        """Move tensors in nested tuples, namedtuples, lists and dicts to the device."""
         if isinstance(batch, torch.Tensor):
             return batch.to(self.device, non_blocking=True)
         if isinstance(batch, dict):
             return {k: self.to_device(v) for k, v in batch.items()}
-        if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-            return type(batch)(self.to_device(v) for v in batch)
-        if hasattr(batch, "_fields"):  # namedtuple
-            return type(batch)(*(self.to_device(v) for v in batch))
+        if isinstance(batch, (list, tuple)):
+            moved = [self.to_device(v) for v in batch]
+            # a namedtuple takes its fields positionally, a plain tuple/list one iterable
+            return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
         return batch
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -206,11 +211,6 @@ class Runtime:
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-    def peak_memory_mb(self) -> float | None:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return None
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:

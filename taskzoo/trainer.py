@@ -240,7 +240,9 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
-        if evaluate is not None and (run_dir / "best.safetensors").exists() and self.monitor:
+        if (cfg.keep == "best" and evaluate is not None and self.monitor
+                and (run_dir / "best.safetensors").exists()):
+            # with keep="last" the weights in memory are already the ones delivered
             self._load_best(run_dir / "best.safetensors")
         elif evaluate is None or not best_metrics:
             self._save_best(run_dir / "best.safetensors")
