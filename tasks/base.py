@@ -7,6 +7,7 @@ data_state (what `predict --from DIR` needs to rebuild the predictor without the
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ class Predictor(ABC):
 
     @abstractmethod
     def __call__(self, inputs: Any) -> list[Any]: ...
+
+    def format(self, text: str, output: Any) -> str:
+        """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""
+        return json.dumps({"input": text, "output": output}, ensure_ascii=False)
 
 
 class Task(ABC, Generic[C]):
@@ -90,6 +95,10 @@ class Task(ABC, Generic[C]):
 
     @abstractmethod
     def predictor(self, model: nn.Module, data: DataBundle) -> Predictor: ...
+
+    def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str]:
+        """Extra files for the run directory after the final evaluation: {file name: text}."""
+        return {}
 
     @abstractmethod
     def data_state(self, data: DataBundle) -> dict[str, Any]:

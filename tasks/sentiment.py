@@ -214,3 +214,7 @@ class SentimentPredictor(Predictor):
         out = [{"label": self.labels[int(p.argmax())], "score": round(float(p.max()), 4)}
                for p in probs]
         return out[0] if single else out
+
+    def format(self, text: str, output: dict[str, Any]) -> str:
+        """label<TAB>score<TAB>text, for the command line."""
+        return f"{output['label']}\t{output['score']}\t{text}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from taskzoo import config as cfgmod
 from taskzoo.errors import CheckpointError, ConfigError
-from taskzoo.files import write_json
+from taskzoo.files import write_json, write_text
 
 
 @dataclass
@@ -139,7 +139,7 @@ def run(
             out_metrics.update(task_obj.evaluate(m, data, split))
         return out_metrics
 
-    trainer = Trainer(cfg, runtime, callbacks, monitor=task_cls.monitor or None,
+    trainer = Trainer(cfg, runtime, callbacks, monitor=task_obj.monitor or None,
                       mode=task_cls.mode, progress=progress)
     fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
     model = runtime.unwrap(trainer.model).eval()
@@ -156,6 +156,9 @@ def run(
     })
     if runtime.is_main:
         write_json(run_dir / "metrics.json", metrics)
+        with runtime.inference():
+            for name, text in task_obj.reports(model, data).items():
+                write_text(run_dir / name, text)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
 

@@ -143,10 +143,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"input": text, **out} if isinstance(out, dict) else
                              {"input": text, "output": out}))
-        elif isinstance(out, dict) and "label" in out:
-            print(f"{out['label']}\t{out.get('score', '')}\t{text}")
         else:
-            print(f"{out}\t{text}")
+            print(predictor.format(text, out))
     return 0
 
 

@@ -22,7 +22,8 @@ def _no_traceback(proc):
 def test_list(cli_env):
     proc = _run(["list"], cli_env)
     assert proc.returncode == 0
-    assert "sentiment" in proc.stdout
+    assert "sentiment" in proc.stdout and "pos" in proc.stdout
+    assert "bilstm_tagger" in proc.stdout
     for model in ("lstm", "gru", "bilstm", "bigru", "textcnn"):
         assert model in proc.stdout
 
@@ -88,4 +89,27 @@ def test_run_then_predict(cli_env, tmp_path):
     _no_traceback(proc)
     proc = _run(["predict", "sentiment", "--from", str(tmp_path / "nope"), "hi"], cli_env)
     assert proc.returncode == 1 and "not a finished run directory" in proc.stderr
+    _no_traceback(proc)
+
+
+@pytest.mark.timeout(240)
+def test_run_then_predict_pos(cli_env, tmp_path):
+    out = tmp_path / "pos"
+    proc = _run(["run", "pos", "dataset=tiny", "epochs=6", "--out", str(out), "--device", "cpu",
+                 "--quiet"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "test/upos_accuracy" in proc.stdout and (out / "tags_test.txt").is_file()
+    proc = _run(["predict", "pos", "--from", str(out), "The old man the boats.",
+                 "She is reading a book."], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert [p.rsplit("/", 1)[0] for p in first.split()] == ["The", "old", "man", "the", "boats", "."]
+    assert first.startswith("The/DET ") and first.endswith(" ./PUNCT")
+    assert second.split()[:2] == ["She/PRON", "is/AUX"]
+    proc = _run(["predict", "pos", "--from", str(out), "Anna visited Paris.", "--json"], cli_env)
+    row = json.loads(proc.stdout)
+    assert row["input"] == "Anna visited Paris." and row["tokens"] == ["Anna", "visited", "Paris", "."]
+    assert len(row["tags"]) == len(row["scores"]) == 4 and row["tags"][-1] == "PUNCT"
+    proc = _run(["predict", "sentiment", "--from", str(out), "hi"], cli_env)
+    assert proc.returncode == 2 and "holds a 'pos' run" in proc.stderr
     _no_traceback(proc)

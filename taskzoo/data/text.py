@@ -81,3 +81,42 @@ class Vocab:
         if list(tokens[:2]) != [cls.PAD, cls.UNK]:
             raise ValueError("not a taskzoo vocabulary: expected <pad>, <unk> first")
         return cls(tokens)
+
+
+# Raw text -> words the way UD English treebanks tokenise: punctuation on its own, clitics
+# split off (do n't, it 's, we 're), but URLs, e-mail addresses, numbers like 3.5 / 10:30 /
+# 713-853-3989, dotted abbreviations (U.S., e.g.) and common titles (Mr., Dr.) kept whole.
+_WORD = re.compile(
+    r"""(?:https?://|www\.)\S+?(?=[.,;:!?)\]"']*(?:\s|$))   # URL, trailing punctuation excluded
+    | [\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                       # e-mail address
+    | (?:[A-Za-z]\.){2,}                                     # U.S.  e.g.  p.m.
+    | (?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|Mt|Ft|No|vs|etc|Inc|Ltd|Co|Corp|Jan|Feb|Aug|Sept?|Oct|Nov|Dec)\.(?!\w)
+    | \d+(?:[.,:/-]\d+)+                                     # 3.5  1,000  10:30  1/2
+    | \.{2,} | -{2,}                                         # ...  --
+    | \w+(?:['\u2019]\w+)*                                   # words, inner apostrophes kept for now
+    | \S                                                     # any other symbol alone
+    """,
+    re.VERBOSE,
+)
+_CLITIC = re.compile(r"(?i)^(\w+?)(n['\u2019]t|['\u2019](?:s|re|ve|ll|d|m))$")
+_FUSED = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "wanna": ("wan", "na"),
+          "gotta": ("got", "ta")}
+
+
+def split_words(text: str) -> list[str]:
+    """Split raw text into words, UD English style; case is kept.
+
+    >>> split_words("I can't believe it's $3.50 at Dr. Smith's -- e-mail me@x.org!")
+    ['I', 'ca', "n't", 'believe', 'it', "'s", '$', '3.50', 'at', 'Dr.', 'Smith', "'s", '--', 'e', '-', 'mail', 'me@x.org', '!']
+    """
+    out: list[str] = []
+    for tok in _WORD.findall(text):
+        fused = _FUSED.get(tok.lower())
+        clitic = _CLITIC.match(tok)
+        if fused:
+            out += [tok[: len(fused[0])], tok[len(fused[0]):]]
+        elif clitic:
+            out += [clitic.group(1), clitic.group(2)]
+        else:
+            out.append(tok)
+    return out
