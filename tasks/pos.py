@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.data.text import Vocab, split_words
+from taskzoo.data.text import Vocab, as_text, split_words
 from taskzoo.data.ud import TaggedSentence
 from taskzoo.errors import InputError
 from taskzoo.models import build
@@ -42,7 +42,7 @@ class PosConfig(SupervisedConfig):
     dataset: Literal["ewt", "tiny"] = "ewt"  # ewt (UD English-EWT r2.16, downloaded) or tiny (embedded)
     model: str = "bilstm_tagger"  # bilstm_tagger or bigru_tagger
     tagset: Literal["upos", "xpos"] = "upos"  # universal tags (17) or the treebank's PTB tags
-    epochs: int = 8  # passes over the training set
+    epochs: int = 14  # passes over the training set
     batch_size: int = 32  # sentences per step
     lr: float = 2e-3  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW decoupled weight decay
@@ -53,14 +53,14 @@ class PosConfig(SupervisedConfig):
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev is not used to select
     embed_dim: int = 100  # word embedding size
     char_dim: int = 32  # character embedding size
-    char_filters: int = 64  # character CNN output size per word
+    char_filters: int = 200  # character CNN output size per word
     char_width: int = 3  # character CNN window
     hidden_dim: int = 128  # RNN hidden size per direction
     num_layers: int = 2  # stacked BiRNN layers
     dropout: float = 0.33  # dropout between RNN layers and before the tag layer
     embed_dropout: float = 0.33  # dropout on the word + character vector
-    word_dropout: float = 0.1  # share of word ids replaced by <unk> in training
-    min_freq: int = 1  # word forms seen fewer times in train map to <unk>
+    word_dropout: float = 0.25  # share of word ids replaced by <unk> in training
+    min_freq: int = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
     max_word_chars: int = 20  # longer words keep their first and last 10 characters
     eval_batch_size: int = 256  # sentences per evaluation batch
 
@@ -125,7 +125,6 @@ class PosData(DataBundle):
     vocab: Vocab = field(default_factory=lambda: Vocab([Vocab.PAD, Vocab.UNK]))
     chars: Vocab = field(default_factory=lambda: Vocab(CHAR_SPECIALS))
     sentences: dict[str, list[TaggedSentence]] = field(default_factory=dict)  # eval splits, raw
-    rows: dict[str, list[Any]] = field(default_factory=dict)  # encoded eval splits
     lengths: dict[str, list[int]] = field(default_factory=dict)  # words per sentence, per split
     table: tuple[torch.Tensor, torch.Tensor] | None = None  # CharTable.tensor() of every form
     train_words: frozenset[str] = frozenset()  # lower-cased train forms: the OOV test
@@ -182,20 +181,21 @@ class PosTask(Task[PosConfig]):
         data = PosData(train=None, labels=labels, vocab=vocab, chars=chars,
                        train_words=frozenset(w.lower() for s in train for w in s.words))
         table = CharTable(chars, self.cfg.max_word_chars)
-        encoded = {split: [self._encode(s, data, table) for s in ss] for split, ss in sents.items()}
+        tag_ids = {t: i for i, t in enumerate(labels)}
+        encoded = {split: [self._encode(s, data.vocab, table, tag_ids) for s in ss]
+                   for split, ss in sents.items()}
         data.table = table.tensor()
         data.train = encoded.pop("train")
-        data.rows = encoded
-        data.splits = encoded
+        data.splits = encoded  # dev, test: (word ids, form rows, tag ids) per sentence
         data.sentences = {k: v for k, v in sents.items() if k != "train"}
         data.lengths = {k: [len(s.words) for s in v] for k, v in sents.items()}
         return data
 
-    def _encode(self, s: TaggedSentence, data: PosData, table: CharTable) -> tuple[torch.Tensor, ...]:
-        tag_id = {t: i for i, t in enumerate(data.labels)}
-        return (torch.tensor(data.vocab.encode([normalize(w) for w in s.words])),
+    def _encode(self, s: TaggedSentence, vocab: Vocab, table: CharTable,
+                tag_ids: dict[str, int]) -> tuple[torch.Tensor, ...]:
+        return (torch.tensor(vocab.encode([normalize(w) for w in s.words])),
                 torch.tensor([table.add(w) for w in s.words]),
-                torch.tensor([tag_id.get(t, -100) for t in self._tags(s)]))  # unseen tag: not scored
+                torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))  # unseen tag: not scored
 
     def data_state(self, data: PosData) -> dict[str, Any]:
         return {"labels": data.labels, "vocab": data.vocab.to_list(), "chars": data.chars.to_list()}
@@ -225,7 +225,7 @@ class PosTask(Task[PosConfig]):
 
     # -- evaluate
     def _predict_split(self, model: nn.Module, data: PosData, split: str) -> list[torch.Tensor]:
-        rows, preds = data.rows[split], [torch.empty(0)] * len(data.rows[split])
+        rows, preds = data.splits[split], [torch.empty(0)] * len(data.splits[split])
         for idx, batch in eval_batches(rows, batch_size=self.cfg.eval_batch_size,
                                        collate=partial(collate, table=data.table),
                                        lengths=data.lengths[split]):
@@ -237,7 +237,7 @@ class PosTask(Task[PosConfig]):
 
     def _gold_and_pred(self, model: nn.Module, data: PosData, split: str):
         pred = torch.cat(self._predict_split(model, data, split)).numpy()
-        gold = torch.cat([r[2] for r in data.rows[split]]).numpy()
+        gold = torch.cat([r[2] for r in data.splits[split]]).numpy()
         oov = torch.tensor([w.lower() not in data.train_words
                             for s in data.sentences[split] for w in s.words]).numpy()
         return gold, pred, oov
@@ -285,17 +285,6 @@ class Tagger(Predictor):
         self.vocab, self.chars, self.labels = data.vocab, data.chars, data.labels
         self.runtime, self.max_word_chars, self.batch_size = runtime, max_word_chars, batch_size
 
-    @staticmethod
-    def _text(t: Any, what: str) -> str:
-        if isinstance(t, bytes):
-            try:
-                t = t.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-        if not isinstance(t, str):
-            raise InputError(f"{what}: expected str, got {type(t).__name__}")
-        return t
-
     def _sentences(self, inputs: Any, tokenized: bool) -> tuple[list[list[str]], bool]:
         if tokenized:
             # a list holding any string is one sentence; otherwise a list of sentences
@@ -314,11 +303,11 @@ class Tagger(Predictor):
                 if not isinstance(item, (list, tuple)):
                     raise InputError(f"sentence {i}: with tokenized=True expected a list of words, "
                                      f"got {type(item).__name__}")
-                words = [self._text(w, f"sentence {i} word {j}") for j, w in enumerate(item)]
+                words = [as_text(w, f"sentence {i} word {j}") for j, w in enumerate(item)]
                 if not words or any(not w.strip() for w in words):
                     raise InputError(f"sentence {i}: expected non-empty words, got {item!r:.80}")
             else:
-                text = self._text(item, f"text {i}")
+                text = as_text(item, f"text {i}")
                 words = split_words(text)
                 if not words:
                     raise InputError(f"text {i} is empty or whitespace only: nothing to tag")

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.data.text import Vocab, tokenize
+from taskzoo.data.text import Vocab, as_text, tokenize
 from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
@@ -188,13 +188,7 @@ class SentimentPredictor(Predictor):
             raise InputError("expected at least one text, got an empty list")
         out = []
         for i, t in enumerate(texts):
-            if isinstance(t, bytes):
-                try:
-                    t = t.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"text {i} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not isinstance(t, str):
-                raise InputError(f"text {i}: expected str, got {type(t).__name__}")
+            t = as_text(t, f"text {i}")
             if not t.strip():
                 raise InputError(f"text {i} is empty or whitespace only: nothing to classify")
             out.append(t)

@@ -210,8 +210,8 @@ def list_tasks() -> list[str]:
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names, optionally filtered by a glob pattern.
 
-    >>> taskzoo.list_models("bi*")
-    ['bigru', 'bilstm']
+    >>> taskzoo.list_models("*_tagger")
+    ['bigru_tagger', 'bilstm_tagger']
     """
     from taskzoo.models import names
 

@@ -28,3 +28,13 @@ def test_auto_device_picks_cuda(tmp_path):
         taskzoo.run("sentiment", dataset="tiny", epochs=2, out=tmp_path / "r", progress=False).run_dir,
         device="auto")
     assert clf(["fine", "bad"])[0]["label"] in ("positive", "negative")
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_tiny_pos_trains_on_cuda(tmp_path, precision):
+    """On CUDA the encoder takes the packed-sequence path (cuDNN); CPU tests cover the other."""
+    result = taskzoo.run("pos", dataset="tiny", epochs=10, device="cuda", precision=precision,
+                         out=tmp_path / precision, progress=False)
+    assert result.metrics["test/upos_accuracy"] >= 0.95
+    out = result.predictor("The old teacher saw a dog in the garden.")
+    assert out["tags"][:4] == ["DET", "ADJ", "NOUN", "VERB"]

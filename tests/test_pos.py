@@ -57,6 +57,7 @@ def test_tagger_bad_and_extreme_inputs(tiny_run):
     for bad, kwargs, match in [
         ("", {}, "empty"), (" \t\n", {}, "empty"), ([], {}, "at least one"),
         (b"\xff\xfe bad", {}, "not valid UTF-8"), (3.5, {}, "expected a string"),
+        ("caf\udcff", {}, "not valid UTF-8"),  # how sys.argv / stdin carry undecodable bytes
         (["fine", None], {}, "text 1"), ([["ok", ""]], {"tokenized": True}, "non-empty words"),
         (["a", 7], {"tokenized": True}, "sentence 0 word 1: expected str"),
         ([["a"], "b"], {"tokenized": True}, "sentence 0 word 0: expected str"), ([], {"tokenized": True}, "at least one"),

@@ -47,7 +47,7 @@ def test_predictor_labels_and_scores(tiny_run):
 def test_predictor_bad_inputs_are_clear_errors(tiny_run):
     clf = tiny_run.predictor
     for bad, match in [("", "empty"), ("   \n", "empty"), ([], "at least one"),
-                       (b"\xff\xfe bad", "not valid UTF-8"), (42, "expected a string"),
+                       (b"\xff\xfe bad", "not valid UTF-8"), ("bad \udcff", "not valid UTF-8"), (42, "expected a string"),
                        (["ok", None], "text 1")]:
         with pytest.raises(InputError, match=match):
             clf(bad)

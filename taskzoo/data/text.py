@@ -33,6 +33,29 @@ def tokenize(text: str, *, lower: bool = True) -> list[str]:
     return text.split()
 
 
+def as_text(value: object, what: str) -> str:
+    r"""`value` as a str, or InputError naming `what`: UTF-8 bytes are decoded, and a str that
+    carries undecodable bytes (Python maps them to lone surrogates, e.g. in sys.argv) is refused.
+
+    >>> as_text(b"caf\xc3\xa9", "text 0")
+    'café'
+    """
+    from taskzoo.errors import InputError
+
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(value, str):
+        raise InputError(f"{what}: expected str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid UTF-8 (undecodable byte at character {exc.start})") from None
+    return value
+
+
 class Vocab:
     """Token <-> id with reserved <pad>=0 and <unk>=1.
 
