@@ -74,7 +74,7 @@ def _tagger(cell: Cell):
         *, vocab_size: int, num_chars: int, num_tags: int, embed_dim: int = 100,
         char_dim: int = 32, char_filters: int = 200, char_width: int = 3, hidden_dim: int = 128,
         num_layers: int = 2, dropout: float = 0.33, embed_dropout: float = 0.33,
-        word_dropout: float = 0.25,
+        word_dropout: float = 0.4,
     ) -> RNNTagger:
         return RNNTagger(vocab_size=vocab_size, num_chars=num_chars, num_tags=num_tags,
                          embed_dim=embed_dim, char_dim=char_dim, char_filters=char_filters,

@@ -59,7 +59,7 @@ class PosConfig(SupervisedConfig):
     num_layers: int = 2  # stacked BiRNN layers
     dropout: float = 0.33  # dropout between RNN layers and before the tag layer
     embed_dropout: float = 0.33  # dropout on the word + character vector
-    word_dropout: float = 0.25  # share of word ids replaced by <unk> in training
+    word_dropout: float = 0.4  # share of word ids replaced by <unk> in training
     min_freq: int = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
     max_word_chars: int = 20  # longer words keep their first and last 10 characters
     eval_batch_size: int = 256  # sentences per evaluation batch
