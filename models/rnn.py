@@ -44,7 +44,8 @@ class RNNEncoder(nn.Module):
             return self.forward_packed(x, lengths)
         return self.forward_padded(x, lengths)
 
-    def forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_packed(self, x: torch.Tensor,
+                       lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Through `pack_padded_sequence` and the module itself."""
         # Packing needs CPU lengths >= 1; an empty sequence is given one padding step.
         cpu_lengths = lengths.detach().to("cpu", torch.int64).clamp(min=1)
@@ -58,7 +59,8 @@ class RNNEncoder(nn.Module):
             final = h[-1]
         return out, final
 
-    def forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_padded(self, x: torch.Tensor,
+                       lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded batch, one unidirectional call per layer and direction.
 
         A forward pass never looks ahead, so padding at the end cannot reach real positions.
@@ -80,15 +82,21 @@ class RNNEncoder(nn.Module):
                 params = [getattr(rnn, f"{n}_l{layer}{sfx}")
                           for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                 inp = out.gather(1, rev.expand(-1, -1, out.shape[-1])) if reverse else out
+                # the functional kernels nn.LSTM / nn.GRU call, for one layer and direction:
+                # (input, h0, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
                 if isinstance(rnn, nn.LSTM):
-                    y = torch.lstm(inp, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
+                    y = torch.lstm(inp, (h0, h0), params, True, 1, 0.0, self.training, False, True)
                 else:
-                    y = torch.gru(inp, h0, params, True, 1, 0.0, self.training, False, True)[0]
+                    y = torch.gru(inp, h0, params, True, 1, 0.0, self.training, False, True)
+                y = y[0]
                 outs.append(y.gather(1, rev.expand(-1, -1, hidden)) if reverse else y)
             out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         out = out * length_mask(lengths, steps).unsqueeze(-1).to(out.dtype)
         last = out[torch.arange(batch, device=x.device), lengths - 1]
-        final = torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=-1) if rnn.bidirectional else last
+        if not rnn.bidirectional:
+            return out, last
+        # final states: forward direction at the last real token, backward direction at token 0
+        final = torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=-1)
         return out, final
 
 

@@ -39,7 +39,7 @@ CHAR_SPECIALS = ["<pad>", "<unk>", "<w>", "</w>"]  # padding, unknown char, word
 # ---------------------------------------------------------------------------- config
 @dataclass(frozen=True, kw_only=True)
 class PosConfig(SupervisedConfig):
-    dataset: Literal["ewt", "tiny"] = "ewt"  # ewt (UD English-EWT r2.16, downloaded) or tiny (embedded)
+    dataset: Literal["ewt", "tiny"] = "ewt"  # ewt (UD English-EWT r2.16, downloaded) or tiny
     model: str = "bilstm_tagger"  # bilstm_tagger or bigru_tagger
     tagset: Literal["upos", "xpos"] = "upos"  # universal tags (17) or the treebank's PTB tags
     epochs: int = 14  # passes over the training set
@@ -198,14 +198,15 @@ class PosTask(Task[PosConfig]):
                 tag_ids: dict[str, int]) -> tuple[torch.Tensor, ...]:
         return (torch.tensor(vocab.encode([normalize(w) for w in s.words])),
                 torch.tensor([table.add(w) for w in s.words]),
-                torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))  # unseen tag: not scored
+                # a tag train never shows: ignored by the loss, counted wrong in scores
+                torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))
 
     def data_state(self, data: PosData) -> dict[str, Any]:
         return {"labels": data.labels, "vocab": data.vocab.to_list(), "chars": data.chars.to_list()}
 
     def data_from_state(self, state: dict[str, Any]) -> PosData:
-        return PosData(train=None, labels=list(state["labels"]), vocab=Vocab.from_list(state["vocab"]),
-                       chars=Vocab.from_list(state["chars"]))
+        return PosData(train=None, labels=list(state["labels"]),
+                       vocab=Vocab.from_list(state["vocab"]), chars=Vocab.from_list(state["chars"]))
 
     def batches(self, data: PosData, model: nn.Module) -> LoaderSource:
         return self.loader(data.train, collate=partial(collate, table=data.table),
@@ -249,7 +250,7 @@ class PosTask(Task[PosConfig]):
         gold, pred, oov = self._gold_and_pred(model, data, split)
         return {
             f"{split}/{self.cfg.tagset}_accuracy": float(accuracy_score(gold, pred)),
-            f"{split}/oov_accuracy": float(accuracy_score(gold[oov], pred[oov])) if oov.any() else 0.0,
+            f"{split}/oov_accuracy": float(accuracy_score(gold[oov], pred[oov]) if oov.any() else 0.0),
             f"{split}/oov_share": float(oov.mean()),
         }
 
@@ -291,7 +292,8 @@ class Tagger(Predictor):
     def _sentences(self, inputs: Any, tokenized: bool) -> tuple[list[list[str]], bool]:
         if tokenized:
             # a list holding any string is one sentence; otherwise a list of sentences
-            single = isinstance(inputs, (list, tuple)) and any(isinstance(w, (str, bytes)) for w in inputs)
+            single = isinstance(inputs, (list, tuple)) and any(isinstance(w, (str, bytes))
+                                                                for w in inputs)
             batch = [inputs] if single else inputs
         else:
             single = isinstance(inputs, (str, bytes))
