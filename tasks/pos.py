@@ -12,7 +12,7 @@ context. Metrics are token accuracy over all words and over words unseen in trai
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -105,6 +105,13 @@ class CharTable:
                             batch_first=True), lens
 
 
+def encode_words(words: Sequence[str], vocab: Vocab,
+                 table: CharTable) -> tuple[torch.Tensor, torch.Tensor]:
+    """(word ids, form rows in `table`) of one sentence; new forms are added to the table."""
+    return (torch.tensor(vocab.encode([normalize(w) for w in words])),
+            torch.tensor([table.add(w) for w in words]))
+
+
 def collate(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
             table: tuple[torch.Tensor, torch.Tensor]) -> TagBatch:
     """rows of (word ids, form rows, tag ids) -> TagBatch with each distinct form's chars once."""
@@ -174,18 +181,18 @@ class PosTask(Task[PosConfig]):
     def build_data(self) -> PosData:
         sents = self._load()
         train = sents["train"]
-        counts = Counter(normalize(w) for s in train for w in s.words)
-        vocab = Vocab([Vocab.PAD, Vocab.UNK, *sorted((w for w, c in counts.items()
-                                                       if c >= self.cfg.min_freq),
-                                                      key=lambda w: (-counts[w], w))])
-        char_counts = Counter(ch for s in train for w in s.words for ch in w)
-        chars = Vocab([*CHAR_SPECIALS, *sorted(char_counts, key=lambda ch: (-char_counts[ch], ch))])
+        vocab = Vocab.build(([normalize(w) for w in s.words] for s in train),
+                            min_freq=self.cfg.min_freq)
+        chars = Vocab.build((w for s in train for w in s.words), specials=CHAR_SPECIALS[2:])
         labels = sorted({t for s in train for t in self._tags(s)})
         data = PosData(train=None, labels=labels, vocab=vocab, chars=chars,
                        train_words=frozenset(w.lower() for s in train for w in s.words))
         table = CharTable(chars, self.cfg.max_word_chars)
         tag_ids = {t: i for i, t in enumerate(labels)}
-        encoded = {split: [self._encode(s, data.vocab, table, tag_ids) for s in ss]
+        # a tag train never shows: ignored by the loss, counted wrong in scores
+        encoded = {split: [(*encode_words(s.words, vocab, table),
+                            torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))
+                           for s in ss]
                    for split, ss in sents.items()}
         data.table = table.tensor()
         data.train = encoded.pop("train")
@@ -193,13 +200,6 @@ class PosTask(Task[PosConfig]):
         data.sentences = {k: v for k, v in sents.items() if k != "train"}
         data.lengths = {k: [len(s.words) for s in v] for k, v in sents.items()}
         return data
-
-    def _encode(self, s: TaggedSentence, vocab: Vocab, table: CharTable,
-                tag_ids: dict[str, int]) -> tuple[torch.Tensor, ...]:
-        return (torch.tensor(vocab.encode([normalize(w) for w in s.words])),
-                torch.tensor([table.add(w) for w in s.words]),
-                # a tag train never shows: ignored by the loss, counted wrong in scores
-                torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))
 
     def data_state(self, data: PosData) -> dict[str, Any]:
         return {"labels": data.labels, "vocab": data.vocab.to_list(), "chars": data.chars.to_list()}
@@ -322,8 +322,7 @@ class Tagger(Predictor):
     def __call__(self, inputs: Any, *, tokenized: bool = False) -> Any:
         sentences, single = self._sentences(inputs, tokenized)
         table = CharTable(self.chars, self.max_word_chars)
-        rows = [(torch.tensor(self.vocab.encode([normalize(w) for w in s])),
-                 torch.tensor([table.add(w) for w in s]), torch.zeros(len(s), dtype=torch.long))
+        rows = [(*encode_words(s, self.vocab, table), torch.zeros(len(s), dtype=torch.long))
                 for s in sentences]
         results: list[Any] = [None] * len(rows)
         with self.runtime.inference():

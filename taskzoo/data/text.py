@@ -72,14 +72,17 @@ class Vocab:
 
     @classmethod
     def build(
-        cls, texts: Iterable[Sequence[str]], *, min_freq: int = 1, max_size: int | None = None
+        cls, texts: Iterable[Sequence[str]], *, min_freq: int = 1, max_size: int | None = None,
+        specials: Sequence[str] = (),
     ) -> Vocab:
+        """Ids by frequency in `texts`; `specials` (e.g. word-boundary marks) follow <pad>, <unk>."""
         counts = Counter(tok for toks in texts for tok in toks)
         # frequency then alphabetical: the same corpus always gives the same ids
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        reserved = [cls.PAD, cls.UNK, *specials]
         if max_size is not None:
-            ranked = ranked[: max(0, max_size - 2)]
-        return cls([cls.PAD, cls.UNK, *ranked])
+            ranked = ranked[: max(0, max_size - len(reserved))]
+        return cls([*reserved, *ranked])
 
     def __len__(self) -> int:
         return len(self.itos)
