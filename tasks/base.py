@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import nn
 
-from taskzoo.config import RunConfig
+from taskzoo.config import RunConfig, TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.runtime import Runtime
-from taskzoo.trainer import BatchSource, StepOutput
+from taskzoo.trainer import BatchSource, Callback, FitResult, StepOutput
 
 C = TypeVar("C", bound=RunConfig)
 
@@ -67,6 +67,7 @@ class Task(ABC, Generic[C]):
     references: ClassVar[tuple[Reference, ...]] = ()
     models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
+    preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
 
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg
@@ -96,8 +97,20 @@ class Task(ABC, Generic[C]):
     @abstractmethod
     def predictor(self, model: nn.Module, data: DataBundle) -> Predictor: ...
 
-    def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str]:
-        """Extra files for the run directory after the final evaluation: {file name: text}."""
+    def train_config(self, source: BatchSource) -> TrainConfig:
+        """The Trainer's config; RL tasks translate environment-step budgets into it."""
+        return self.cfg
+
+    def callbacks(self) -> list[Callback]:
+        """Trainer callbacks the task adds to the caller's (RL: stop once solved)."""
+        return []
+
+    def summarize(self, fit: FitResult) -> dict[str, float]:
+        """Figures drawn from the whole training history, merged into the final metrics."""
+        return {}
+
+    def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
+        """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
         return {}
 
     @abstractmethod

@@ -13,7 +13,7 @@ from typing import Any
 
 from taskzoo import config as cfgmod
 from taskzoo.errors import CheckpointError, ConfigError
-from taskzoo.files import write_json, write_text
+from taskzoo.files import write_bytes, write_json, write_text
 
 
 @dataclass
@@ -42,9 +42,10 @@ def resolve_task(name: str) -> Any:
 def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
     """Defaults <- the dataset's preset (if any) <- overrides; every step type-checked."""
     cfg = task_cls.Config()
-    if "dataset" in overrides:
-        cfg = cfgmod.apply_overrides(cfg, {"dataset": overrides["dataset"]})
-    preset = task_cls.presets.get(getattr(cfg, "dataset", None), {})
+    key = task_cls.preset_key
+    if key in overrides:
+        cfg = cfgmod.apply_overrides(cfg, {key: overrides[key]})
+    preset = task_cls.presets.get(getattr(cfg, key, None), {})
     cfg = cfgmod.apply_overrides(cfg, {**preset, **overrides})
     if task_cls.models:
         cfg = _check_model(task_cls, cfg)
@@ -121,7 +122,8 @@ def run(
                 "--resume with a different config: "
                 + ", ".join(f"{k}={saved.get(k)!r} in {config_path} vs {ours.get(k)!r} now" for k in diff)
             )
-    runtime = Runtime.create(device=cfg.device, precision=cfg.precision)
+    runtime = Runtime.create(device=cfg.device, precision=cfg.precision,
+                             threads=getattr(cfg, "threads", 0))
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     task_obj = task_cls(cfg, runtime)
@@ -139,7 +141,8 @@ def run(
             out_metrics.update(task_obj.evaluate(m, data, split))
         return out_metrics
 
-    trainer = Trainer(cfg, runtime, callbacks, monitor=task_obj.monitor or None,
+    trainer = Trainer(task_obj.train_config(source), runtime,
+                      [*callbacks, *task_obj.callbacks()], monitor=task_obj.monitor or None,
                       mode=task_cls.mode, progress=progress)
     fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
     model = runtime.unwrap(trainer.model).eval()
@@ -154,11 +157,15 @@ def run(
         "train/samples_per_s": round(fit.samples_per_sec, 1),
         "total/time_s": round(time.perf_counter() - t_start, 3),
     })
+    metrics.update(task_obj.summarize(fit))
     if runtime.is_main:
         write_json(run_dir / "metrics.json", metrics)
         with runtime.inference():
-            for name, text in task_obj.reports(model, data).items():
-                write_text(run_dir / name, text)
+            for name, content in task_obj.reports(model, data).items():
+                if isinstance(content, bytes):
+                    write_bytes(run_dir / name, content)
+                else:
+                    write_text(run_dir / name, content)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
 

@@ -1,4 +1,4 @@
-"""The `taskzoo` command: list, run, predict.
+"""The `taskzoo` command: list, run, predict, play.
 
 Usage errors (unknown task, bad override) print one helpful line and exit 2; other taskzoo
 errors (download failed, corrupt checkpoint) exit 1; nothing prints a traceback unless
@@ -56,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--from", dest="run_dir", required=True, help="run directory of `taskzoo run`")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    pl = sub.add_parser("play", help="watch a trained RL agent (and record it)",
+                        description="Play greedy episodes of a finished RL run; optionally "
+                                    "record them as an animated GIF or an MP4.")
+    pl.add_argument("task", help="task name (checked against the run directory)")
+    pl.add_argument("--from", dest="run_dir", required=True, help="run directory of `taskzoo run`")
+    pl.add_argument("--episodes", type=int, default=3, help="episodes to play (default 3)")
+    pl.add_argument("--record", metavar="FILE", help="write the episodes to FILE (.gif or .mp4)")
+    pl.add_argument("--seed", type=int, default=0, help="episode i is seeded SEED+i (default 0)")
+    pl.add_argument("--fps", type=float, help="playback speed, steps per second "
+                                              "(default the environment's, i.e. real time)")
+    pl.add_argument("--max-steps", type=int, help="cut episodes after this many steps")
     return p
 
 
@@ -123,16 +135,24 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from taskzoo.api import load_run, resolve_task
+def _check_run_task(task: str, run_dir: str) -> None:
+    """UsageError when `run_dir` holds a run of another task than TASK (a missing or broken
+    run directory is left to load_run, which says what is missing)."""
+    from taskzoo.api import resolve_task
 
-    wanted = resolve_task(args.task).name
-    config_path = os.path.join(args.run_dir, "config.json")
+    wanted = resolve_task(task).name
+    config_path = os.path.join(run_dir, "config.json")
     if os.path.isfile(config_path):
         with open(config_path, encoding="utf-8") as fh:
             trained = json.load(fh).get("_task")
         if trained and trained != wanted:
-            raise UsageError(f"{args.run_dir} holds a '{trained}' run, not '{wanted}'")
+            raise UsageError(f"{run_dir} holds a '{trained}' run, not '{wanted}'")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from taskzoo.api import load_run
+
+    _check_run_task(args.task, args.run_dir)
     inputs: list[str] = []
     for item in args.inputs:
         inputs.extend(line for line in sys.stdin.read().splitlines() if line.strip()) if item == "-" \
@@ -145,6 +165,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                              {"input": text, "output": out}))
         else:
             print(predictor.format(text, out))
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from taskzoo.rl.play import play
+
+    _check_run_task(args.task, args.run_dir)
+    results = play(args.run_dir, episodes=args.episodes, record=args.record, seed=args.seed,
+                   fps=args.fps, max_steps=args.max_steps)
+    for i, res in enumerate(results, 1):
+        print(f"episode {i}: return {res['return']:.1f}, {res['length']} steps")
+    if args.record:
+        print(f"wrote {args.record} ({sum(res['frames'] for res in results)} frames)")
     return 0
 
 
@@ -166,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, parser._subparsers._group_actions[0].choices["run"])  # type: ignore[union-attr]
         if args.command == "predict":
             return _cmd_predict(args)
+        if args.command == "play":
+            return _cmd_play(args)
         parser.print_help()
         return 2
     except UsageError as exc:

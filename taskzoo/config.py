@@ -29,6 +29,7 @@ class RunConfig:
     seed: int = 0  # seeds python, numpy, torch and the data order
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps
     precision: Precision = "32"  # 32, bf16-mixed or 16-mixed (autocast + grad scaling)
+    threads: int = 0  # CPU threads torch may use; 0 keeps torch's default (all cores)
 
 
 @dataclass(frozen=True, kw_only=True)

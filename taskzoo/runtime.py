@@ -119,9 +119,13 @@ class Runtime:
     scaler: Any = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, *, device: str = "auto", precision: str = "32") -> Runtime:
+    def create(cls, *, device: str = "auto", precision: str = "32", threads: int = 0) -> Runtime:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if threads < 0:
+            raise ConfigError(f"threads={threads}: expected 0 (torch's default) or a positive count")
+        if threads:
+            torch.set_num_threads(threads)
         world = _world_size()
         rank = int(os.environ.get("RANK", "0"))
         dev = resolve_device(device)

@@ -168,7 +168,9 @@ class Trainer:
         self.model = model
         self.optimizer = build_optimizer(cfg, list(model.parameters()))
         per_epoch = max(1, int(source.steps_per_epoch))
-        total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * per_epoch
+        # An RL source knows its budget (environment steps turned into optimizer steps).
+        total = (cfg.max_steps if cfg.max_steps > 0
+                 else int(getattr(source, "total_steps", 0)) or cfg.epochs * per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total))
         state = TrainState(total_steps=total)
         best_metrics: dict[str, float] = {}
@@ -184,6 +186,8 @@ class Trainer:
         # Under DDP only rank 0 writes files; the others compute the same evaluations.
         log_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if runtime.is_main else None
         eval_every = cfg.eval_every if cfg.eval_every > 0 else None
+        # An RL source schedules its own evaluations (every N environment steps).
+        eval_due = getattr(source, "eval_due", None)
         # progress=None lets tqdm decide: a bar on a terminal, silence in a pipe or CI log.
         bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
                    disable=(None if self.progress is None else not self.progress)
@@ -218,7 +222,8 @@ class Trainer:
                     if state.step >= total:
                         finished_epoch = state.batch_in_epoch >= per_epoch
                         break
-                    if eval_every and state.step % eval_every == 0:
+                    if ((eval_every and state.step % eval_every == 0)
+                            or (eval_due is not None and eval_due(state))):
                         runtime.synchronize()
                         state.train_time += time.perf_counter() - t0
                         best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
@@ -236,7 +241,7 @@ class Trainer:
                     state.epoch += 1
                     state.batch_in_epoch = 0
                 # In-loop evaluations never fall on the last step, so this one is never a repeat.
-                if (finished_epoch and not eval_every) or state.step >= total:
+                if (finished_epoch and not eval_every and eval_due is None) or state.step >= total:
                     best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
                                                        best_metrics, bar)
         finally:
@@ -279,7 +284,7 @@ class Trainer:
             with self.runtime.inference():
                 metrics = {k: float(v) for k, v in evaluate(model).items()}
         record = {"step": state.step, "epoch": state.epoch, **metrics}
-        self.history.append(record)
+        self.history.append({**record, "train/time_s": state.train_time})
         self._log.write(record)
         improved = False
         if self.monitor and metrics:
@@ -389,19 +394,37 @@ class _TrainLog:
         self.file = log_file
         self.loss = torch.zeros((), device=device)
         self.sums: dict[str, torch.Tensor] = {}
+        self.keys: tuple[str, ...] = ()
+        self.acc: torch.Tensor | None = None  # [loss, *logs] summed since the last fold
         self.n = 0
         self.lr = 0.0
 
     def add(self, out: StepOutput) -> None:
-        self.loss += out.loss.detach().float()
-        for k, v in out.logs.items():
-            v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        keys = tuple(out.logs)
+        if keys != self.keys:
+            self._fold()  # a step with other log keys: keep what was summed so far
+            self.keys = keys
+        # one stacked add instead of one per value: on CPU each tiny op costs ~8 us, which
+        # is a fifth of an RL agent's whole optimizer step
+        vals = [out.loss.detach().float().reshape(())]
+        for v in out.logs.values():
+            vals.append(v.detach().float().reshape(()) if isinstance(v, torch.Tensor)
+                        else torch.tensor(float(v)))
+        row = torch.stack([v.to(self.loss.device) for v in vals])
+        self.acc = row if self.acc is None else self.acc + row
         self.n += 1
+
+    def _fold(self) -> None:
+        if self.acc is not None:
+            self.loss += self.acc[0]
+            for k, v in zip(self.keys, self.acc[1:]):
+                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.acc = None
 
     def flush(self, state: TrainState) -> dict[str, Any] | None:
         if self.n == 0:
             return None
+        self._fold()
         record: dict[str, Any] = {"step": state.step, "epoch": state.epoch,
                                   "train/loss": float(self.loss) / self.n}
         record.update({f"train/{k}": float(v) / self.n for k, v in self.sums.items()})

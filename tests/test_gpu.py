@@ -38,3 +38,12 @@ def test_tiny_pos_trains_on_cuda(tmp_path, precision):
     assert result.metrics["test/upos_accuracy"] >= 0.95
     out = result.predictor("The old teacher saw a dog in the garden.")
     assert out["tags"][:4] == ["DET", "ADJ", "NOUN", "VERB"]
+
+
+def test_cartpole_ppo_trains_with_the_policy_on_cuda(tmp_path):
+    """Environments stay on the CPU; the policy, rollouts' forward passes and updates on CUDA."""
+    result = taskzoo.run("cartpole", device="cuda", total_timesteps=8192, eval_freq=4096,
+                         out=tmp_path / "ppo", progress=False)
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert result.metrics["eval/mean_return"] > 30
+    assert result.predictor([0.0, 0.0, 0.05, 0.0]) in ([0], [1])

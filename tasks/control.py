@@ -1,0 +1,343 @@
+"""Deep RL on gymnasium: PPO, DQN and A2C agents for CartPole, Acrobot and LunarLander.
+
+    taskzoo run cartpole                    # PPO, tuned recipe
+    taskzoo run cartpole algo=dqn seed=1    # DQN's own tuned recipe
+    taskzoo run lunarlander                 # PPO on LunarLander-v3 (box2d)
+    taskzoo run cartpole env=MountainCar-v0 total_timesteps=200000   # any gymnasium id
+
+Environment stepping lives in the BatchSources (taskzoo.rl.sources); this module is the
+recipe, the losses, evaluation and the predictor. The Trainer is the same one that
+trains the supervised tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskzoo.config import TrainConfig
+from taskzoo.errors import ConfigError, UsageError
+from taskzoo.models import build
+from taskzoo.rl import envs
+from taskzoo.rl.sources import ReplaySource, RolloutSource
+from taskzoo.tasks import TASKS
+from taskzoo.rl.report import SolvedStop, learning_curve_png, solved_summary
+from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.trainer import BatchSource, Callback, FitResult, StepOutput
+
+
+# ---------------------------------------------------------------- config
+@dataclass(frozen=True, kw_only=True)
+class ControlConfig(TrainConfig):
+    """A deep-RL recipe. The defaults below are CartPole PPO; each task overrides them."""
+
+    env: str = "CartPole-v1"  # gymnasium id; any registered one is accepted
+    algo: Literal["ppo", "dqn", "a2c"] = "ppo"  # learning algorithm (picks its tuned preset)
+    model: str = ""  # network; "" = mlp_actor_critic (ppo, a2c) or mlp_qnet (dqn)
+    hidden: tuple[int, ...] = (64, 64)  # hidden layer widths
+    activation: Literal["tanh", "relu"] = "tanh"  # hidden activation
+    total_timesteps: int = 100_000  # environment steps to train for
+    n_envs: int = 8  # environments stepped side by side
+    gamma: float = 0.99  # discount factor
+    n_steps: int = 32  # ppo/a2c: steps per environment per rollout
+    n_epochs: int = 10  # ppo: passes over each rollout
+    gae_lambda: float = 0.95  # ppo/a2c: GAE lambda (1.0 = Monte-Carlo advantages)
+    clip_range: float = 0.2  # ppo: policy ratio clip
+    clip_decay: bool = False  # ppo: anneal the clip range linearly to 0 with the lr
+    clip_value: float = 0.0  # ppo: value-function clip around the old values; 0 disables
+    ent_coef: float = 0.0  # ppo/a2c: entropy bonus
+    vf_coef: float = 0.5  # ppo/a2c: value loss weight
+    norm_adv: bool = True  # ppo/a2c: normalise advantages per minibatch
+    buffer_size: int = 100_000  # dqn: replay buffer transitions
+    learning_starts: int = 1_000  # dqn: random-policy steps before learning
+    train_freq: int = 4  # dqn: vector-env steps between training phases
+    gradient_steps: int = 1  # dqn: optimizer steps per training phase
+    target_update: int = 1_000  # dqn: optimizer steps between target-network syncs
+    double: bool = False  # dqn: double-DQN targets (online argmax, target value)
+    eps_start: float = 1.0  # dqn: initial exploration rate
+    eps_end: float = 0.05  # dqn: final exploration rate
+    eps_fraction: float = 0.1  # dqn: share of training over which epsilon decays
+    eval_freq: int = 10_000  # environment steps between validation evaluations
+    val_episodes: int = 10  # deterministic episodes per validation evaluation
+    eval_episodes: int = 20  # deterministic episodes of the final evaluation (fresh seeds)
+    solved_return: float | None = None  # the "solved" threshold; None = the env's own
+    stop_when_solved: bool = False  # end training at the first validation that is solved
+    device: str = "cpu"  # small policies step faster on the CPU, beside the envs
+    threads: int = 1  # small policies: one thread skips OpenMP's fork/join per op (~20% faster)
+    log_every: int = 100  # optimizer steps between train/ records in metrics.jsonl
+    keep: Literal["best", "last"] = "best"  # best validation (separate seeds from the final eval)
+
+    def validate(self) -> None:
+        for key in ("total_timesteps", "n_envs", "n_steps", "n_epochs", "batch_size", "eval_freq",
+                    "val_episodes", "eval_episodes", "buffer_size", "train_freq",
+                    "gradient_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a positive integer")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
+
+
+# ---------------------------------------------------------------- data: the environment
+@dataclass
+class EnvData(DataBundle):
+    env_id: str = ""
+    spaces: envs.Spaces | None = None
+    threshold: float | None = None  # return that counts as solved
+
+
+# ---------------------------------------------------------------- the task
+class ControlTask(Task[ControlConfig]):
+    """Shared by cartpole, acrobot and lunarlander: only the presets differ."""
+
+    Config = ControlConfig
+    monitor: ClassVar[str] = "val/mean_return"
+    eval_splits: ClassVar[tuple[str, ...]] = ("val",)
+    final_splits: ClassVar[tuple[str, ...]] = ("eval",)
+    preset_key: ClassVar[str] = "algo"
+
+    def build_data(self) -> EnvData:
+        spec = envs.check_env_id(self.cfg.env)
+        spaces = envs.spaces_of(self.cfg.env)
+        if self.cfg.algo == "dqn" and spaces.continuous:
+            raise UsageError(f"algo=dqn needs discrete actions; {self.cfg.env} has a Box "
+                             f"action space. Use algo=ppo or algo=a2c.")
+        threshold = self.cfg.solved_return
+        if threshold is None:
+            threshold = spec.reward_threshold
+        self._threshold = threshold
+        return EnvData(train=None, env_id=self.cfg.env, spaces=spaces, threshold=threshold)
+
+    def build_model(self, data: EnvData) -> nn.Module:
+        sp = data.spaces
+        image = len(sp.obs_shape) == 3
+        name = self.cfg.model or (("cnn_" if image else "mlp_")
+                                  + ("qnet" if self.cfg.algo == "dqn" else "actor_critic"))
+        return build(name, obs_shape=sp.obs_shape, num_actions=sp.num_actions,
+                     continuous=sp.continuous, hidden=self.cfg.hidden,
+                     activation=self.cfg.activation)
+
+    def batches(self, data: EnvData, model: nn.Module) -> BatchSource:
+        c = self.cfg
+        runner = envs.VecRunner(c.env, c.n_envs, c.seed)
+        if c.algo == "dqn":
+            self.source = ReplaySource(
+                runner, model, data.spaces, buffer_size=c.buffer_size, batch_size=c.batch_size,
+                learning_starts=c.learning_starts, train_freq=c.train_freq,
+                gradient_steps=c.gradient_steps, gamma=c.gamma, target_update=c.target_update,
+                double=c.double, eps_start=c.eps_start, eps_end=c.eps_end,
+                eps_fraction=c.eps_fraction, total_timesteps=c.total_timesteps, seed=c.seed,
+                eval_freq=c.eval_freq)
+        else:
+            ppo = c.algo == "ppo"
+            self.source = RolloutSource(
+                runner, model, data.spaces, n_steps=c.n_steps, n_epochs=c.n_epochs if ppo else 1,
+                batch_size=c.batch_size if ppo else c.n_steps * c.n_envs, gamma=c.gamma,
+                gae_lambda=c.gae_lambda, total_timesteps=c.total_timesteps,
+                clip_range=c.clip_range, clip_decay=c.clip_decay, seed=c.seed,
+                eval_freq=c.eval_freq)
+        return self.source
+
+    def callbacks(self) -> list[Callback]:
+        return [SolvedStop(self.threshold)] if self.cfg.stop_when_solved else []
+
+    @property
+    def threshold(self) -> float | None:
+        return getattr(self, "_threshold", None)
+
+    # ------------------------------------------------------------ step: one minibatch, one loss
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        if self.cfg.algo == "dqn":
+            return self._dqn_step(model, batch)
+        return self._pg_step(model, batch)
+
+    def _dqn_step(self, model: nn.Module, b: dict[str, torch.Tensor]) -> StepOutput:
+        q = model(b["obs"]).gather(1, b["actions"].long().unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, b["target"].to(q.dtype))
+        return StepOutput(loss, {"q_mean": q.detach().mean()}, size=len(q))
+
+    def _pg_step(self, model: nn.Module, b: dict[str, torch.Tensor]) -> StepOutput:
+        c = self.cfg
+        logp, entropy, values = model.evaluate_actions(b["obs"], b["actions"])
+        adv = b["advantages"]
+        if c.norm_adv and len(adv) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        if c.algo == "a2c":
+            pg_loss = -(adv * logp).mean()
+            logs: dict[str, Any] = {}
+        else:  # PPO's clipped surrogate (Schulman et al. 2017)
+            clip = b["clip_range"]
+            log_ratio = logp - b["logp"]
+            ratio = log_ratio.exp()
+            pg_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+            with torch.no_grad():
+                logs = {"approx_kl": ((ratio - 1) - log_ratio).mean(),
+                        "clip_fraction": ((ratio - 1).abs() > clip).float().mean()}
+        if c.clip_value > 0:
+            v_clip = b["values"] + (values - b["values"]).clamp(-c.clip_value, c.clip_value)
+            v_loss = torch.max((values - b["returns"]) ** 2, (v_clip - b["returns"]) ** 2).mean()
+        else:
+            v_loss = F.mse_loss(values, b["returns"])
+        loss = pg_loss + c.vf_coef * v_loss
+        if c.ent_coef:
+            ent = entropy.mean()
+            loss = loss - c.ent_coef * ent
+        else:  # no bonus: keep the entropy out of the graph, log it only
+            ent = entropy.detach().mean()
+        logs.update(policy_loss=pg_loss.detach(), value_loss=v_loss.detach(), entropy=ent.detach())
+        return StepOutput(loss, logs, size=len(adv))
+
+    # ------------------------------------------------------------ evaluate
+    def evaluate(self, model: nn.Module, data: EnvData, split: str) -> dict[str, float]:
+        val = split == "val"
+        n = self.cfg.val_episodes if val else self.cfg.eval_episodes
+        # validation and final evaluation use disjoint seeds, so picking the best checkpoint
+        # on validation does not flatter the reported figure
+        seed = 10_000 * (1 if val else 2) + 100 * self.cfg.seed
+        returns, lengths = envs.run_episodes(_policy(model, data.spaces), data.env_id, n, seed)
+        out = {f"{split}/mean_return": float(returns.mean()),
+               f"{split}/std_return": float(returns.std()),
+               f"{split}/mean_length": float(lengths.mean())}
+        if val and hasattr(self, "source"):
+            out["train/env_steps"] = float(self.source.runner.env_steps)
+        return out
+
+    def summarize(self, fit: FitResult) -> dict[str, float]:
+        self._history = fit.history
+        steps = float(self.source.runner.env_steps) if hasattr(self, "source") else 0.0
+        return {"train/env_steps": steps, **solved_summary(fit.history, self.threshold)}
+
+    def reports(self, model: nn.Module, data: EnvData) -> dict[str, str | bytes]:
+        if not hasattr(self, "source"):
+            return {}
+        return {"learning_curve.png": learning_curve_png(
+            self.source.runner.episodes, getattr(self, "_history", []), data.threshold,
+            title=f"{self.name}: {self.cfg.algo} on {data.env_id} (seed {self.cfg.seed})")}
+
+    # ------------------------------------------------------------ predictor
+    def predictor(self, model: nn.Module, data: EnvData) -> Agent:
+        return Agent(model, data.spaces, data.env_id)
+
+    def data_state(self, data: EnvData) -> dict[str, Any]:
+        return {"env": data.env_id, "threshold": data.threshold}
+
+    def data_from_state(self, state: dict[str, Any]) -> EnvData:
+        return EnvData(train=None, env_id=state["env"], spaces=envs.spaces_of(state["env"]),
+                       threshold=state.get("threshold"))
+
+
+def _policy(model: nn.Module, spaces: envs.Spaces):
+    dev = next(model.parameters()).device
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        return envs.to_env_actions(model.act(envs.encode_obs(obs, spaces, dev),
+                                             deterministic=True), spaces)
+    return act
+
+
+class Agent(Predictor):
+    """A trained policy: observations -> greedy actions.
+
+    >>> agent = taskzoo.load_run("runs/cartpole")   # doctest: +SKIP
+    >>> agent([[0.0, 0.1, 0.02, -0.3]])             # doctest: +SKIP
+    [1]
+    """
+
+    def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str) -> None:
+        self.model, self.spaces, self.env_id = model, spaces, env_id
+        self.act = _policy(model, spaces)
+
+    def __call__(self, inputs: Any) -> list[Any]:
+        import json
+
+        if isinstance(inputs, str):
+            try:
+                inputs = json.loads(inputs)
+            except json.JSONDecodeError:
+                raise UsageError(f"Observation {inputs!r} is not JSON (e.g. [0.1, 0.0, 0.2, 0.3])") from None
+        obs = np.asarray(inputs, dtype=np.float64 if not self.spaces.num_states else np.int64)
+        want = () if self.spaces.num_states else self.spaces.obs_shape
+        if obs.shape == want:
+            obs = obs[None]
+        if obs.shape[1:] != want:
+            raise UsageError(f"{self.env_id} observations have shape {want}; got {obs.shape[1:]}")
+        return self.act(obs.astype(np.float32) if not self.spaces.num_states else obs).tolist()
+
+
+# ---------------------------------------------------------------- the tasks and their recipes
+@TASKS.register("cartpole", aliases=("cart_pole",))
+class CartPole(ControlTask):
+    """CartPole-v1: balance a pole; solved at a mean return of 475 (maximum 500)."""
+
+    name = "cartpole"
+    description = "CartPole-v1 balancing (PPO, DQN or A2C)"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "ppo": dict(env="CartPole-v1", n_envs=8, n_steps=32, batch_size=256, n_epochs=20,
+                    gamma=0.98, gae_lambda=0.8, lr=1e-3, schedule="linear", clip_decay=True,
+                    total_timesteps=100_000, eval_freq=2_560, grad_clip=0.5),
+        "dqn": dict(env="CartPole-v1", n_envs=1, hidden=(256, 256), activation="relu",
+                    lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000,
+                    gamma=0.99, target_update=128, train_freq=256, gradient_steps=128,
+                    eps_fraction=0.16, eps_end=0.04, total_timesteps=50_000, eval_freq=2_560,
+                    grad_clip=10.0, optimizer="adam"),
+        "a2c": dict(env="CartPole-v1", n_envs=8, n_steps=5, gamma=0.99, gae_lambda=1.0,
+                    lr=7e-4, norm_adv=False, total_timesteps=500_000, eval_freq=10_000,
+                    grad_clip=0.5, optimizer="adam"),
+    }
+    references: ClassVar[tuple[Reference, ...]] = (
+        Reference("eval/mean_return", 500.0, "RL Baselines3 Zoo PPO CartPole-v1 (1e5 steps)"),
+    )
+
+
+@TASKS.register("acrobot")
+class Acrobot(ControlTask):
+    """Acrobot-v1: swing the tip above the bar; solved at -100."""
+
+    name = "acrobot"
+    description = "Acrobot-v1 swing-up (PPO, DQN or A2C)"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "ppo": dict(env="Acrobot-v1", n_envs=16, n_steps=256, batch_size=256, n_epochs=4,
+                    gamma=0.99, gae_lambda=0.94, lr=1e-3, total_timesteps=200_000,
+                    eval_freq=16_384, grad_clip=0.5),
+        "dqn": dict(env="Acrobot-v1", n_envs=1, hidden=(256, 256), activation="relu",
+                    lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
+                    target_update=250, train_freq=4, gradient_steps=4, eps_fraction=0.12,
+                    eps_end=0.1, total_timesteps=100_000, eval_freq=10_000, grad_clip=10.0,
+                    optimizer="adam"),
+        "a2c": dict(env="Acrobot-v1", n_envs=16, n_steps=5, lr=7e-4, ent_coef=0.0,
+                    norm_adv=False, gae_lambda=1.0, total_timesteps=500_000, eval_freq=20_000,
+                    grad_clip=0.5, optimizer="adam"),
+    }
+    references: ClassVar[tuple[Reference, ...]] = (
+        Reference("eval/mean_return", -73.5, "RL Baselines3 Zoo PPO Acrobot-v1 (1e6 steps)"),
+    )
+
+
+@TASKS.register("lunarlander", aliases=("lunar_lander",))
+class LunarLander(ControlTask):
+    """LunarLander-v3 (box2d): land between the flags; solved at 200."""
+
+    name = "lunarlander"
+    description = "LunarLander-v3 landing (PPO, DQN or A2C; needs box2d)"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "ppo": dict(env="LunarLander-v3", n_envs=16, n_steps=1024, batch_size=64, n_epochs=4,
+                    gamma=0.999, gae_lambda=0.98, ent_coef=0.01, lr=3e-4,
+                    total_timesteps=1_000_000, eval_freq=65_536, grad_clip=0.5),
+        "dqn": dict(env="LunarLander-v3", n_envs=1, hidden=(256, 256), activation="relu",
+                    lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
+                    target_update=250, train_freq=4, gradient_steps=4, eps_fraction=0.12,
+                    eps_end=0.1, total_timesteps=100_000, eval_freq=10_000, grad_clip=10.0,
+                    optimizer="adam"),
+        "a2c": dict(env="LunarLander-v3", n_envs=16, n_steps=5, gamma=0.995, lr=8.3e-4,
+                    ent_coef=1e-5, norm_adv=False, gae_lambda=1.0, total_timesteps=2_000_000,
+                    eval_freq=50_000, grad_clip=0.5, optimizer="adam"),
+    }
+    references: ClassVar[tuple[Reference, ...]] = (
+        Reference("eval/mean_return", 242.0, "RL Baselines3 Zoo PPO LunarLander-v2 (1e6 steps)",
+                  "v2 vs our v3"),
+    )

@@ -1,0 +1,259 @@
+"""Finite MDPs solved exactly: value iteration and tabular Q-learning on FrozenLake and Taxi.
+
+    taskzoo run frozenlake                      # value iteration on the known model
+    taskzoo run frozenlake algo=q_learning      # learns from episodes instead
+    taskzoo run taxi algo=q_learning seed=1
+
+Both go through the common Trainer. Each is plain SGD on a float64 Q-table
+(models/policy.py QTable) with a stopped-gradient Bellman target:
+- value iteration: loss 0.5 * sum (Q - T Q)^2 over all (s, a), SGD with lr = 1, so every
+  optimizer step is exactly one synchronous Bellman optimality sweep Q <- T Q;
+- Q-learning: loss 0.5 * (Q[s, a] - (r + gamma max Q[s'])), SGD with lr = alpha, which is
+  exactly Q[s, a] += alpha * (target - Q[s, a]) for each fresh transition.
+
+Policies are judged exactly as well as by episodes: the expected return within the env's
+time limit, from its initial-state distribution, next to the optimum of that same
+quantity (finite-horizon dynamic programming).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from taskzoo.config import TrainConfig
+from taskzoo.errors import ConfigError, UsageError
+from taskzoo.models import build
+from taskzoo.rl import envs
+from taskzoo.rl.report import learning_curve_png, solved_summary
+from taskzoo.rl.sources import MDPSource, ReplaySource
+from taskzoo.tasks import TASKS
+from taskzoo.tasks.base import DataBundle, Reference, Task
+from taskzoo.tasks.control import Agent, _policy
+from taskzoo.trainer import BatchSource, FitResult, StepOutput
+
+
+@dataclass(frozen=True, kw_only=True)
+class TabularConfig(TrainConfig):
+    """A tabular recipe; the defaults are FrozenLake value iteration."""
+
+    env: str = "FrozenLake-v1"  # a gymnasium toy-text id (its model env.unwrapped.P is used)
+    algo: Literal["value_iteration", "q_learning"] = "value_iteration"  # solver
+    gamma: float = 0.99  # discount of the Bellman backups
+    sweeps: int = 1_000  # value_iteration: Bellman sweeps (optimizer steps)
+    total_timesteps: int = 200_000  # q_learning: environment steps
+    n_envs: int = 16  # q_learning: environments stepped side by side
+    eps_start: float = 1.0  # q_learning: initial exploration rate
+    eps_end: float = 0.05  # q_learning: final exploration rate
+    eps_fraction: float = 0.5  # q_learning: share of training over which epsilon decays
+    eval_freq: int = 10_000  # q_learning: env steps between validations (value_iteration: 100 sweeps)
+    val_episodes: int = 20  # episodes per validation (the exact expected return is the monitor)
+    eval_episodes: int = 1_000  # final episodes: 20 would leave +-0.1 noise on a success rate
+    solved_return: float | None = None  # "solved" threshold; None = the env's own
+    optimizer: Literal["adamw", "adam", "sgd"] = "sgd"  # plain SGD is what makes the updates exact
+    momentum: float = 0.0  # must stay 0 for the exact updates
+    lr: float = 1.0  # value_iteration: 1 = full backups; q_learning: the step size alpha
+    device: str = "cpu"  # tables this small gain nothing from a GPU
+    threads: int = 1  # tiny tensors: one thread skips OpenMP's fork/join on every op
+    keep: Literal["best", "last"] = "last"  # the final table (validation is exact, not sampled)
+    log_every: int = 100  # optimizer steps between train/ records
+
+    def validate(self) -> None:
+        if self.optimizer != "sgd" or self.momentum != 0 or self.weight_decay != 0:
+            raise ConfigError("tabular solvers need optimizer=sgd, momentum=0, weight_decay=0 "
+                              "(that is what makes each step an exact Bellman/Q-learning update)")
+        if not 0 < self.lr <= 1:
+            raise ConfigError(f"lr={self.lr}: expected 0 < lr <= 1 (a step size)")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
+        for key in ("sweeps", "total_timesteps", "n_envs", "eval_freq", "val_episodes",
+                    "eval_episodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a positive integer")
+
+
+@dataclass
+class MDPData(DataBundle):
+    env_id: str = ""
+    spaces: envs.Spaces | None = None
+    mdp: MDPSource | None = None  # the model as tensors (also used for exact evaluation)
+    isd: torch.Tensor | None = None  # initial-state distribution
+    horizon: int = 0  # the env's time limit
+    threshold: float | None = None
+    optimal: float = 0.0  # best achievable expected return within the horizon
+
+
+def _mdp_data(env_id: str, sweeps: int, threshold: float | None) -> MDPData:
+    spec = envs.check_env_id(env_id)
+    env = envs.make_env(env_id)
+    try:
+        P = getattr(env.unwrapped, "P", None)
+        isd = getattr(env.unwrapped, "initial_state_distrib", None)
+        if P is None or isd is None:
+            raise UsageError(f"{env_id} exposes no model (env.unwrapped.P): tabular tasks need a "
+                             "toy-text environment such as FrozenLake-v1, Taxi-v4 or CliffWalking-v1")
+        mdp = MDPSource(P, sweeps=sweeps)
+    finally:
+        env.close()
+    horizon = spec.max_episode_steps or 1_000
+    isd_t = torch.as_tensor(isd, dtype=torch.float64)
+    data = MDPData(train=None, env_id=env_id, spaces=envs.spaces_of(env_id), mdp=mdp, isd=isd_t,
+                   horizon=horizon,
+                   threshold=spec.reward_threshold if threshold is None else threshold)
+    data.optimal = optimal_return(mdp, isd_t, horizon)
+    if threshold is None and data.threshold is not None and data.threshold > data.optimal:
+        # Taxi registers 8, above the best expected return its 200-step limit allows (7.93),
+        # so no policy could ever count as solved: use 99 % of the exact optimum instead.
+        data.threshold = round(0.99 * data.optimal, 4)
+    return data
+
+
+def bellman(mdp: MDPSource, v_next: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Q[s, a] = sum_k p (r + gamma (1 - done) v_next[s'])."""
+    return (mdp.prob * (mdp.rew + gamma * (1 - mdp.done) * v_next[mdp.next])).sum(-1)
+
+
+def optimal_return(mdp: MDPSource, isd: torch.Tensor, horizon: int) -> float:
+    """The best expected undiscounted return within `horizon` steps (backward induction)."""
+    v = torch.zeros(mdp.prob.shape[0], dtype=torch.float64)
+    for _ in range(horizon):
+        v = bellman(mdp, v).max(-1).values
+    return float(isd @ v)
+
+
+def expected_return(mdp: MDPSource, isd: torch.Tensor, horizon: int, policy: torch.Tensor) -> float:
+    """The exact expected undiscounted return of a deterministic policy within `horizon`."""
+    v = torch.zeros(mdp.prob.shape[0], dtype=torch.float64)
+    rows = torch.arange(len(policy))
+    for _ in range(horizon):
+        v = bellman(mdp, v)[rows, policy]
+    return float(isd @ v)
+
+
+class TabularTask(Task[TabularConfig]):
+    Config = TabularConfig
+    monitor: ClassVar[str] = "val/expected_return"
+    eval_splits: ClassVar[tuple[str, ...]] = ("val",)
+    final_splits: ClassVar[tuple[str, ...]] = ("eval",)
+    preset_key: ClassVar[str] = "algo"
+
+    def build_data(self) -> MDPData:
+        data = _mdp_data(self.cfg.env, self.cfg.sweeps, self.cfg.solved_return)
+        self._threshold = data.threshold
+        return data
+
+    def build_model(self, data: MDPData) -> nn.Module:
+        if not data.spaces.num_states or data.spaces.continuous:
+            raise UsageError(f"{data.env_id}: tabular solvers need discrete states and actions")
+        return build("q_table", num_states=data.spaces.num_states,
+                     num_actions=data.spaces.num_actions)
+
+    def batches(self, data: MDPData, model: nn.Module) -> BatchSource:
+        c = self.cfg
+        if c.algo == "value_iteration":
+            self.source = data.mdp
+            return self.source
+        runner = envs.VecRunner(c.env, c.n_envs, c.seed)
+        self.source = ReplaySource(
+            runner, model, data.spaces, buffer_size=c.n_envs, batch_size=c.n_envs,
+            learning_starts=0, train_freq=1, gradient_steps=1, gamma=c.gamma, target_update=0,
+            double=False, eps_start=c.eps_start, eps_end=c.eps_end, eps_fraction=c.eps_fraction,
+            total_timesteps=c.total_timesteps, seed=c.seed, fresh=True, eval_freq=c.eval_freq)
+        return self.source
+
+    def train_config(self, source: BatchSource) -> TrainConfig:
+        if self.cfg.algo == "q_learning":
+            return self.cfg  # the source validates every eval_freq environment steps
+        return dataclasses.replace(self.cfg, eval_every=self.cfg.eval_every or 100)
+
+    def step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        if self.cfg.algo == "value_iteration":
+            q = model.q
+            with torch.no_grad():
+                target = (batch["prob"] * (batch["reward"] + self.cfg.gamma * (1 - batch["done"])
+                                           * q.max(-1).values[batch["next"]])).sum(-1)
+            loss = 0.5 * ((q - target) ** 2).sum()
+            return StepOutput(loss, {"bellman_residual": (q - target).abs().max().detach()},
+                              size=q.numel())
+        q = model(batch["obs"]).gather(1, batch["actions"].long().unsqueeze(1)).squeeze(1)
+        td = q - batch["target"].to(q.dtype)
+        return StepOutput(0.5 * (td ** 2).sum(), {"td_error": td.abs().mean().detach()},
+                          size=len(q))
+
+    def evaluate(self, model: nn.Module, data: MDPData, split: str) -> dict[str, float]:
+        val = split == "val"
+        n = self.cfg.val_episodes if val else self.cfg.eval_episodes
+        seed = 10_000 * (1 if val else 2) + 100 * self.cfg.seed
+        returns, lengths = envs.run_episodes(_policy(model, data.spaces), data.env_id, n, seed)
+        exact = expected_return(data.mdp, data.isd, data.horizon, model.q.argmax(-1))
+        out = {f"{split}/mean_return": float(returns.mean()),
+               f"{split}/std_return": float(returns.std()),
+               f"{split}/mean_length": float(lengths.mean()),
+               f"{split}/expected_return": exact,
+               f"{split}/optimal_return": data.optimal,
+               f"{split}/optimality": exact / data.optimal if data.optimal > 0 else float("nan")}
+        if val:
+            runner = getattr(getattr(self, "source", None), "runner", None)
+            out["train/env_steps"] = float(runner.env_steps) if runner is not None else 0.0
+        return out
+
+    def summarize(self, fit: FitResult) -> dict[str, float]:
+        self._history = fit.history
+        return solved_summary(fit.history, self._threshold, key="val/expected_return")
+
+    def reports(self, model: nn.Module, data: MDPData) -> dict[str, str | bytes]:
+        runner = getattr(getattr(self, "source", None), "runner", None)
+        history = getattr(self, "_history", [])
+        if runner is None:  # value iteration: plot against sweeps
+            history = [{**r, "train/env_steps": r["step"]} for r in history]
+        return {"learning_curve.png": learning_curve_png(
+            runner.episodes if runner is not None else [], history, data.threshold,
+            title=f"{self.name}: {self.cfg.algo} on {data.env_id} (seed {self.cfg.seed})",
+            val_key="val/expected_return",
+            xlabel="environment steps" if runner is not None else "Bellman sweeps")}
+
+    def predictor(self, model: nn.Module, data: MDPData) -> Agent:
+        return Agent(model, data.spaces, data.env_id)
+
+    def data_state(self, data: MDPData) -> dict[str, Any]:
+        return {"env": data.env_id, "threshold": data.threshold}
+
+    def data_from_state(self, state: dict[str, Any]) -> MDPData:
+        return MDPData(train=None, env_id=state["env"], spaces=envs.spaces_of(state["env"]),
+                       threshold=state.get("threshold"))
+
+
+@TASKS.register("frozenlake", aliases=("frozen_lake",))
+class FrozenLake(TabularTask):
+    """FrozenLake-v1 4x4, slippery: reach the goal without falling in a hole."""
+
+    name = "frozenlake"
+    description = "FrozenLake-v1 (slippery): value iteration or Q-learning"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "value_iteration": dict(env="FrozenLake-v1", gamma=0.999, sweeps=2_000, lr=1.0),
+        "q_learning": dict(env="FrozenLake-v1", gamma=0.999, lr=0.05, total_timesteps=400_000,
+                           eps_fraction=0.5, eval_freq=20_000),
+    }
+    references: ClassVar[tuple[Reference, ...]] = (
+        Reference("eval/optimality", 1.0, "exact optimum within the 100-step limit (our DP)"),
+    )
+
+
+@TASKS.register("taxi")
+class Taxi(TabularTask):
+    """Taxi (Dietterich 2000): pick up and drop off a passenger; v4 = v3 without rain/fickle."""
+
+    name = "taxi"
+    description = "Taxi-v4 (= v3 dynamics): value iteration or Q-learning"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "value_iteration": dict(env="Taxi-v4", gamma=0.99, sweeps=500, lr=1.0),
+        "q_learning": dict(env="Taxi-v4", gamma=0.99, lr=0.5, total_timesteps=300_000,
+                           eps_fraction=0.3, eval_freq=20_000),
+    }
+    references: ClassVar[tuple[Reference, ...]] = (
+        Reference("eval/optimality", 1.0, "exact optimum within the 200-step limit (our DP)"),
+    )

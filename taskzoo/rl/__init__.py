@@ -1,0 +1,1 @@
+"""Reinforcement-learning support shared by the RL tasks: environments, BatchSources, reports."""

@@ -1,0 +1,214 @@
+"""gymnasium environments for the RL tasks: checked creation, observation encoding, a vector
+runner that records its actions (so a resumed run replays them to the same state) and
+deterministic evaluation episodes.
+
+Environments stay on the CPU; only observations and actions cross to the model's device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskzoo.errors import ConfigError, UnknownNameError, UsageError, did_you_mean
+
+# pygame (rendering) prints SDL audio warnings on machines without a sound card.
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def _gym() -> Any:
+    import gymnasium
+
+    return gymnasium
+
+
+def check_env_id(env_id: str) -> Any:
+    """The gymnasium EnvSpec of `env_id`; UnknownNameError with the closest id otherwise.
+
+    >>> check_env_id("CartPole-v1").reward_threshold
+    475.0
+    """
+    gym = _gym()
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        ids = [k for k in gym.registry if "/" not in k or k.startswith("ALE/")]
+        hint = did_you_mean(env_id, ids)
+        raise UnknownNameError(
+            f"Unknown gymnasium environment '{env_id}'.{hint} ({exc}) "
+            f"Registered ids include: {', '.join(sorted(ids)[:12])}, ..."
+        ) from None
+
+
+def make_env(env_id: str, **kwargs: Any) -> Any:
+    """gym.make with gymnasium's errors (missing extras, bad kwargs) turned into UsageError."""
+    gym = _gym()
+    check_env_id(env_id)
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise UsageError(f"{env_id} needs an extra dependency: {exc}") from None
+    except (gym.error.Error, TypeError) as exc:
+        raise UsageError(f"Cannot create {env_id}: {exc}") from None
+
+
+def make_vec_env(env_id: str, num_envs: int) -> Any:
+    """`num_envs` copies stepped in this process; an ended episode resets in the same step
+    (the final observation is in info["final_obs"]), as in Stable-Baselines3."""
+    gym = _gym()
+    make_env(env_id).close()  # fail early and clearly
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """What a model needs to know of an environment."""
+
+    obs_shape: tuple[int, ...]  # encoded observation shape
+    num_actions: int  # discrete actions, or the action vector's length
+    continuous: bool  # Box actions (Gaussian policy) instead of Discrete
+    num_states: int  # Discrete observation spaces only (0 otherwise)
+    low: np.ndarray | None = None  # Box action bounds
+    high: np.ndarray | None = None
+
+
+def spaces_of(env_id: str) -> Spaces:
+    gym = _gym()
+    env = make_env(env_id)
+    try:
+        obs, act = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if isinstance(obs, gym.spaces.Discrete):
+        obs_shape, num_states = (int(obs.n),), int(obs.n)
+    elif isinstance(obs, gym.spaces.Box):
+        obs_shape, num_states = tuple(obs.shape), 0
+    else:
+        raise UsageError(f"{env_id}: observation space {obs} is not supported (Box or Discrete)")
+    if isinstance(act, gym.spaces.Discrete):
+        return Spaces(obs_shape, int(act.n), False, num_states)
+    if isinstance(act, gym.spaces.Box) and len(act.shape) == 1:
+        return Spaces(obs_shape, int(act.shape[0]), True, num_states, act.low, act.high)
+    raise UsageError(f"{env_id}: action space {act} is not supported (Discrete or 1-D Box)")
+
+
+def encode_obs(obs: np.ndarray, spaces: Spaces, device: torch.device) -> torch.Tensor:
+    """A batch of raw observations as model input: one-hot for Discrete, float otherwise."""
+    t = torch.as_tensor(np.asarray(obs), device=device)
+    if spaces.num_states and spaces.obs_shape == (spaces.num_states,):
+        return torch.nn.functional.one_hot(t.long(), spaces.num_states).float()
+    return t if len(spaces.obs_shape) == 3 else t.float()
+
+
+def to_env_actions(actions: torch.Tensor, spaces: Spaces) -> np.ndarray:
+    """Model actions to what env.step takes (continuous ones clipped to the bounds)."""
+    a = actions.detach().cpu().numpy()
+    if spaces.continuous:
+        return np.clip(a, spaces.low, spaces.high).astype(np.float32)
+    return a.astype(np.int64)
+
+
+class VecRunner:
+    """Steps a vector env, keeps episode statistics and every action it sent.
+
+    The recorded actions are the env's whole state for a checkpoint: gymnasium envs are
+    deterministic given their seed and actions, so `restore` rebuilds the exact state by
+    replaying them, for any environment and without pickling it."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int) -> None:
+        self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
+        self.env = make_vec_env(env_id, num_envs)
+        self.obs, _ = self.env.reset(seed=seed)
+        self.actions: list[np.ndarray] = []
+        self.ep_return = np.zeros(num_envs)
+        self.ep_length = np.zeros(num_envs, dtype=np.int64)
+        self.recent = deque(maxlen=100)  # returns of the last finished training episodes
+        self.episodes: list[tuple[int, float]] = []  # (env step, return) of every episode
+        self.env_steps = 0
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One vector step: (next_obs, rewards, terminated, truncated, real_next_obs).
+
+        next_obs is what to act on next (already reset where an episode ended);
+        real_next_obs holds the final observation there, for bootstrapping and replay."""
+        self.actions.append(actions)
+        obs, rew, term, trunc, info = self.env.step(actions)
+        self.env_steps += self.num_envs
+        done = term | trunc
+        real_next = obs
+        if done.any():
+            real_next = obs.copy()
+            for i in np.nonzero(done)[0]:
+                real_next[i] = info["final_obs"][i]
+        self.ep_return += rew
+        self.ep_length += 1
+        for i in np.nonzero(done)[0]:
+            ret = float(self.ep_return[i])
+            self.recent.append(ret)
+            self.episodes.append((self.env_steps, ret))
+            self.ep_return[i] = 0.0
+            self.ep_length[i] = 0
+        self.obs = obs
+        return obs, rew.astype(np.float32), term, trunc, real_next
+
+    def metrics(self) -> dict[str, float]:
+        out = {"rollout/env_steps": float(self.env_steps)}
+        if self.recent:
+            out["rollout/ep_return_mean"] = float(np.mean(self.recent))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        acts = np.stack(self.actions) if self.actions else np.zeros((0, self.num_envs))
+        return {"actions": torch.from_numpy(np.ascontiguousarray(acts))}
+
+    def restore(self, state: dict[str, Any],
+                on_step: Callable[[np.ndarray, np.ndarray, tuple], None] | None = None) -> None:
+        """Reset with the seed and replay the recorded actions; `on_step(obs, actions, out)`
+        sees each replayed transition (a replay buffer refills itself from them)."""
+        self.__init__(self.env_id, self.num_envs, self.seed)  # type: ignore[misc]
+        dtype = self.env.action_space.dtype
+        for row in state["actions"].numpy():
+            before = self.obs
+            out = self.step(row.astype(dtype))
+            if on_step is not None:
+                on_step(before, row, out)
+
+
+def run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int,
+                 seed: int, *, width: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of `episodes` episodes, episode i seeded with seed + i.
+
+    Up to `width` episodes run side by side in one vector env (one batched forward per
+    step); more run in waves, so 1000 episodes do not build 1000 environments."""
+    if episodes < 1:
+        raise ConfigError(f"episodes={episodes}: expected at least 1")
+    gym = _gym()
+    k = min(episodes, width)
+    env = gym.make_vec(env_id, num_envs=k, vectorization_mode="sync",
+                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    try:
+        for start in range(0, episodes, k):
+            # a last, partial wave still steps all k envs; only the first n count
+            n = min(k, episodes - start)
+            obs, _ = env.reset(seed=[seed + start + i for i in range(k)])
+            ret, length = np.zeros(k), np.zeros(k, dtype=np.int64)
+            running = np.ones(k, dtype=bool)
+            running[n:] = False
+            while running.any():
+                obs, rew, term, trunc, _ = env.step(act(obs))
+                ret += rew * running
+                length += running
+                running &= ~(term | trunc)
+            returns[start:start + n], lengths[start:start + n] = ret[:n], length[:n]
+    finally:
+        env.close()
+    return returns, lengths

@@ -1,0 +1,248 @@
+"""RL tasks: agents through the common Trainer, tabular solvers, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import taskzoo
+from taskzoo.cli import main
+from taskzoo.errors import UnknownNameError, UsageError
+from taskzoo.models import build
+from taskzoo.rl import envs
+from taskzoo.rl.report import solved_summary
+from taskzoo.tasks.tabular import _mdp_data, expected_return
+from taskzoo.trainer import Callback
+
+# CartPole's PPO recipe cut to 8192 steps (32 rollouts of 8 x 32), validation every 1024.
+PPO_SMALL = dict(total_timesteps=8192, eval_freq=1024, val_episodes=3, eval_episodes=3)
+DQN_SMALL = dict(algo="dqn", total_timesteps=3000, learning_starts=500, train_freq=64,
+                 gradient_steps=16, hidden=(32, 32), eval_freq=1000, val_episodes=3,
+                 eval_episodes=3, target_update=16, eps_fraction=0.5)
+
+
+class _Killed(Exception):
+    pass
+
+
+class KillAfter(Callback):
+    """Raises after the optimizer step `step` (between checkpoints): a crash mid-run."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, state) -> None:
+        if state.step == self.step:
+            raise _Killed
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _figures(metrics: dict) -> dict:
+    timing = ("train/time_s", "train/samples_per_s", "total/time_s", "train/solved_time_s")
+    return {k: v for k, v in metrics.items() if k not in timing}
+
+
+# ---------------------------------------------------------------- models
+def test_actor_critic_sampling_agrees_with_torch_distributions():
+    torch.manual_seed(0)
+    net = build("mlp_actor_critic", obs_shape=(4,), num_actions=3)
+    obs = torch.randn(64, 4)
+    actions, logp, values = net.sample(obs)
+    head, v2 = net(obs)
+    dist = torch.distributions.Categorical(logits=head)
+    assert torch.allclose(logp, dist.log_prob(actions), atol=1e-6)
+    assert torch.equal(values, v2)
+    logp2, ent, _ = net.evaluate_actions(obs, actions)
+    assert torch.allclose(logp2, logp, atol=1e-6)
+    assert torch.allclose(ent, dist.entropy(), atol=1e-6)
+    gauss = build("mlp_actor_critic", obs_shape=(3,), num_actions=2, continuous=True)
+    a, lp, _ = gauss.sample(torch.randn(5, 3))
+    assert a.shape == (5, 2) and lp.shape == (5,)
+
+
+def test_q_table_accepts_indices_and_one_hot_rows():
+    table = build("q_table", num_states=5, num_actions=2)
+    with torch.no_grad():
+        table.q.copy_(torch.arange(10, dtype=torch.float64).view(5, 2))
+    states = torch.tensor([4, 0, 2])
+    one_hot = torch.nn.functional.one_hot(states, 5).float()
+    assert torch.equal(table(states), table(one_hot))
+    assert table.act(states).tolist() == [1, 1, 1]
+
+
+# ---------------------------------------------------------------- environments
+def test_unknown_env_suggests_the_closest_id():
+    with pytest.raises(UnknownNameError, match="Did you mean 'CartPole-v1'"):
+        envs.check_env_id("CartPol-v1")
+    with pytest.raises(UnknownNameError, match="CartPole-v1"):
+        taskzoo.run("cartpole", env="CartPole-v9")
+
+
+def test_dqn_refuses_continuous_actions():
+    with pytest.raises(UsageError, match="discrete actions"):
+        taskzoo.run("cartpole", env="Pendulum-v1", algo="dqn", total_timesteps=100)
+
+
+def test_runner_restore_replays_to_the_same_state():
+    runner = envs.VecRunner("CartPole-v1", 3, seed=7)
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # long enough for some episodes to end and reset
+        runner.step(rng.integers(0, 2, 3))
+    state = runner.state_dict()
+    twin = envs.VecRunner("CartPole-v1", 3, seed=7)
+    twin.restore(state)
+    assert np.array_equal(twin.obs, runner.obs)
+    assert twin.env_steps == runner.env_steps == 180
+    assert twin.episodes == runner.episodes and len(runner.episodes) > 0
+    actions = rng.integers(0, 2, 3)
+    assert np.array_equal(twin.step(actions)[0], runner.step(actions)[0])
+
+
+def test_solved_summary_takes_the_first_solved_validation():
+    history = [{"val/mean_return": 100.0, "train/env_steps": 1000, "train/time_s": 1.0},
+               {"val/mean_return": 480.0, "train/env_steps": 2000, "train/time_s": 2.5},
+               {"val/mean_return": 500.0, "train/env_steps": 3000, "train/time_s": 4.0}]
+    assert solved_summary(history, 475.0) == {"train/solved_at_step": 2000.0,
+                                              "train/solved_time_s": 2.5}
+    assert solved_summary(history, 501.0)["train/solved_at_step"] == -1.0
+    assert solved_summary(history, None)["train/solved_time_s"] == -1.0
+
+
+# ---------------------------------------------------------------- deep agents
+def test_ppo_learns_cartpole_and_writes_its_reports(tmp_path):
+    res = taskzoo.run("cartpole", out=tmp_path / "ppo", progress=False, seed=0, **PPO_SMALL)
+    m = res.metrics
+    # a random policy lasts ~22 steps; 8k steps of PPO already balance far longer
+    assert m["eval/mean_return"] > 60, m
+    assert m["train/env_steps"] == 8192 and m["eval/std_return"] >= 0
+    png = (tmp_path / "ppo" / "learning_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    records = [json.loads(x) for x in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if "val/mean_return" in r]
+    # validations every 1024 environment steps (the last one is the end of training)
+    assert [r["train/env_steps"] for r in vals][:3] == [1024.0, 2048.0, 3072.0]
+    assert any("train/approx_kl" in r and "rollout/ep_return_mean" in r for r in records)
+    agent = taskzoo.load_run(tmp_path / "ppo")
+    assert agent([0.0, 0.0, 0.05, 0.0]) in ([0], [1])
+    obs = np.random.default_rng(0).normal(0, 0.1, (32, 4))
+    head, _ = res.model(torch.as_tensor(obs, dtype=torch.float32))
+    assert agent(obs.tolist()) == head.argmax(-1).tolist()  # the greedy action, batched
+    with pytest.raises(UsageError, match=r"shape \(4,\)"):
+        agent([1.0, 2.0])
+
+
+def test_stop_when_solved_ends_training_at_the_first_solved_validation(tmp_path):
+    res = taskzoo.run("cartpole", out=tmp_path / "s", progress=False, stop_when_solved=True,
+                      solved_return=5.0, **PPO_SMALL)
+    assert res.metrics["train/solved_at_step"] == 1024.0
+    assert res.metrics["train/env_steps"] == 1024.0  # stopped right there
+
+
+@pytest.mark.parametrize("recipe, kill_at", [(PPO_SMALL, 170), (DQN_SMALL, 150)],
+                         ids=["ppo", "dqn"])
+def test_rl_resume_after_a_crash_equals_an_unbroken_run(tmp_path, recipe, kill_at):
+    full = taskzoo.run("cartpole", out=tmp_path / "full", progress=False, seed=3, **recipe)
+    with pytest.raises(_Killed):
+        taskzoo.run("cartpole", out=tmp_path / "cut", progress=False, seed=3,
+                    callbacks=[KillAfter(kill_at)], **recipe)
+    assert (tmp_path / "cut" / "last.ckpt").exists()
+    resumed = taskzoo.run("cartpole", out=tmp_path / "cut", resume=True, progress=False, seed=3,
+                          **recipe)
+    _same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
+    assert _figures(full.metrics) == _figures(resumed.metrics)
+    log = lambda d: (d / "metrics.jsonl").read_text()  # noqa: E731
+    assert log(tmp_path / "full") == log(tmp_path / "cut")
+
+
+def test_dqn_trains_through_the_replay_source(tmp_path):
+    res = taskzoo.run("cartpole", out=tmp_path / "dqn", progress=False, **DQN_SMALL)
+    m = res.metrics
+    # 3000 steps in phases of 64 after 500 warm-up steps: (47 - 7) phases x 16 updates
+    assert m["train/steps"] == 40 * 16
+    assert np.isfinite(m["eval/mean_return"]) and m["eval/mean_return"] >= 8
+    records = [json.loads(x) for x in (tmp_path / "dqn" / "metrics.jsonl").read_text().splitlines()]
+    eps = [r["rollout/epsilon"] for r in records if "rollout/epsilon" in r]
+    assert eps == sorted(eps, reverse=True) and eps[-1] == pytest.approx(0.04)  # the preset's final rate
+
+
+# ---------------------------------------------------------------- tabular MDPs
+def test_value_iteration_step_is_one_bellman_sweep(tmp_path):
+    res = taskzoo.run("frozenlake", out=tmp_path / "vi1", progress=False, sweeps=1,
+                      eval_episodes=5, val_episodes=5)
+    data = _mdp_data("FrozenLake-v1", 1, None)
+    mdp = data.mdp
+    expected = (mdp.prob * (mdp.rew + 0.999 * (1 - mdp.done) * 0.0)).sum(-1)  # from Q = 0
+    assert torch.allclose(res.model.q.detach(), expected)
+
+
+def test_value_iteration_is_optimal_on_frozenlake_and_taxi(tmp_path):
+    lake = taskzoo.run("frozenlake", out=tmp_path / "lake", progress=False, eval_episodes=200)
+    m = lake.metrics
+    # the exact optimum of P(goal within 100 steps) from the start state is ~0.744
+    assert 0.70 < m["eval/optimal_return"] < 0.80
+    assert m["eval/optimality"] > 0.99
+    assert abs(m["eval/mean_return"] - m["eval/expected_return"]) < 0.1  # episodes agree
+    taxi = taskzoo.run("taxi", out=tmp_path / "taxi", progress=False, eval_episodes=50)
+    assert taxi.metrics["eval/optimality"] == pytest.approx(1.0, abs=1e-9)
+    assert (tmp_path / "taxi" / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_q_learning_step_is_the_tabular_update(tmp_path):
+    """One Trainer step with SGD(lr=alpha) equals Q[s,a] += alpha (r + g max Q[s'] - Q[s,a])."""
+    from taskzoo.api import make_config, resolve_task
+    from taskzoo.runtime import Runtime
+    from taskzoo.trainer import Trainer
+
+    cls = resolve_task("taxi")
+    cfg = make_config(cls, {"algo": "q_learning", "n_envs": 4, "total_timesteps": 4,
+                            "lr": 0.5, "eval_freq": 10**6})
+    task = cls(cfg, Runtime.create(device="cpu"))
+    data = task.build_data()
+    model = task.build_model(data)
+    with torch.no_grad():
+        model.q.uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    before = model.q.detach().clone()
+    source = task.batches(data, model)
+    Trainer(task.train_config(source), task.runtime, progress=False).fit(
+        task.step, model, source, None, tmp_path)
+    src = source
+    s = src.obs[src.last].argmax(-1)
+    s2 = src.next_obs[src.last].argmax(-1)
+    a, r, term = src.act[src.last], src.rew[src.last], src.term[src.last]
+    after = before.clone()
+    for i in range(len(s)):  # distinct (s, a) pairs in one batch update independently
+        target = r[i] + 0.99 * (1 - term[i]) * before[s2[i]].max()
+        after[s[i], a[i]] += 0.5 * (target - before[s[i], a[i]])
+    assert len(set(zip(s.tolist(), a.tolist()))) == len(s)
+    assert torch.allclose(model.q.detach(), after)
+
+
+def test_exact_policy_evaluation_matches_monte_carlo():
+    data = _mdp_data("FrozenLake-v1", 1, None)
+    always_left = torch.zeros(16, dtype=torch.long)
+    exact = expected_return(data.mdp, data.isd, data.horizon, always_left)
+    returns, _ = envs.run_episodes(lambda obs: np.zeros(len(obs), dtype=np.int64),
+                                   "FrozenLake-v1", 400, seed=0)
+    assert abs(returns.mean() - exact) < 0.03 + 3 * np.sqrt(exact * (1 - exact) / 400)
+
+
+def test_tabular_refuses_an_env_without_a_model():
+    with pytest.raises(UsageError, match="exposes no model"):
+        taskzoo.run("frozenlake", env="CartPole-v1")
+
+
+def test_cli_unknown_env_is_one_line_and_exit_2(capsys):
+    assert main(["run", "cartpole", "env=CartPol-v1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'CartPole-v1'" in err and "Traceback" not in err
