@@ -10,8 +10,31 @@ TEXT_MODELS = ["lstm", "gru", "bilstm", "bigru", "textcnn"]
 TAGGERS = ["bilstm_tagger", "bigru_tagger"]
 
 
+POLICIES = ["mlp_actor_critic", "cnn_actor_critic", "mlp_qnet", "cnn_qnet", "q_table"]
+
+
 def test_every_registered_model_is_covered_by_these_tests():
-    assert set(names()) == set(TEXT_MODELS) | set(TAGGERS)
+    assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_every_policy_builds_acts_and_backpropagates(name):
+    image = name.startswith("cnn")
+    shape = (84, 84, 4) if image else (6,)
+    if name == "q_table":
+        net = build(name, num_states=6, num_actions=3)
+        obs = torch.nn.functional.one_hot(torch.tensor([0, 5]), 6).float()
+    else:
+        net = build(name, obs_shape=shape, num_actions=3)
+        obs = torch.randint(0, 256, (2, *shape)).float() if image else torch.randn(2, *shape)
+    actions = net.act(obs)
+    assert actions.shape == (2,) and int(actions.max()) < 3
+    out = net(obs)
+    head = out[0] if isinstance(out, tuple) else out
+    assert head.shape == (2, 3)
+    sum(o.sum() for o in out).backward() if isinstance(out, tuple) else out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad
+               and p.ndim > 0 and p is not getattr(net, "log_std", None))
 
 
 @pytest.mark.parametrize("name", TEXT_MODELS)
