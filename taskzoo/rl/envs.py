@@ -125,10 +125,13 @@ class VecRunner:
     def __init__(self, env_id: str, num_envs: int, seed: int) -> None:
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.env = make_vec_env(env_id, num_envs)
-        self.obs, _ = self.env.reset(seed=seed)
+        self._start()
+
+    def _start(self) -> None:
+        self.obs, _ = self.env.reset(seed=self.seed)
         self.actions: list[np.ndarray] = []
-        self.ep_return = np.zeros(num_envs)
-        self.ep_length = np.zeros(num_envs, dtype=np.int64)
+        self.ep_return = np.zeros(self.num_envs)
+        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self.recent = deque(maxlen=100)  # returns of the last finished training episodes
         self.episodes: list[tuple[int, float]] = []  # (env step, return) of every episode
         self.env_steps = 0
@@ -172,7 +175,7 @@ class VecRunner:
                 on_step: Callable[[np.ndarray, np.ndarray, tuple], None] | None = None) -> None:
         """Reset with the seed and replay the recorded actions; `on_step(obs, actions, out)`
         sees each replayed transition (a replay buffer refills itself from them)."""
-        self.__init__(self.env_id, self.num_envs, self.seed)  # type: ignore[misc]
+        self._start()
         dtype = self.env.action_space.dtype
         for row in state["actions"].numpy():
             before = self.obs

@@ -73,7 +73,7 @@ class RolloutSource(EnvStepSchedule):
     @torch.no_grad()
     def _collect(self) -> dict[str, torch.Tensor]:
         r, dev, T, N = self.runner, _device(self.model), self.n_steps, self.runner.num_envs
-        obs_l, act_l, logp_l, val_l, rew_l, term_l, done_l, boot_l = [], [], [], [], [], [], [], []
+        obs_l, act_l, logp_l, val_l, rew_l, done_l, boot_l = [], [], [], [], [], [], []
         was_training = self.model.training
         self.model.eval()
         for _ in range(T):
@@ -88,13 +88,12 @@ class RolloutSource(EnvStepSchedule):
                     boot[idx] = v.float().cpu().numpy()
             obs_l.append(obs.cpu()); act_l.append(action.cpu()); logp_l.append(logp.cpu())
             val_l.append(value.float().cpu()); rew_l.append(torch.from_numpy(rew))
-            term_l.append(torch.from_numpy(term.astype(np.float32)))
             done_l.append(torch.from_numpy((term | trunc).astype(np.float32)))
             boot_l.append(torch.from_numpy(boot))
         _, last_value = self.model(encode_obs(r.obs, self.spaces, dev))
         self.model.train(was_training)
         values, rewards = torch.stack(val_l), torch.stack(rew_l) + self.gamma * torch.stack(boot_l)
-        terms, dones = torch.stack(term_l), torch.stack(done_l)
+        dones = torch.stack(done_l)
         adv = torch.zeros(T, N)
         last_gae = torch.zeros(N)
         next_value = last_value.float().cpu()
@@ -106,7 +105,6 @@ class RolloutSource(EnvStepSchedule):
             last_gae = delta + self.gamma * self.lam * nonterminal * last_gae
             adv[t] = last_gae
             next_value = values[t]
-        del terms
         flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
         return {"obs": flat(torch.stack(obs_l)), "actions": flat(torch.stack(act_l)),
                 "logp": flat(torch.stack(logp_l)), "values": flat(values),
