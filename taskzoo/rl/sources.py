@@ -117,6 +117,9 @@ class RolloutSource(EnvStepSchedule):
         clip = self.clip_range * (1.0 - progress if self.clip_decay else 1.0)
         clip_t = torch.tensor(max(clip, 1e-8))
         for k in range(state.batch_in_epoch, self.steps_per_epoch):
+            if self.minibatches == 1:  # the whole rollout: a shuffle would change nothing
+                yield {**self.rollout, "clip_range": clip_t}
+                continue
             epoch, mb = divmod(k, self.minibatches)
             # stateless shuffles (seed, rollout, pass) make a resumed run draw the same batches
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + state.epoch * 997 + epoch)
