@@ -62,6 +62,7 @@ class Task(ABC, Generic[C]):
     description: ClassVar[str] = ""
     monitor: ClassVar[str] = ""  # metric that picks the best checkpoint
     mode: ClassVar[str] = "max"
+    ties: ClassVar[str] = "first"  # of equally good evaluations keep the first or the last
     eval_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated during training
     final_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated on the best weights at the end
     references: ClassVar[tuple[Reference, ...]] = ()

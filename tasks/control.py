@@ -96,6 +96,9 @@ class ControlTask(Task[ControlConfig]):
 
     Config = ControlConfig
     monitor: ClassVar[str] = "val/mean_return"
+    # CartPole caps returns at 500, so validations tie at the top: keep the latest, most
+    # trained of them (the first one to reach 500 is often still brittle on new seeds)
+    ties: ClassVar[str] = "last"
     eval_splits: ClassVar[tuple[str, ...]] = ("val",)
     final_splits: ClassVar[tuple[str, ...]] = ("eval",)
     preset_key: ClassVar[str] = "algo"

@@ -143,7 +143,7 @@ def run(
 
     trainer = Trainer(task_obj.train_config(source), runtime,
                       [*callbacks, *task_obj.callbacks()], monitor=task_obj.monitor or None,
-                      mode=task_cls.mode, progress=progress)
+                      mode=task_cls.mode, ties=task_cls.ties, progress=progress)
     fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
     model = runtime.unwrap(trainer.model).eval()
     metrics: dict[str, float] = {}

@@ -138,6 +138,7 @@ class Trainer:
         *,
         monitor: str | None = None,
         mode: str = "max",
+        ties: str = "first",
         progress: bool | None = None,
     ) -> None:
         if mode not in ("max", "min"):
@@ -147,6 +148,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.monitor = monitor
         self.mode = mode
+        if ties not in ("first", "last"):
+            raise ConfigError(f"ties={ties!r}: expected 'first' or 'last'")
+        self.ties = ties  # which of equally good evaluations is kept as best
         self.progress = progress
         self.history: list[dict[str, Any]] = []
 
@@ -294,7 +298,8 @@ class Trainer:
                 )
             value = metrics[self.monitor]
             better = (state.best is None or (value > state.best if self.mode == "max"
-                                             else value < state.best))
+                                             else value < state.best)
+                      or (self.ties == "last" and value == state.best))
             if better:
                 state.best, state.best_step, state.bad_evals = value, state.step, 0
                 improved = True
