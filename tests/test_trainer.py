@@ -134,3 +134,34 @@ def test_lr_schedules():
     cos = lr_lambda(TrainConfig(schedule="cosine"), 100)
     assert cos(0) == pytest.approx(1.0) and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0)
     assert lr_lambda(TrainConfig(), 100)(99) == 1.0
+
+
+@pytest.mark.parametrize("ties, expected", [("first", 2), ("last", 6)])
+def test_ties_pick_the_first_or_the_last_equal_evaluation(tmp_path, ties, expected):
+    from taskzoo.runtime import Runtime
+    from taskzoo.trainer import StepOutput, Trainer
+
+    class Source:
+        steps_per_epoch = 2
+
+        def batches(self, state):
+            for _ in range(state.batch_in_epoch, 2):
+                yield torch.ones(4, 1)
+
+        def after_update(self, state): ...
+
+        def metrics(self):
+            return {}
+
+    model = torch.nn.Linear(1, 1)
+
+    def step(m, batch):
+        return StepOutput(m(batch).pow(2).mean(), size=len(batch))
+
+    cfg = TrainConfig(epochs=3, lr=0.01, keep="best")
+    trainer = Trainer(cfg, Runtime.create(device="cpu"), monitor="val/score", ties=ties,
+                      progress=False)
+    fit = trainer.fit(step, model, Source(), lambda m: {"val/score": 1.0}, tmp_path)
+    assert fit.state.best_step == expected  # evaluations after steps 2, 4 and 6 all tie
+    with pytest.raises(taskzoo.ConfigError, match="ties"):
+        Trainer(cfg, Runtime.create(device="cpu"), ties="middle")
