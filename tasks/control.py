@@ -12,6 +12,7 @@ trains the supervised tasks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -196,16 +197,8 @@ class ControlTask(Task[ControlConfig]):
 
     # ------------------------------------------------------------ evaluate
     def evaluate(self, model: nn.Module, data: EnvData, split: str) -> dict[str, float]:
-        val = split == "val"
-        n = self.cfg.val_episodes if val else self.cfg.eval_episodes
-        # validation and final evaluation use disjoint seeds, so picking the best checkpoint
-        # on validation does not flatter the reported figure
-        seed = 10_000 * (1 if val else 2) + 100 * self.cfg.seed
-        returns, lengths = envs.run_episodes(_policy(model, data.spaces), data.env_id, n, seed)
-        out = {f"{split}/mean_return": float(returns.mean()),
-               f"{split}/std_return": float(returns.std()),
-               f"{split}/mean_length": float(lengths.mean())}
-        if val and hasattr(self, "source"):
+        out = episode_metrics(model, data.spaces, data.env_id, split, self.cfg)
+        if split == "val" and hasattr(self, "source"):
             out["train/env_steps"] = float(self.source.runner.env_steps)
         return out
 
@@ -233,6 +226,20 @@ class ControlTask(Task[ControlConfig]):
                        threshold=state.get("threshold"))
 
 
+def episode_metrics(model: nn.Module, spaces: envs.Spaces, env_id: str, split: str,
+                    cfg: Any) -> dict[str, float]:
+    """{split}/mean_return, std_return and mean_length of greedy episodes: cfg.val_episodes
+    for "val", cfg.eval_episodes otherwise. Validation and the final evaluation use disjoint
+    seeds, so picking the best checkpoint on validation does not flatter the reported figure."""
+    val = split == "val"
+    n = cfg.val_episodes if val else cfg.eval_episodes
+    seed = 10_000 * (1 if val else 2) + 100 * cfg.seed
+    returns, lengths = envs.run_episodes(_policy(model, spaces), env_id, n, seed)
+    return {f"{split}/mean_return": float(returns.mean()),
+            f"{split}/std_return": float(returns.std()),
+            f"{split}/mean_length": float(lengths.mean())}
+
+
 def _policy(model: nn.Module, spaces: envs.Spaces):
     dev = next(model.parameters()).device
 
@@ -256,8 +263,6 @@ class Agent(Predictor):
         self.act = _policy(model, spaces)
 
     def __call__(self, inputs: Any) -> list[Any]:
-        import json
-
         if isinstance(inputs, str):
             try:
                 inputs = json.loads(inputs)

@@ -33,7 +33,7 @@ from taskzoo.rl.report import learning_curve_png, solved_summary
 from taskzoo.rl.sources import MDPSource, ReplaySource
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference, Task
-from taskzoo.tasks.control import Agent, _policy
+from taskzoo.tasks.control import Agent, episode_metrics
 from taskzoo.trainer import BatchSource, FitResult, StepOutput
 
 
@@ -185,18 +185,12 @@ class TabularTask(Task[TabularConfig]):
                           size=len(q))
 
     def evaluate(self, model: nn.Module, data: MDPData, split: str) -> dict[str, float]:
-        val = split == "val"
-        n = self.cfg.val_episodes if val else self.cfg.eval_episodes
-        seed = 10_000 * (1 if val else 2) + 100 * self.cfg.seed
-        returns, lengths = envs.run_episodes(_policy(model, data.spaces), data.env_id, n, seed)
         exact = expected_return(data.mdp, data.isd, data.horizon, model.q.argmax(-1))
-        out = {f"{split}/mean_return": float(returns.mean()),
-               f"{split}/std_return": float(returns.std()),
-               f"{split}/mean_length": float(lengths.mean()),
+        out = {**episode_metrics(model, data.spaces, data.env_id, split, self.cfg),
                f"{split}/expected_return": exact,
                f"{split}/optimal_return": data.optimal,
                f"{split}/optimality": exact / data.optimal if data.optimal > 0 else float("nan")}
-        if val:
+        if split == "val":
             runner = getattr(getattr(self, "source", None), "runner", None)
             out["train/env_steps"] = float(runner.env_steps) if runner is not None else 0.0
         return out

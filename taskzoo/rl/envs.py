@@ -192,10 +192,8 @@ def run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes:
     step); more run in waves, so 1000 episodes do not build 1000 environments."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes}: expected at least 1")
-    gym = _gym()
     k = min(episodes, width)
-    env = gym.make_vec(env_id, num_envs=k, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    env = make_vec_env(env_id, k)
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     try:
