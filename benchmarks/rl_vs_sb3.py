@@ -203,9 +203,13 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)
+    # taskzoo's CPU runtime flushes denormals to zero (a process-wide flag); set it up front so
+    # SB3 runs under it too, from its first seed: both sides get the same arithmetic.
+    torch.set_flush_denormal(True)
     cap = QUICK_CAP if args.quick else None
     print(f"env={ENV_ID} seeds={seeds} eval_freq={args.eval_freq} val_episodes={VAL_EPISODES} "
-          f"solved>={SOLVED:g} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"solved>={SOLVED:g} threads={torch.get_num_threads()} flush_denormal=on "
+          f"torch={torch.__version__} "
           f"sb3={sb3.__version__} gymnasium={gym.__version__}"
           + (f"  QUICK: runs capped at {QUICK_CAP} env steps" if cap else ""))
     print("time-to-solve: training seconds (evaluation excluded) to the first validation with "

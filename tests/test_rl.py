@@ -109,6 +109,41 @@ def test_runner_restore_replays_to_the_same_state():
     assert np.array_equal(twin.step(actions)[0], runner.step(actions)[0])
 
 
+def test_n_step_transitions_sum_discounted_rewards_and_stop_at_episode_ends():
+    from taskzoo.rl.sources import ReplaySource
+
+    runner = envs.VecRunner("CartPole-v1", 2, seed=0)
+    model = build("mlp_qnet", obs_shape=(4,), num_actions=2, hidden=(8,))
+    src = ReplaySource(runner, model, envs.spaces_of("CartPole-v1"), buffer_size=64, batch_size=4,
+                       learning_starts=0, train_freq=1, gradient_steps=1, gamma=0.5,
+                       target_update=1, double=False, eps_start=1.0, eps_end=1.0,
+                       eps_fraction=1.0, total_timesteps=100, seed=0, n_step=3)
+    obs = [np.full((2, 4), float(t)) for t in range(6)]
+    # env 0 runs on; env 1 terminates at t=3 (reward index 3) and is truncated at t=5
+    rewards = [np.array([1.0, 10.0]), np.array([2.0, 20.0]), np.array([4.0, 40.0]),
+               np.array([8.0, 80.0]), np.array([16.0, 160.0]), np.array([32.0, 320.0])]
+    term = [np.array([False, t == 3]) for t in range(6)]
+    trunc = [np.array([False, t == 5]) for t in range(6)]
+    for t in range(6):
+        nxt = obs[t] + 1
+        src._store(obs[t], np.array([0, 1]), (nxt, rewards[t], term[t], trunc[t], nxt))
+    rows = {(int(src.obs[i, 0]), int(src.act[i])): (float(src.rew[i]), float(src.next_obs[i, 0]),
+                                                    float(src.term[i]), float(src.disc[i]))
+            for i in range(src.pos)}
+    # env 0 (action 0): full 3-step returns, bootstrapped gamma^3 from 3 steps later
+    assert rows[(0, 0)] == (1 + 0.5 * 2 + 0.25 * 4, 3.0, 0.0, 0.125)
+    assert rows[(3, 0)] == (8 + 0.5 * 16 + 0.25 * 32, 6.0, 0.0, 0.125)
+    assert (4, 0) not in rows  # its 3-step return is not complete yet
+    # env 1 (action 1): the termination at t=3 cuts the returns short and flushes them all
+    assert rows[(1, 1)] == (20 + 0.5 * 40 + 0.25 * 80, 4.0, 1.0, 0.125)
+    assert rows[(2, 1)] == (40 + 0.5 * 80, 4.0, 1.0, 0.25)
+    assert rows[(3, 1)] == (80.0, 4.0, 1.0, 0.5)
+    # the truncation at t=5 flushes too, but bootstraps (term 0) from the real last state
+    assert rows[(4, 1)] == (160 + 0.5 * 320, 6.0, 0.0, 0.25)
+    assert rows[(5, 1)] == (320.0, 6.0, 0.0, 0.5)
+    assert src.pos == 4 + 6
+
+
 def test_solved_summary_takes_the_first_solved_validation():
     history = [{"val/mean_return": 100.0, "train/env_steps": 1000, "train/time_s": 1.0},
                {"val/mean_return": 480.0, "train/env_steps": 2000, "train/time_s": 2.5},

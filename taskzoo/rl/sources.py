@@ -4,7 +4,7 @@
   current policy, compute GAE, then yield n_epochs passes of shuffled minibatches.
 - ReplaySource (DQN, tabular Q-learning): one epoch = train_freq vector steps of
   epsilon-greedy acting into a replay buffer, then gradient_steps sampled minibatches with
-  their TD targets (target network, optionally double-DQN).
+  their TD targets (target network; optionally double-DQN and n-step returns).
 - MDPSource (value iteration): every batch is the whole known model P(s', r | s, a).
 
 Each is resumable: its state_dict holds the recorded env actions (replayed on load),
@@ -155,12 +155,17 @@ class ReplaySource(EnvStepSchedule):
                  batch_size: int, learning_starts: int, train_freq: int, gradient_steps: int,
                  gamma: float, target_update: int, double: bool, eps_start: float, eps_end: float,
                  eps_fraction: float, total_timesteps: int, seed: int, fresh: bool = False,
-                 eval_freq: int = 0) -> None:
+                 eval_freq: int = 0, n_step: int = 1) -> None:
         self.runner, self.model, self.spaces = runner, model, spaces
         self.eval_freq = self.next_eval = eval_freq
         self.batch_size, self.learning_starts = batch_size, learning_starts
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.gamma, self.target_update, self.double, self.fresh = gamma, target_update, double, fresh
+        if fresh and n_step != 1:
+            raise ValueError("fresh (on-line) updates take one-step transitions only")
+        self.n_step = n_step
+        # n-step returns: per env, the transitions whose n-step return is not complete yet
+        self.pending: list[list[tuple]] = [[] for _ in range(runner.num_envs)]
         self.eps = (eps_start, eps_end, eps_fraction)
         self.total_timesteps, self.seed = total_timesteps, seed
         self.steps_per_epoch = gradient_steps
@@ -182,6 +187,7 @@ class ReplaySource(EnvStepSchedule):
         self.act = torch.zeros(n, dtype=torch.int64)
         self.rew = torch.zeros(n, dtype=torch.float32)
         self.term = torch.zeros(n, dtype=torch.float32)
+        self.disc = torch.zeros(n, dtype=torch.float32)  # gamma^k of each stored k-step return
         self.pos, self.full = 0, False
         self.last = torch.zeros(0, dtype=torch.int64)  # slots of the newest transitions
 
@@ -191,15 +197,42 @@ class ReplaySource(EnvStepSchedule):
         return end if progress >= 1 else start + progress * (end - start)
 
     def _store(self, obs: np.ndarray, actions: np.ndarray, out: tuple) -> None:
-        _, rew, term, _, real_next = out
-        n = len(actions)
-        slots = (self.pos + torch.arange(n)) % len(self.act)
+        _, rew, term, trunc, real_next = out
         cpu = torch.device("cpu")
-        self.obs[slots] = encode_obs(obs, self.spaces, cpu).float()
-        self.next_obs[slots] = encode_obs(real_next, self.spaces, cpu).float()
-        self.act[slots] = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
-        self.rew[slots] = torch.as_tensor(rew, dtype=torch.float32)
-        self.term[slots] = torch.as_tensor(term, dtype=torch.float32)
+        obs_t = encode_obs(obs, self.spaces, cpu).float()
+        next_t = encode_obs(real_next, self.spaces, cpu).float()
+        act_t = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        rew_t = torch.as_tensor(rew, dtype=torch.float32)
+        term_t = torch.as_tensor(term, dtype=torch.float32)
+        if self.n_step == 1:
+            self._write(obs_t, act_t, rew_t, next_t, term_t, torch.full_like(rew_t, self.gamma))
+            return
+        rows: list[tuple] = []
+        for i, queue in enumerate(self.pending):
+            queue.append((obs_t[i], act_t[i], float(rew[i])))
+            if term[i] or trunc[i]:  # the episode ended: every pending return is complete
+                while queue:
+                    rows.append(self._n_step_row(queue, next_t[i], float(term[i])))
+                    queue.pop(0)
+            elif len(queue) == self.n_step:
+                rows.append(self._n_step_row(queue, next_t[i], 0.0))
+                queue.pop(0)
+        if rows:
+            o, a, r, nx, d, g = zip(*rows)
+            self._write(torch.stack(o), torch.stack(a), torch.tensor(r, dtype=torch.float32),
+                        torch.stack(nx), torch.tensor(d, dtype=torch.float32),
+                        torch.tensor(g, dtype=torch.float32))
+
+    def _n_step_row(self, queue: list[tuple], next_obs: torch.Tensor, term: float) -> tuple:
+        ret = sum(r * self.gamma ** k for k, (_, _, r) in enumerate(queue))
+        return queue[0][0], queue[0][1], ret, next_obs, term, self.gamma ** len(queue)
+
+    def _write(self, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor,
+               next_obs: torch.Tensor, term: torch.Tensor, disc: torch.Tensor) -> None:
+        n = len(act)
+        slots = (self.pos + torch.arange(n)) % len(self.act)
+        self.obs[slots], self.next_obs[slots], self.act[slots] = obs, next_obs, act
+        self.rew[slots], self.term[slots], self.disc[slots] = rew, term, disc
         self.pos = (self.pos + n) % len(self.act)
         self.full = self.full or self.pos < n
         self.last = slots
@@ -243,7 +276,10 @@ class ReplaySource(EnvStepSchedule):
         else:
             next_v = q_next.max(-1).values
         rew, term = self.rew[idx].to(dev), self.term[idx].to(dev)
-        target = rew + self.gamma * (1.0 - term) * next_v
+        # one-step targets keep gamma a Python float: tabular Q-learning (float64) is then
+        # exactly the textbook update
+        disc = self.gamma if self.n_step == 1 else self.disc[idx].to(dev)
+        target = rew + disc * (1.0 - term) * next_v
         return {"obs": obs, "actions": self.act[idx].to(dev), "target": target}
 
     def after_update(self, state: TrainState) -> None:
@@ -260,6 +296,7 @@ class ReplaySource(EnvStepSchedule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pos, self.full = 0, False
+        self.pending = [[] for _ in self.pending]
         self.runner.restore(state["runner"], on_step=self._store)  # refills the buffer
         if self.target is not None:
             self.target.load_state_dict(state["target"])
