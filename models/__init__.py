@@ -31,7 +31,11 @@ def build(name: str, **kwargs: Any) -> Any:
     _load_all()
     builder = MODELS.get(name)
     accepted = inspect.signature(builder).parameters
-    return builder(**{k: v for k, v in kwargs.items() if k in accepted})
+    used = {k: v for k, v in kwargs.items() if k in accepted}
+    net = builder(**used)
+    # what a weights card records: the canonical name and exactly the kwargs it was built with
+    net.zoo_spec = (MODELS.canonical(name), used)
+    return net
 
 
 def names(pattern: str = "*") -> list[str]:

@@ -20,7 +20,13 @@ def _load_all() -> None:
 
 def get_task(name: str) -> Any:
     """The Task class for a name or alias; UnknownNameError with a suggestion otherwise."""
-    _load_all()
+    key = name.strip().lower().replace("-", "_")
+    # import modules only until the name registers: loading a sentiment predictor should not
+    # import gymnasium; an unknown name imports them all for the suggestion
+    for module in _MODULES:
+        if key in TASKS:
+            break
+        importlib.import_module(f"taskzoo.tasks.{module}")
     return TASKS.get(name)
 
 

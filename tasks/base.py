@@ -81,7 +81,9 @@ class Task(ABC, Generic[C]):
                             seed=self.cfg.seed, lengths=lengths, shard=self.runtime.shard)
 
     @abstractmethod
-    def build_data(self) -> DataBundle: ...
+    def build_data(self, state: dict[str, Any] | None = None) -> DataBundle:
+        """Splits, encoded with `state`'s vocabulary and labels when given (fine-tuning from
+        released weights), else with ones built from the training split."""
 
     @abstractmethod
     def build_model(self, data: DataBundle) -> nn.Module: ...
@@ -113,6 +115,10 @@ class Task(ABC, Generic[C]):
     def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
         """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
         return {}
+
+    def dataset_card(self) -> dict[str, Any]:
+        """What a weights card says about the training data: name, pinned files, license."""
+        return {"name": str(getattr(self.cfg, "dataset", "")), "files": [], "license": "unknown"}
 
     @abstractmethod
     def data_state(self, data: DataBundle) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class ControlTask(Task[ControlConfig]):
     final_splits: ClassVar[tuple[str, ...]] = ("eval",)
     preset_key: ClassVar[str] = "algo"
 
-    def build_data(self) -> EnvData:
+    def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
         spec = envs.check_env_id(self.cfg.env)
         spaces = envs.spaces_of(self.cfg.env)
         if self.cfg.algo == "dqn" and spaces.continuous:
@@ -218,6 +218,9 @@ class ControlTask(Task[ControlConfig]):
     # ------------------------------------------------------------ predictor
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
         return Agent(model, data.spaces, data.env_id)
+
+    def dataset_card(self) -> dict[str, Any]:
+        return envs.env_card(self.cfg.env)
 
     def data_state(self, data: EnvData) -> dict[str, Any]:
         return {"env": data.env_id, "threshold": data.threshold}

@@ -12,14 +12,13 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab, as_text, tokenize
-from taskzoo.errors import InputError
+from taskzoo.errors import CheckpointError, InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
@@ -108,10 +107,13 @@ class SentimentTask(Task[SentimentConfig]):
 
         return {"train": load_sst2("train"), "dev": load_sst2("dev")}
 
-    def build_data(self) -> SentimentData:
+    def build_data(self, state: dict[str, Any] | None = None) -> SentimentData:
         rows = self._load_rows()
         tokens = {s: [tokenize(text)[: self.cfg.max_tokens] for text, _ in r] for s, r in rows.items()}
-        vocab = Vocab.build(tokens["train"], min_freq=self.cfg.min_freq)  # train only: no dev leak
+        vocab = (Vocab.from_list(state["vocab"]) if state else
+                 Vocab.build(tokens["train"], min_freq=self.cfg.min_freq))  # train only: no dev leak
+        if state and list(state["labels"]) != list(LABELS):
+            raise CheckpointError(f"the starting weights predict {state['labels']}, not {list(LABELS)}")
         encoded = {
             s: [(torch.tensor(vocab.encode(t) or [vocab.unk_id]), label)
                 for t, (_, label) in zip(tokens[s], rows[s])]
@@ -121,6 +123,17 @@ class SentimentTask(Task[SentimentConfig]):
             train=encoded["train"], splits={"dev": encoded["dev"]}, labels=list(LABELS),
             vocab=vocab, lengths={s: [len(e[0]) for e in encoded[s]] for s in encoded},
         )
+
+    def dataset_card(self) -> dict[str, Any]:
+        if self.cfg.dataset == "tiny":
+            return {"name": "tiny (320 sentences written by the project)", "files": [],
+                    "license": "Apache-2.0 (taskzoo)"}
+        from taskzoo import hub
+        from taskzoo.data.sst2 import FILES
+
+        return {"name": "GLUE SST-2 (train 67,349 / dev 872)", "files": hub.describe(FILES),
+                "license": "no explicit license, research use; cite Socher et al. 2013 and "
+                           "Wang et al. 2019 (GLUE)"}
 
     def data_state(self, data: SentimentData) -> dict[str, Any]:
         return {"labels": data.labels, "vocab": data.vocab.to_list()}
@@ -147,6 +160,8 @@ class SentimentTask(Task[SentimentConfig]):
 
     # -- evaluate
     def evaluate(self, model: nn.Module, data: SentimentData, split: str) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score, f1_score  # lazy: ~1 s of import on load()
+
         rows = data.splits[split]
         preds = torch.empty(len(rows), dtype=torch.long)
         for idx, batch in eval_batches(rows, batch_size=self.cfg.eval_batch_size, collate=collate,

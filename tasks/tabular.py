@@ -141,7 +141,7 @@ class TabularTask(Task[TabularConfig]):
     final_splits: ClassVar[tuple[str, ...]] = ("eval",)
     preset_key: ClassVar[str] = "algo"
 
-    def build_data(self) -> MDPData:
+    def build_data(self, state: dict[str, Any] | None = None) -> MDPData:
         data = _mdp_data(self.cfg.env, self.cfg.sweeps, self.cfg.solved_return)
         self._threshold = data.threshold
         return data
@@ -212,6 +212,9 @@ class TabularTask(Task[TabularConfig]):
 
     def predictor(self, model: nn.Module, data: MDPData) -> Agent:
         return Agent(model, data.spaces, data.env_id)
+
+    def dataset_card(self) -> dict[str, Any]:
+        return envs.env_card(self.cfg.env)
 
     def data_state(self, data: MDPData) -> dict[str, Any]:
         return {"env": data.env_id, "threshold": data.threshold}

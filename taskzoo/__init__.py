@@ -26,10 +26,11 @@ from taskzoo.errors import (  # noqa: F401  (public)
 __version__ = "0.1.0"
 
 _LAZY = {"run": "taskzoo.api", "load_run": "taskzoo.api", "list_tasks": "taskzoo.api",
-         "list_models": "taskzoo.api", "RunResult": "taskzoo.api"}
+         "list_models": "taskzoo.api", "RunResult": "taskzoo.api", "load": "taskzoo.weights"}
 
 if TYPE_CHECKING:
     from taskzoo.api import RunResult, list_models, list_tasks, load_run, run  # noqa: F401
+    from taskzoo.weights import load  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
@@ -44,4 +45,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["run", "load_run", "list_tasks", "list_models", "RunResult", "__version__"]
+__all__ = ["run", "load", "load_run", "list_tasks", "list_models", "RunResult", "__version__"]

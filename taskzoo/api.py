@@ -46,6 +46,10 @@ def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
     if key in overrides:
         cfg = cfgmod.apply_overrides(cfg, {key: overrides[key]})
     preset = task_cls.presets.get(getattr(cfg, key, None), {})
+    if overrides.get("init"):  # fine-tuning: the starting weights fix the architecture
+        from taskzoo.weights import init_overrides
+
+        preset = {**preset, **init_overrides(task_cls, str(overrides["init"]))}
     cfg = cfgmod.apply_overrides(cfg, {**preset, **overrides})
     if task_cls.models:
         cfg = _check_model(task_cls, cfg)
@@ -127,8 +131,17 @@ def run(
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     task_obj = task_cls(cfg, runtime)
-    data = task_obj.build_data()
+    init = getattr(cfg, "init", "")
+    if init:  # the data is encoded with the starting weights' vocabulary and labels
+        from taskzoo.weights import init_tensors, load_into
+
+        card, tensors = init_tensors(init, task_cls.name)
+        data = task_obj.build_data(card.data)
+    else:
+        data = task_obj.build_data()
     model = task_obj.build_model(data)
+    if init and not resume:
+        load_into(model, tensors, source=card.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if runtime.is_main:
         write_json(config_path, _config_record(cfg, task_cls.name))

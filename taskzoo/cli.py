@@ -1,4 +1,4 @@
-"""The `taskzoo` command: list, run, predict, play.
+"""The `taskzoo` command: list, run, predict, play, export, download, verify, weights.
 
 Usage errors (unknown task, bad override) print one helpful line and exit 2; other taskzoo
 errors (download failed, corrupt checkpoint) exit 1; nothing prints a traceback unless
@@ -49,11 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print final metrics as JSON")
 
-    pr = sub.add_parser("predict", help="predict with a trained run",
-                        description="Run the predictor of a finished run on the given inputs.")
-    pr.add_argument("task", help="task name (checked against the run directory)")
+    pr = sub.add_parser("predict", help="predict with released weights or a trained run",
+                        description="Run TASK's predictor on the given inputs: its default "
+                                    "released weights, --weights, or a run directory (--from).")
+    pr.add_argument("task", help="task name (checked against the weights or run directory)")
     pr.add_argument("inputs", nargs="+", metavar="TEXT", help="inputs; '-' reads lines from stdin")
-    pr.add_argument("--from", dest="run_dir", required=True, help="run directory of `taskzoo run`")
+    pr.add_argument("--from", dest="run_dir", help="run directory of `taskzoo run`")
+    pr.add_argument("--weights", help="released name, .safetensors file (card beside it) or URL")
+    pr.add_argument("--sha256", help="sha256 of --weights when it is an https URL")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fps", type=float, help="playback speed, steps per second "
                                               "(default the environment's, i.e. real time)")
     pl.add_argument("--max-steps", type=int, help="cut episodes after this many steps")
+    from taskzoo.cli_weights import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -151,13 +157,18 @@ def _check_run_task(task: str, run_dir: str) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from taskzoo.api import load_run
+    from taskzoo.weights import load
 
-    _check_run_task(args.task, args.run_dir)
+    if args.run_dir and args.weights:
+        raise UsageError("predict takes --from DIR or --weights W, not both")
+    if args.run_dir:
+        _check_run_task(args.task, args.run_dir)
     inputs: list[str] = []
     for item in args.inputs:
         inputs.extend(line for line in sys.stdin.read().splitlines() if line.strip()) if item == "-" \
             else inputs.append(item)
-    predictor = load_run(args.run_dir, device=args.device)
+    predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
+                 load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
     outputs = predictor(inputs)
     for text, out in zip(inputs, outputs):
         if args.json:
@@ -201,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_predict(args)
         if args.command == "play":
             return _cmd_play(args)
+        from taskzoo.cli_weights import COMMANDS
+
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         parser.print_help()
         return 2
     except UsageError as exc:

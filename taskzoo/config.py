@@ -50,6 +50,7 @@ class TrainConfig(RunConfig):
     patience: int = 0  # stop after N evaluations without improvement; 0 disables
     keep: Literal["best", "last"] = "best"  # weights a run delivers: best evaluation or last step
     log_every: int = 50  # steps between train/loss records in metrics.jsonl
+    init: str = ""  # start from weights: a released name (bilstm.sst2) or a .safetensors + card
 
 
 @dataclass(frozen=True, kw_only=True)

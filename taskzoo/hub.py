@@ -79,6 +79,12 @@ class _Absent(_Permanent):
     """The source lacks the file (404, no mirror copy, offline): not a real failure."""
 
 
+def describe(files: dict[str, RemoteFile] | list[RemoteFile]) -> list[dict[str, object]]:
+    """Name, sha256 and size of pinned files, for a weights card's dataset entry."""
+    items = files.values() if isinstance(files, dict) else files
+    return [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in items]
+
+
 def cache_root() -> Path:
     """Root of the download cache: $TASKZOO_HOME, else the platform cache dir.
 
@@ -438,3 +444,45 @@ def _final_error(f: RemoteFile, group: str, target: Path,
     return cls(f"could not fetch {what}; tried:{tried}\n"
                f"Without network: set TASKZOO_MIRROR to a folder holding {group}/{f.name}, "
                f"or put the verified file at {target}")
+
+
+def read_url(url: str, *, limit: int = 1 << 20, timeout: float = 30.0) -> bytes:
+    """The body of a small unpinned document (a weights card), at most `limit` bytes."""
+    if is_offline():
+        raise OfflineError(f"TASKZOO_OFFLINE is set: not reading {url}")
+    req = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read(limit + 1)
+    except (*_NET_ERRORS, OSError) as e:
+        raise DownloadError(f"cannot read {url}: {e}") from None
+    if len(body) > limit:
+        raise DownloadError(f"{url}: more than {limit} bytes; not a card")
+    return body
+
+
+def verify_cache(*, delete: bool = True) -> list[tuple[Path, str]]:
+    """Rehash every cached file against the sha256 prefix of its folder.
+
+    Returns (path, "ok" | "corrupt" | "deleted") per file; leftover `.part` and `.lock`
+    files are skipped. `taskzoo verify` prints this.
+    """
+    root = cache_root()
+    report: list[tuple[Path, str]] = []
+    if not root.is_dir():
+        return report
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not re.fullmatch(r"[0-9a-f]{16}", folder.name):
+            continue  # not a content folder (e.g. extracted archives)
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or path.suffix in (".part", ".lock"):
+                continue
+            with FileLock(f"{path}.lock"):  # never judge a file another process is writing
+                if sha256_file(path)[:16] == folder.name:
+                    report.append((path, "ok"))
+                elif delete:
+                    path.unlink()
+                    report.append((path, "deleted"))
+                else:
+                    report.append((path, "corrupt"))
+    return report

@@ -32,3 +32,24 @@ def test_no_top_level_tasks_or_models_package(tmp_path):
                   "u.find_spec('taskzoo.tasks') is not None, u.find_spec('taskzoo.models') is not None)",
                   tmp_path)
     assert out == "None None True True"
+
+
+def test_the_wheel_ships_every_default_weight_and_card(tmp_path):
+    """`taskzoo.load(task)` works offline only if the built package carries the files."""
+    import json
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path), str(repo)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("taskzoo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    cards = sorted((repo / "taskzoo" / "released").glob("*.json"))
+    assert cards
+    for card in cards:
+        assert f"taskzoo/released/{card.name}" in names
+        if json.loads(card.read_text())["default"]:
+            assert f"taskzoo/released/{json.loads(card.read_text())['file']}" in names

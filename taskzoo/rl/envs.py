@@ -213,3 +213,11 @@ def run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes:
     finally:
         env.close()
     return returns, lengths
+
+
+def env_card(env_id: str) -> dict[str, Any]:
+    """A weights card's dataset entry for an RL agent: the environment and its version."""
+    import gymnasium as gym
+
+    return {"name": f"gymnasium {env_id} (gymnasium {gym.__version__})", "files": [],
+            "license": "MIT (gymnasium)"}

@@ -1,0 +1,144 @@
+"""`taskzoo export DIR`: a finished run directory -> a release asset (safetensors + card).
+
+    >>> from taskzoo.export import export
+    >>> weights, card = export("runs/sst2", name="bilstm.sst2", dtype="float16")  # doctest: +SKIP
+
+The card's figures are measured on the exported weights themselves: with `evaluate=True`
+(the default) the task's final splits are evaluated again after rounding to `dtype`, on the
+real data read through the hub, so a card never claims what fp32 weights did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from taskzoo import hub
+from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.files import atomic_path, write_json
+from taskzoo.weights import DTYPES, GROUP, WeightCard, load_into, read_weights
+
+_NEEDED = ("config.json", "data.json", "metrics.json", "best.safetensors")
+
+
+def default_name(arch: str, task_obj: Any) -> str:
+    """arch.tag, the tag from the dataset or environment: `bilstm.sst2`, `mlp_actor_critic.cartpole_v1`."""
+    cfg = task_obj.cfg
+    tag = getattr(cfg, "dataset", "") or getattr(cfg, "env", "") or task_obj.name
+    return f"{arch}.{re.sub(r'[^a-z0-9]+', '_', str(tag).lower()).strip('_')}"
+
+
+def recipe_of(task_cls: Any, cfg: Any) -> str:
+    """The `taskzoo run` command that rebuilds `cfg`: the task plus what differs from its preset."""
+    from taskzoo import config as cfgmod
+    from taskzoo.api import make_config
+
+    key = task_cls.preset_key
+    base = make_config(task_cls, {key: getattr(cfg, key)} if hasattr(cfg, key) else {})
+    ours, theirs = cfgmod.to_dict(cfg), cfgmod.to_dict(base)
+    skip = {"device", "precision", "threads"}
+    default_key = cfgmod.to_dict(task_cls.Config()).get(key)
+    parts = [f"{key}={_arg(ours[key])}"] if key in ours and ours[key] != default_key else []
+    parts += [f"{k}={_arg(v)}" for k, v in sorted(ours.items())
+              if k not in skip and k != key and v != theirs.get(k)]
+    return " ".join(["taskzoo run", task_cls.name, *parts])
+
+
+def _arg(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: str = "float16",
+           out: str | os.PathLike[str] | None = None, evaluate: bool = True,
+           default: bool = False, url: str = "", notes: str = "") -> tuple[Path, Path]:
+    """Write `<out>/<name>.safetensors` and `<out>/<name>.json` from a run directory.
+
+    Returns the two paths. `out` defaults to `<run_dir>/export`."""
+    import torch
+    from safetensors.torch import save_file
+
+    import taskzoo
+    from taskzoo import config as cfgmod
+    from taskzoo.api import resolve_task
+    from taskzoo.runtime import Runtime
+
+    run_dir = Path(run_dir)
+    missing = [n for n in _NEEDED if not (run_dir / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{run_dir} is not a finished run directory: missing "
+                              f"{', '.join(missing)} (expected the --out folder of `taskzoo run`)")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    state = json.loads((run_dir / "data.json").read_text(encoding="utf-8"))
+    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    task_cls = resolve_task(saved.get("_task", ""))
+    cfg = cfgmod.from_dict(task_cls.Config, saved)
+    cfg = cfgmod.apply_overrides(cfg, {"device": "cpu"})
+    task_obj = task_cls(cfg, Runtime.create(device="cpu", precision="32"))
+    model = task_obj.build_model(task_obj.data_from_state(state))
+    arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(cfg, "model", ""), {}))
+    name = name or default_name(arch, task_obj)
+    load_into(model, read_weights(run_dir / "best.safetensors"), source=str(run_dir))
+
+    # floating tensors are stored in `dtype`; integer buffers stay as they are
+    target = getattr(torch, dtype)
+    tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
+               for k, v in model.state_dict().items()}
+    out_dir = Path(out) if out is not None else run_dir / "export"
+    weights_path = out_dir / f"{name}.safetensors"
+    with atomic_path(weights_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task_cls.name})
+    load_into(model, read_weights(weights_path), source=str(weights_path))  # what users get
+
+    if evaluate:
+        data = task_obj.build_data()
+        if json.loads(json.dumps(task_obj.data_state(data))) != state:
+            raise CheckpointError(f"the data now differs from {run_dir / 'data.json'} (another "
+                                  "vocabulary or label set); cannot measure these weights on it")
+        metrics: dict[str, float] = {}
+        with torch.inference_mode():
+            for split in task_cls.final_splits:
+                metrics.update(task_obj.evaluate(model.eval(), data, split))
+        measured = f"measured by `taskzoo export` on the {dtype} weights"
+    else:
+        finals = tuple(f"{s}/" for s in task_cls.final_splits)
+        metrics = {k: v for k, v in run_metrics.items() if k.startswith(finals)}
+        measured = "copied from the run's metrics.json (fp32 weights), not re-measured"
+    card = WeightCard(
+        name=name, task=task_cls.name, arch=arch, arch_kwargs=_jsonable(arch_kwargs),
+        config={k: v for k, v in saved.items() if not k.startswith("_")}, data=state,
+        file=weights_path.name, sha256=hub.sha256_file(weights_path),
+        size=weights_path.stat().st_size, dtype=dtype,
+        metrics={k: round(float(v), 6) for k, v in metrics.items()},
+        dataset=task_obj.dataset_card(), recipe=recipe_of(task_cls, cfg),
+        library={"taskzoo": taskzoo.__version__, "torch": torch.__version__.split("+")[0],
+                 "python": platform.python_version()},
+        default=default, url=url,
+        notes="; ".join(x for x in (f"metrics {measured}", notes) if x),
+        extra={"headline": _headline(task_obj, metrics), "run_metrics": run_metrics,
+               "mirror_folder": GROUP},
+    )
+    WeightCard.from_dict(card.to_dict(), source="export")  # never write a card load() refuses
+    card_path = out_dir / f"{name}.json"
+    write_json(card_path, card.to_dict())
+    return weights_path, card_path
+
+
+def _headline(task_obj: Any, metrics: dict[str, float]) -> str:
+    """The figure a table shows: the monitored metric on the last final split (test over dev)."""
+    name = (task_obj.monitor or "").partition("/")[2]
+    for split in reversed(type(task_obj).final_splits):
+        if f"{split}/{name}" in metrics:
+            return f"{split}/{name}"
+    return next(iter(sorted(metrics)), "")
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))

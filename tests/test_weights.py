@@ -1,0 +1,303 @@
+"""Released weights: cards, export, verified download over loopback HTTP, load, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from test_hub import Fake, Handler  # noqa: F401  (the loopback server of the hub tests)
+
+import taskzoo
+from taskzoo import hub, weights
+from taskzoo.cli import main
+from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+from taskzoo.errors import (CheckpointError, ConfigError, IntegrityError, OfflineError,
+                            UnknownNameError, UsageError)
+from taskzoo.export import export
+from taskzoo.weights import WeightCard, cards, read_card
+
+pytestmark = pytest.mark.timeout(120)
+
+TINY = dict(dataset="tiny", model="bilstm", embed_dim=32, hidden_dim=32, epochs=4)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(monkeypatch, tmp_path):
+    """Each test downloads into its own cache: nothing cached by another test is found."""
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="module")
+def asset(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """A tiny sentiment run exported as fp16: (weights, card, the run's metrics)."""
+    root = tmp_path_factory.mktemp("asset")
+    res = taskzoo.run("sentiment", out=root / "run", progress=False, **TINY)
+    w, c = export(root / "run", out=root / "export", dtype="float16")
+    return w, c, res.metrics
+
+
+@pytest.fixture
+def server():
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    fake = Fake()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.fake = fake  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield fake
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def remote_release(asset, server, monkeypatch, tmp_path):
+    """The asset published on a loopback server; its card alone is in the package's list."""
+    w, c, _ = asset
+    server.files[f"/rel/{w.name}"] = w.read_bytes()
+    server.files[f"/rel/{c.name}"] = c.read_bytes()
+    released = tmp_path / "released"
+    released.mkdir()
+    shutil.copy(c, released / c.name)
+    monkeypatch.setattr(weights, "RELEASED", released)
+    monkeypatch.setenv("TASKZOO_HUB_URL", server.url("/rel"))
+    weights._released.cache_clear()
+    yield read_card(c)
+    weights._released.cache_clear()
+
+
+def _accuracy(predictor, rows) -> float:
+    out = predictor([text for text, _ in rows])
+    return sum((o["label"] == "positive") == bool(y) for o, (_, y) in zip(out, rows)) / len(rows)
+
+
+# ---------------------------------------------------------------- cards
+def test_every_released_card_is_valid_and_matches_its_file():
+    released = cards()
+    assert released, "no released weights in taskzoo/released"
+    from taskzoo.models import MODELS, names as model_names
+    from taskzoo.tasks import TASKS, names as task_names
+
+    model_names(), task_names()  # register every model and task
+    for card in released:
+        assert WeightCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+        assert card.task in TASKS and card.arch in MODELS and card.metrics
+        assert card.recipe.startswith(f"taskzoo run {card.task}")
+        path = weights.RELEASED / card.file
+        if card.default:  # defaults ship in the package, at most 10 MB
+            assert path.is_file() and card.size <= 10_000_000
+        if path.is_file():
+            assert path.stat().st_size == card.size
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == card.sha256
+    defaults = [c.task for c in released if c.default]
+    assert sorted(defaults) == sorted(set(defaults)), "two defaults for one task"
+    assert set(defaults) == set(task_names()), "every task has default weights"
+
+
+def test_default_weights_load_offline_and_reproduce_their_cards(shared_data, monkeypatch):
+    """An empty cache, no network: the shipped weights predict, and their accuracy on the real
+    data (read through the mirror) is the card's."""
+    from taskzoo.data.sst2 import load_sst2
+    from taskzoo.data.ud import load_ewt
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    monkeypatch.setenv("TASKZOO_MIRROR", str(shared_data))
+    clf = taskzoo.load("sentiment", device="cpu")
+    card = weights.resolve("sentiment")
+    assert abs(_accuracy(clf, load_sst2("dev")) - card.metrics["dev/accuracy"]) <= 0.002
+    tagger = taskzoo.load("pos", device="cpu")
+    card = weights.resolve("pos")
+    test = load_ewt("test")
+    out = tagger([list(s.words) for s in test], tokenized=True)
+    pairs = [(g, p) for s, o in zip(test, out) for g, p in zip(s.upos, o["tags"])]
+    accuracy = sum(g == p for g, p in pairs) / len(pairs)
+    assert abs(accuracy - card.metrics["test/upos_accuracy"]) <= 0.002
+
+
+def test_card_schema_errors_name_the_field(asset):
+    data = json.loads(asset[1].read_text())
+    with pytest.raises(CheckpointError, match="missing fields \\['sha256'\\]"):
+        WeightCard.from_dict({k: v for k, v in data.items() if k != "sha256"})
+    with pytest.raises(CheckpointError, match="not arch.tag"):
+        WeightCard.from_dict({**data, "name": "BiLSTM"})
+    with pytest.raises(CheckpointError, match="sha256 is not 64"):
+        WeightCard.from_dict({**data, "sha256": "abc"})
+
+
+# ---------------------------------------------------------------- export and load
+def test_export_measures_the_exported_weights_and_load_reproduces_them(asset):
+    w, c, run_metrics = asset
+    card = read_card(c)
+    assert card.dtype == "float16" and card.task == "sentiment" and card.arch == "bilstm"
+    assert card.arch_kwargs["hidden_dim"] == 32 and card.arch_kwargs["vocab_size"] > 100
+    assert card.size == w.stat().st_size and card.sha256 == hub.sha256_file(w)
+    assert "embed_dim=32" in card.recipe and "dataset=tiny" in card.recipe
+    assert all(t.dtype == torch.float16 for t in weights.read_weights(w).values()
+               if t.is_floating_point())
+    # the fp16 figure is measured, and close to the fp32 run's
+    assert abs(card.metrics["dev/accuracy"] - run_metrics["dev/accuracy"]) <= 0.05
+    clf = taskzoo.load("sentiment", weights=w, device="cpu")
+    _, dev = load_tiny_sentiment()
+    assert _accuracy(clf, dev) == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)
+
+
+def test_load_rejects_wrong_task_unknown_names_and_bad_specs(asset):
+    w, _, _ = asset
+    with pytest.raises(ConfigError, match="for task sentiment, not pos"):
+        taskzoo.load("pos", weights=w)
+    with pytest.raises(UnknownNameError, match="Did you mean 'sentiment'"):
+        taskzoo.load("sentimnet")
+    with pytest.raises(UsageError, match="no such file"):
+        taskzoo.load("sentiment", weights="nowhere.safetensors")
+    with pytest.raises(UsageError, match="needs sha256"):
+        taskzoo.load("sentiment", weights="https://127.0.0.1:9/x.safetensors")
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch_save"])
+def test_a_pickle_disguised_as_safetensors_is_refused(asset, tmp_path, kind):
+    w, c, _ = asset
+    fake = tmp_path / w.name
+    if kind == "pickle":
+        fake.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    else:
+        torch.save({"weight": torch.ones(2)}, fake)
+        assert zipfile.is_zipfile(fake)
+    card = json.loads(c.read_text())
+    card.update(sha256=hub.sha256_file(fake), size=fake.stat().st_size)
+    (tmp_path / c.name).write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="not a safetensors file.*never unpickles"):
+        taskzoo.load("sentiment", weights=fake)
+
+
+# ---------------------------------------------------------------- download through the hub
+def test_released_card_downloads_from_loopback_then_works_offline(remote_release, server,
+                                                                  monkeypatch):
+    card = remote_release
+    assert weights.local_state(card) == "remote"
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=card.file):
+        taskzoo.load(card.name)
+    monkeypatch.delenv("TASKZOO_OFFLINE")
+    assert main(["download", card.name]) == 0
+    assert weights.local_state(card) == "cached" and server.count(f"/rel/{card.file}") == 1
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    out = taskzoo.load(card.name, device="cpu")(["a gripping , beautiful film"])
+    assert out[0]["label"] in ("positive", "negative")
+    assert server.count(f"/rel/{card.file}") == 1
+
+
+def test_url_with_sha256_loads_and_a_wrong_hash_is_refused(asset, server):
+    w, c, _ = asset
+    server.files[f"/u/{w.name}"] = w.read_bytes()
+    server.files[f"/u/{c.name}"] = c.read_bytes()
+    url = server.url(f"/u/{w.name}")
+    clf = taskzoo.load("sentiment", weights=url, sha256=hub.sha256_file(w), device="cpu")
+    assert len(clf(["fine", "awful"])) == 2
+    with pytest.raises(CheckpointError, match="describes sha256"):
+        taskzoo.load("sentiment", weights=url, sha256="0" * 64)
+
+
+@pytest.mark.parametrize("fault", ["wrong", "short"])
+def test_corrupt_or_truncated_download_is_never_used(remote_release, server, fault):
+    card = remote_release
+    server.faults[f"/rel/{card.file}"] = {fault: True}
+    with pytest.raises(IntegrityError if fault == "wrong" else hub.DownloadError):
+        weights.weights_file(card)
+    assert not hub.cached_path(card.remote()).exists()
+
+
+def test_dropped_download_resumes_with_range(remote_release, server):
+    card = remote_release
+    server.faults[f"/rel/{card.file}"] = {"drop": 1}
+    path = weights.weights_file(card)
+    assert hub.sha256_file(path) == card.sha256
+    ranges = [r for p, r in server.requests if p == f"/rel/{card.file}"]
+    assert ranges[0] is None and ranges[1] and ranges[1].startswith("bytes=")
+
+
+def _load_worker(name, released, hub_url, home, barrier, queue) -> None:
+    import os
+
+    os.environ.update(TASKZOO_HUB_URL=hub_url, TASKZOO_HOME=home)
+    from taskzoo import weights as w
+
+    w.RELEASED = Path(released)
+    barrier.wait()
+    predictor = w.load(name, device="cpu")
+    queue.put((str(w.weights_file(w.resolve(name))), predictor(["good"])[0]["label"]))
+
+
+def test_four_processes_loading_at_once_download_once(remote_release, server):
+    card = remote_release
+    server.faults[f"/rel/{card.file}"] = {"delay": 1.0}
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(4), ctx.Queue()
+    import os
+
+    args = (card.name, str(weights.RELEASED), os.environ["TASKZOO_HUB_URL"],
+            os.environ["TASKZOO_HOME"], barrier, queue)
+    procs = [ctx.Process(target=_load_worker, args=args) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=100) for _ in procs]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert len({r[0] for r in results}) == 1 and len({r[1] for r in results}) == 1
+    assert server.full_bodies[f"/rel/{card.file}"] == 1
+    assert hub.sha256_file(Path(results[0][0])) == card.sha256
+
+
+# ---------------------------------------------------------------- the cache check and the CLI
+def test_verify_finds_and_removes_a_corrupted_cache_entry(remote_release, capsys):
+    card = remote_release
+    path = weights.weights_file(card)
+    assert main(["verify"]) == 0 and "0 deleted" in capsys.readouterr().out
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert main(["verify", "--keep"]) == 1
+    assert f"corrupt: {path}" in capsys.readouterr().out and path.exists()
+    assert main(["verify"]) == 0
+    assert f"deleted: {path}" in capsys.readouterr().out and not path.exists()
+    assert weights.local_state(card) == "remote"
+
+
+def test_cli_export_weights_and_predict(asset, tmp_path, capsys):
+    w, c, _ = asset
+    run_dir = w.parent.parent / "run"
+    assert main(["export", str(run_dir), "--name", "bilstm.tiny_copy", "--dtype", "float32",
+                 "--no-evaluate", "--out", str(tmp_path)]) == 0
+    card = read_card(tmp_path / "bilstm.tiny_copy.json")
+    assert card.dtype == "float32" and "not re-measured" in card.notes
+    capsys.readouterr()
+    assert main(["predict", "sentiment", "a gripping , beautiful film", "--weights",
+                 str(tmp_path / "bilstm.tiny_copy.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("positive", "negative")
+    assert main(["weights"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.splitlines()[0].split() == ["name", "task", "metric", "size", "where"]
+    assert main(["download", "sentimnet"]) == 2
+    assert "Did you mean 'sentiment'" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_the_weights_and_their_architecture(asset, tmp_path):
+    w, c, _ = asset
+    card = read_card(c)
+    # lr=0: training changes nothing, so the run evaluates exactly the starting weights
+    res = taskzoo.run("sentiment", init=str(w), dataset="tiny", epochs=1, lr=0.0,
+                      out=tmp_path / "ft", progress=False)
+    assert res.config.model == "bilstm" and res.config.hidden_dim == 32  # from the card
+    assert res.metrics["dev/accuracy"] == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)
+    with pytest.raises(UnknownNameError, match="not a released weights name or a file"):
+        taskzoo.run("sentiment", init="bilstm.nowhere", dataset="tiny", out=tmp_path / "x")
