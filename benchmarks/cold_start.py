@@ -21,11 +21,14 @@ import json, sys, time
 t0 = time.perf_counter()
 import taskzoo
 t1 = time.perf_counter()
-predictor = taskzoo.load(sys.argv[1], device="cpu")
+import torch  # the first thing load() needs; timed apart so "load" is taskzoo's own work
 t2 = time.perf_counter()
-predictor(sys.argv[2])
+predictor = taskzoo.load(sys.argv[1], device="cpu")
 t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "load": t2 - t1, "predict": t3 - t2, "total": t3 - t0}))
+predictor(sys.argv[2])
+t4 = time.perf_counter()
+print(json.dumps({"import taskzoo": t1 - t0, "import torch": t2 - t1, "load": t3 - t2,
+                  "predict": t4 - t3, "total": t4 - t0}))
 """
 INPUTS = {"sentiment": "a gripping , beautiful film", "pos": "The old man the boats ."}
 

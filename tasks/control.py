@@ -294,7 +294,7 @@ class CartPole(ControlTask):
                     total_timesteps=100_000, eval_freq=2_560, grad_clip=0.5),
         # RL Zoo's DQN recipe with 3-step returns and 4x more frequent, 4x shorter training
         # phases (same 0.5 updates per env step, target synced every 4 phases). Over seeds
-        # 0-5 it solved at a median 12,800 steps; RL Zoo's own needed 25,600 (median, 8 seeds).
+        # 0-5 it solved at a median 12,800 steps; RL Zoo's own needed 28,160 (median, 8 seeds).
         "dqn": dict(env="CartPole-v1", n_envs=1, hidden=(256, 256), activation="relu",
                     lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000,
                     gamma=0.99, n_step=3, target_update=128, train_freq=64, gradient_steps=32,
