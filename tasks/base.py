@@ -69,6 +69,7 @@ class Task(ABC, Generic[C]):
     models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
     preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
+    quick: ClassVar[dict[str, Any]] = {}  # `taskzoo bench --quick`: tiny data, cut budgets
 
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg
@@ -115,6 +116,10 @@ class Task(ABC, Generic[C]):
     def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
         """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
         return {}
+
+    def example_inputs(self, n: int) -> list[Any]:
+        """`n` raw inputs for the predictor (the benchmark times it on them), offline."""
+        raise NotImplementedError(f"task {self.name} declares no example inputs")
 
     def dataset_card(self) -> dict[str, Any]:
         """What a weights card says about the training data: name, pinned files, license."""

@@ -219,6 +219,16 @@ class ControlTask(Task[ControlConfig]):
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
         return Agent(model, data.spaces, data.env_id)
 
+    quick: ClassVar[dict[str, Any]] = {"total_timesteps": 8_192, "eval_freq": 4_096,
+                                       "val_episodes": 2, "eval_episodes": 3}
+
+    def example_inputs(self, n: int) -> list[Any]:
+        env = envs.make_env(self.cfg.env)
+        try:  # start states of seeded episodes: what an agent sees first
+            return [env.reset(seed=i)[0].tolist() for i in range(n)]
+        finally:
+            env.close()
+
     def dataset_card(self) -> dict[str, Any]:
         return envs.env_card(self.cfg.env)
 

@@ -124,6 +124,14 @@ class SentimentTask(Task[SentimentConfig]):
             vocab=vocab, lengths={s: [len(e[0]) for e in encoded[s]] for s in encoded},
         )
 
+    quick: ClassVar[dict[str, Any]] = {"dataset": "tiny"}
+
+    def example_inputs(self, n: int) -> list[Any]:
+        from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+
+        texts = [text for text, _ in load_tiny_sentiment()[1]]
+        return [texts[i % len(texts)] for i in range(n)]
+
     def dataset_card(self) -> dict[str, Any]:
         if self.cfg.dataset == "tiny":
             return {"name": "tiny (320 sentences written by the project)", "files": [],

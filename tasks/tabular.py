@@ -213,6 +213,12 @@ class TabularTask(Task[TabularConfig]):
     def predictor(self, model: nn.Module, data: MDPData) -> Agent:
         return Agent(model, data.spaces, data.env_id)
 
+    quick: ClassVar[dict[str, Any]] = {"eval_episodes": 200}
+
+    def example_inputs(self, n: int) -> list[Any]:
+        states = envs.spaces_of(self.cfg.env).num_states
+        return [i % states for i in range(n)]
+
     def dataset_card(self) -> dict[str, Any]:
         return envs.env_card(self.cfg.env)
 

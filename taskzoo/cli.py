@@ -1,4 +1,4 @@
-"""The `taskzoo` command: list, run, predict, play, export, download, verify, weights.
+"""The `taskzoo` command: list, run, predict, play, bench, export, download, verify, weights.
 
 Usage errors (unknown task, bad override) print one helpful line and exit 2; other taskzoo
 errors (download failed, corrupt checkpoint) exit 1; nothing prints a traceback unless
@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fps", type=float, help="playback speed, steps per second "
                                               "(default the environment's, i.e. real time)")
     pl.add_argument("--max-steps", type=int, help="cut episodes after this many steps")
+    b = sub.add_parser("bench", help="quality and speed of every task, one table",
+                       description="Train, evaluate and time each task (default: all) with its "
+                                   "default recipe, one child process per task.")
+    b.add_argument("tasks", nargs="*", metavar="TASK", help="tasks to run (default: every task)")
+    b.add_argument("--quick", action="store_true",
+                   help="tiny embedded data and cut budgets: a smoke test, not results")
+    b.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: each task's)")
+    b.add_argument("--precision", help="32, bf16-mixed or 16-mixed")
+    b.add_argument("--seeds", type=int, default=1, help="seeds per task; quality as mean ± std")
+    b.add_argument("--json", metavar="F", help="write the rows as JSON")
+    b.add_argument("--md", metavar="F", help="write the table as Markdown")
+    b.add_argument("--csv", metavar="F", help="write the rows as CSV")
+
     from taskzoo.cli_weights import add_parsers
 
     add_parsers(sub)
@@ -192,6 +205,25 @@ def _cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from taskzoo.bench import format_table, hardware_line, run_bench, to_csv, to_markdown
+    from taskzoo.files import write_json, write_text
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: expected a positive count")
+    header = hardware_line()
+    rows = run_bench(args.tasks or None, quick=args.quick, device=args.device,
+                     precision=args.precision, seeds=args.seeds)
+    print(format_table(rows, header))
+    if args.json:
+        write_json(args.json, {"hardware": header, "quick": args.quick, "rows": rows})
+    if args.md:
+        write_text(args.md, to_markdown(rows, header))
+    if args.csv:
+        write_text(args.csv, to_csv(rows))
+    return 1 if any("error" in r for r in rows) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come after options (`run sentiment --out d epochs=2`), which
@@ -212,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_predict(args)
         if args.command == "play":
             return _cmd_play(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         from taskzoo.cli_weights import COMMANDS
 
         if args.command in COMMANDS:
