@@ -67,7 +67,7 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
 
     import taskzoo
     from taskzoo.api import resolve_task
-    from taskzoo.export import _headline
+    from taskzoo.export import headline_metric
 
     cls = resolve_task(task)
     overrides: dict[str, Any] = dict(cls.quick) if quick else {}
@@ -79,7 +79,7 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
                            seed=s, **overrides) for s in range(seeds)]
     first = results[0]
     task_obj = cls(first.config)
-    metric = _headline(task_obj, first.metrics)
+    metric = headline_metric(task_obj, first.metrics)
     values = [r.metrics[metric] for r in results]
     m = first.metrics
     if "train/env_steps" in m:  # RL: environment steps per second of training

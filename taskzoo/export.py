@@ -122,7 +122,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
                  "python": platform.python_version()},
         default=default, url=url,
         notes="; ".join(x for x in (f"metrics {measured}", notes) if x),
-        extra={"headline": _headline(task_obj, metrics), "run_metrics": run_metrics,
+        extra={"headline": headline_metric(task_obj, metrics), "run_metrics": run_metrics,
                "mirror_folder": GROUP},
     )
     WeightCard.from_dict(card.to_dict(), source="export")  # never write a card load() refuses
@@ -131,7 +131,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     return weights_path, card_path
 
 
-def _headline(task_obj: Any, metrics: dict[str, float]) -> str:
+def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:
     """The figure a table shows: the monitored metric on the last final split (test over dev)."""
     name = (task_obj.monitor or "").partition("/")[2]
     for split in reversed(type(task_obj).final_splits):

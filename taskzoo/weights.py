@@ -269,12 +269,18 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
         if not path.is_file():
             raise UsageError(f"weights={spec!r}: no such file, released name or https URL")
         card = read_card(_card_path(path))
-        if sha256 is not None and hub.sha256_file(path) != sha256.lower():
-            raise CheckpointError(f"{path}: sha256 differs from the one given")
-        if path.stat().st_size != card.size or hub.sha256_file(path) != card.sha256:
-            raise CheckpointError(f"{path} does not match its card {_card_path(path)}")
+        _check_local(path, card, sha256)
     _check_task(name, card)
     return build_predictor(card, read_weights(path), device=device)
+
+
+def _check_local(path: Path, card: WeightCard, sha256: str | None = None) -> None:
+    """A local weights file must be the one its card (and the caller, if given) pins."""
+    digest = hub.sha256_file(path) if path.stat().st_size == card.size else None
+    if sha256 is not None and digest != sha256.lower():
+        raise CheckpointError(f"{path}: sha256 differs from the one given")
+    if digest != card.sha256:
+        raise CheckpointError(f"{path} does not match its card {_card_path(path)}")
 
 
 def _card_path(weights_path: Path) -> Path:
@@ -285,10 +291,9 @@ def _fetch_url(url: str, sha256: str | None) -> tuple[WeightCard, Path]:
     if not sha256 or not _SHA_RE.match(sha256.lower()):
         raise UsageError("weights=<https URL> needs sha256=<64 hex digits> to verify the file")
     card_url = url.removesuffix(".safetensors") + ".json"
-    card_file = hub.RemoteFile(Path(card_url).name, "0" * 64, 1, (card_url,))
     # The card is not pinned (its hash is not known in advance), so it is read, not cached,
     # and only trusted to describe a file whose sha256 the caller gave.
-    card = WeightCard.from_dict(json.loads(hub.read_url(card_file.urls[0])), source=card_url)
+    card = WeightCard.from_dict(json.loads(hub.read_url(card_url)), source=card_url)
     if card.sha256 != sha256.lower():
         raise CheckpointError(f"{card_url} describes sha256 {card.sha256}, not the {sha256} given")
     remote = hub.RemoteFile(card.file, card.sha256, card.size, (url,))
@@ -341,6 +346,5 @@ def init_tensors(spec: str, task: str) -> tuple[WeightCard, dict[str, Any]]:
     if spec in _released():
         return card, read_weights(weights_file(card))
     path = Path(spec).expanduser()
-    if path.stat().st_size != card.size or hub.sha256_file(path) != card.sha256:
-        raise CheckpointError(f"{path} does not match its card {_card_path(path)}")
+    _check_local(path, card)
     return card, read_weights(path)

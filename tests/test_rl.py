@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import taskzoo
 from taskzoo.cli import main
@@ -17,35 +15,13 @@ from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.report import solved_summary
 from taskzoo.tasks.tabular import _mdp_data, expected_return
-from taskzoo.trainer import Callback
+from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
 
 # CartPole's PPO recipe cut to 8192 steps (32 rollouts of 8 x 32), validation every 1024.
 PPO_SMALL = dict(total_timesteps=8192, eval_freq=1024, val_episodes=3, eval_episodes=3)
 DQN_SMALL = dict(algo="dqn", total_timesteps=3000, learning_starts=500, train_freq=64,
                  gradient_steps=16, hidden=(32, 32), eval_freq=1000, val_episodes=3,
                  eval_episodes=3, target_update=16, eps_fraction=0.5)
-
-
-class _Killed(Exception):
-    pass
-
-
-class KillAfter(Callback):
-    """Raises after the optimizer step `step` (between checkpoints): a crash mid-run."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer, state) -> None:
-        if state.step == self.step:
-            raise _Killed
-
-
-def _same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_file(str(a)), load_file(str(b))
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
 
 
 def _figures(metrics: dict) -> dict:
@@ -190,11 +166,11 @@ def test_rl_resume_after_a_crash_equals_an_unbroken_run(tmp_path, recipe, kill_a
     full = taskzoo.run("cartpole", out=tmp_path / "full", progress=False, seed=3, **recipe)
     with pytest.raises(_Killed):
         taskzoo.run("cartpole", out=tmp_path / "cut", progress=False, seed=3,
-                    callbacks=[KillAfter(kill_at)], **recipe)
+                    callbacks=[KillAt(kill_at)], **recipe)
     assert (tmp_path / "cut" / "last.ckpt").exists()
     resumed = taskzoo.run("cartpole", out=tmp_path / "cut", resume=True, progress=False, seed=3,
                           **recipe)
-    _same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
+    _assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
     assert _figures(full.metrics) == _figures(resumed.metrics)
     log = lambda d: (d / "metrics.jsonl").read_text()  # noqa: E731
     assert log(tmp_path / "full") == log(tmp_path / "cut")

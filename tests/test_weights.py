@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hub import Fake, Handler  # noqa: F401  (the loopback server of the hub tests)
+from test_hub import server  # noqa: F401  (the hub tests' loopback server fixture)
 
 import taskzoo
 from taskzoo import hub, weights
@@ -41,23 +41,6 @@ def asset(tmp_path_factory) -> tuple[Path, Path, dict]:
     res = taskzoo.run("sentiment", out=root / "run", progress=False, **TINY)
     w, c = export(root / "run", out=root / "export", dtype="float16")
     return w, c, res.metrics
-
-
-@pytest.fixture
-def server():
-    import threading
-    from http.server import ThreadingHTTPServer
-
-    fake = Fake()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.fake = fake  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
 
 
 @pytest.fixture
