@@ -18,7 +18,6 @@ environment steps: a smoke test of the script, not a measurement.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -36,6 +35,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 import taskzoo
+from taskzoo.peers import peer_row, write_report
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0  # CartPole-v1's reward_threshold
@@ -207,16 +207,17 @@ def main() -> None:
     # SB3 runs under it too, from its first seed: both sides get the same arithmetic.
     torch.set_flush_denormal(True)
     cap = QUICK_CAP if args.quick else None
-    print(f"env={ENV_ID} seeds={seeds} eval_freq={args.eval_freq} val_episodes={VAL_EPISODES} "
-          f"solved>={SOLVED:g} threads={torch.get_num_threads()} flush_denormal=on "
-          f"torch={torch.__version__} "
-          f"sb3={sb3.__version__} gymnasium={gym.__version__}"
-          + (f"  QUICK: runs capped at {QUICK_CAP} env steps" if cap else ""))
+    setup = (f"env={ENV_ID} seeds={seeds} eval_freq={args.eval_freq} val_episodes={VAL_EPISODES} "
+             f"solved>={SOLVED:g} threads={torch.get_num_threads()} flush_denormal=on "
+             f"torch={torch.__version__} sb3={sb3.__version__} gymnasium={gym.__version__}"
+             + (f" QUICK: runs capped at {QUICK_CAP} env steps" if cap else ""))
+    print(setup)
     print("time-to-solve: training seconds (evaluation excluded) to the first validation with "
           "mean >= 475; an unsolved run (solved=no) counts as its full training time.")
     report: dict[str, Any] = {"env": ENV_ID, "seeds": seeds, "eval_freq": args.eval_freq,
                               "threads": torch.get_num_threads(), "quick": args.quick,
                               "sb3_hyperparams": SB3_HYPERPARAMS, "algos": {}}
+    rows: list[dict[str, Any]] = []
     for algo in algos:
         runs: list[dict[str, Any]] = []
         for i, seed in enumerate(seeds):
@@ -226,8 +227,14 @@ def main() -> None:
         summary = summarize(runs)
         print_table(algo, runs, summary)
         report["algos"][algo] = {"runs": runs, "summary": summary}
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        sb, tz = summary["sb3"], summary["taskzoo"]
+        rows += [
+            peer_row(f"{algo.upper()} CartPole time-to-solve vs SB3", tz["median_time_to_solve_s"],
+                     sb["median_time_to_solve_s"], "s", "lower", "<= 0.5"),
+            peer_row(f"{algo.upper()} CartPole training speed vs SB3", tz["median_steps_per_s"],
+                     sb["median_steps_per_s"], "steps/s", "higher"),
+        ]
+    write_report(args.json, setup, rows, **report)
 
 
 if __name__ == "__main__":

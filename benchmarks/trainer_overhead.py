@@ -2,11 +2,11 @@
 Trainer and by a plain hand-written PyTorch loop, over the same batches, in one process.
 
     TASKZOO_MIRROR=../shared/data python benchmarks/trainer_overhead.py [--steps 300]
-        [--dataset sst2|tiny] [--device cpu] [--precision 32] [--repeats 3]
+        [--dataset sst2|tiny] [--device cpu] [--precision 32] [--repeats 3] [--json F]
 
 Prints both throughputs (steps/s) and the ratio Trainer / plain (target >= 0.95). Runs
 alternate (plain, Trainer, plain, Trainer, ...) so drift in machine speed hits both alike;
-the median of the repeats is reported.
+the median of the repeats is reported. `taskzoo bench --peers` runs it and reads --json.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from taskzoo.api import make_config, resolve_task
+from taskzoo.peers import peer_row, write_report
 from taskzoo.runtime import Runtime, seed_everything
 from taskzoo.trainer import Trainer, TrainState, build_optimizer, lr_lambda
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="32")
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--json", default=None, help="also write the setup and ratio row here")
     args = ap.parse_args()
     task_cls = resolve_task("sentiment")
     cfg = make_config(task_cls, {"dataset": args.dataset, "max_steps": args.steps,
@@ -88,12 +90,16 @@ def main() -> None:
             (plain if fn is plain_loop else ours).append(fn(task, cfg, data, runtime, args.steps))
     p, t = statistics.median(plain), statistics.median(ours)
     device = torch.cuda.get_device_name() if runtime.device.type == "cuda" else "cpu"
-    print(f"model={cfg.model} dataset={cfg.dataset} batch={cfg.batch_size} steps={args.steps} "
-          f"device={device} precision={cfg.precision} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__}")
+    setup = (f"model={cfg.model} dataset={cfg.dataset} batch={cfg.batch_size} steps={args.steps} "
+             f"repeats={args.repeats} device={device} precision={cfg.precision} "
+             f"threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(setup)
     print(f"plain loop : {p:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in plain)})")
     print(f"Trainer    : {t:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in ours)})")
     print(f"ratio Trainer/plain = {t / p:.3f}  (target >= 0.95)")
+    write_report(args.json, setup, [peer_row("Trainer vs plain PyTorch loop", t, p,
+                                             "steps/s", "higher", ">= 0.95")],
+                 plain_runs=plain, trainer_runs=ours)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from typing import Any
 
@@ -88,14 +89,14 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
         rate, unit = m.get("train/samples_per_s", 0.0), "samples"
     predictor = first.predictor
     inputs = task_obj.example_inputs(max(1, int(getattr(first.config, "batch_size", 64))))
-    p50, p95 = _latency(predictor, inputs[:1])
-    infer_rate, batch, note = _throughput(predictor, inputs)
+    p50, p95 = latency(predictor, inputs[:1])
+    infer_rate, batch, note = throughput(predictor, inputs)
     ref = next((r for r in cls.references if r.metric == metric), None)
     cuda_mb = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else 0.0
     return {
         "task": cls.name, "metric": metric, "quality": float(np.mean(values)),
         "quality_std": float(np.std(values)) if len(values) > 1 else 0.0, "seeds": seeds,
-        "reference": ref.value if ref else None, "reference_source": ref.source if ref else "",
+        "reference": ref.value if ref else None, "reference_source": (ref.source + (f" ({ref.note})" if ref.note else "")) if ref else "",
         "gap": (float(np.mean(values)) - ref.value) if ref else None,
         "train_s": m.get("train/time_s", 0.0), "train_rate": rate, "train_unit": unit,
         "p50_ms": p50, "p95_ms": p95, "infer_rate": infer_rate, "infer_batch": batch,
@@ -107,7 +108,8 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
     }
 
 
-def _latency(predictor: Any, one: list[Any], *, warmup: int = 3, repeats: int = 30) -> tuple[float, float]:
+def latency(predictor: Any, one: list[Any], *, warmup: int = 3, repeats: int = 30) -> tuple[float, float]:
+    """p50 and p95 milliseconds of `predictor(one)` after `warmup` untimed calls."""
     import numpy as np
 
     for _ in range(warmup):
@@ -120,7 +122,9 @@ def _latency(predictor: Any, one: list[Any], *, warmup: int = 3, repeats: int = 
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def _throughput(predictor: Any, inputs: list[Any], *, repeats: int = 5) -> tuple[float, int, str]:
+def throughput(predictor: Any, inputs: list[Any], *, repeats: int = 5) -> tuple[float, int, str]:
+    """Inputs per second of `predictor(inputs)` (median of repeats), the batch that ran and a
+    note: on CUDA out-of-memory the batch is halved until it fits, and the note says so."""
     import torch
 
     batch, note = list(inputs), ""
@@ -174,7 +178,9 @@ def _cell(row: dict, key: str, fmt: str) -> str:
         std = f"±{row['quality_std']:.2g}" if row.get("seeds", 1) > 1 else ""
         return f"{row['metric'].split('/')[-1][:8]} {row['quality']:.4g}{std}"
     if key == "reference":
-        return "-" if row.get("reference") is None else f"{row['reference']:.4g} ({row['gap']:+.3g})"
+        if row.get("reference") is None:
+            return "-"
+        return f"{row['reference']:.4g} ({round(row['gap'], 4) + 0.0:+.3g})"  # no +8.9e-16
     if key == "params":
         n = row.get("params", 0)
         return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
@@ -199,6 +205,11 @@ def format_table(rows: list[dict], header: str = "") -> str:
     units = sorted({f"{r['train_unit']}" for r in rows if "train_unit" in r})
     lines.append(f"train/s: {' or '.join(units)} per second of training; infer/s at the task's "
                  "batch size; p50/p95: batch-1 latency")
+    refs = [f"{r['task']}: {r['reference_source']}" for r in rows if r.get("reference_source")]
+    if refs:
+        lines.append("references (ref column):")
+        lines += [textwrap.fill(ref, width=99, initial_indent="  ", subsequent_indent="    ")
+                  for ref in refs]
     return "\n".join(lines + notes)
 
 
@@ -210,7 +221,8 @@ def to_markdown(rows: list[dict], header: str = "") -> str:
         cells = ([row["task"], "FAILED: " + row["error"]] + [""] * (len(heads) - 2)
                  if "error" in row else [_cell(row, k, f) for k, _, _, f in COLUMNS])
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
+    refs = [f"- {r['task']}: {r['reference_source']}" for r in rows if r.get("reference_source")]
+    return "\n".join(out + (["", "References (ref column):", *refs] if refs else [])) + "\n"
 
 
 def to_csv(rows: list[dict]) -> str:

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: each task's)")
     b.add_argument("--precision", help="32, bf16-mixed or 16-mixed")
     b.add_argument("--seeds", type=int, default=1, help="seeds per task; quality as mean ± std")
+    b.add_argument("--peers", action="store_true",
+                   help="run the benchmarks/ peer scripts instead (with TASKs: as well) and print "
+                        "ratios: Trainer vs plain loop, RL vs SB3, sentiment vs DistilBERT")
     b.add_argument("--json", metavar="F", help="write the rows as JSON")
     b.add_argument("--md", metavar="F", help="write the table as Markdown")
     b.add_argument("--csv", metavar="F", help="write the rows as CSV")
@@ -208,20 +211,33 @@ def _cmd_play(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from taskzoo.bench import format_table, hardware_line, run_bench, to_csv, to_markdown
     from taskzoo.files import write_json, write_text
+    from taskzoo.peers import benchmarks_dir, format_peers, peers_markdown, run_peers
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: expected a positive count")
     header = hardware_line()
-    rows = run_bench(args.tasks or None, quick=args.quick, device=args.device,
-                     precision=args.precision, seeds=args.seeds)
-    print(format_table(rows, header))
+    rows: list[dict] = []
+    peers: list[dict] = []
+    if args.peers:
+        benchmarks_dir()  # a missing folder fails before any task trains
+    if args.tasks or not args.peers:
+        rows = run_bench(args.tasks or None, quick=args.quick, device=args.device,
+                         precision=args.precision, seeds=args.seeds)
+        print(format_table(rows, header))
+    if args.peers:
+        peers = run_peers(quick=args.quick, device=args.device)
+        print(("" if rows else header + "\n") + format_peers(peers, quick=args.quick))
     if args.json:
-        write_json(args.json, {"hardware": header, "quick": args.quick, "rows": rows})
+        write_json(args.json, {"hardware": header, "quick": args.quick, "rows": rows,
+                               "peers": peers})
     if args.md:
-        write_text(args.md, to_markdown(rows, header))
+        parts = [to_markdown(rows, header)] if rows else [f"_{header}_\n"]
+        if peers:
+            parts.append(peers_markdown(peers, quick=args.quick))
+        write_text(args.md, "\n".join(parts))
     if args.csv:
-        write_text(args.csv, to_csv(rows))
-    return 1 if any("error" in r for r in rows) else 0
+        write_text(args.csv, to_csv(rows + peers))
+    return 1 if any("error" in r for r in rows + peers) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

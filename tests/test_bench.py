@@ -10,6 +10,7 @@ import pytest
 
 from taskzoo.bench import format_table, to_markdown
 from taskzoo.cli import main
+from taskzoo.peers import PEERS, format_peers, peer_row
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,8 +32,11 @@ def test_quick_bench_writes_a_row_per_task_in_every_format(tmp_path, capsys):
     assert taxi["metric"] == "eval/expected_return" and taxi["quality"] > 7.0  # solved exactly
     assert sentiment["metric"] == "dev/accuracy" and sentiment["reference"] is not None
     assert sentiment["gap"] == pytest.approx(sentiment["quality"] - sentiment["reference"])
+    assert taxi["reference"] == pytest.approx(7.93) and "DP" in taxi["reference_source"]
+    assert "references (ref column):" in out and "  sentiment: Kim 2014" in out
     md = files["md"].read_text().splitlines()
-    assert md[2].startswith("| task | quality |") and len(md) == 6
+    assert md[2].startswith("| task | quality |") and md[5].startswith("| sentiment |")
+    assert md[7] == "References (ref column):" and md[8].startswith("- taxi: optimal policy")
     assert [r["task"] for r in csv.DictReader(io.StringIO(files["csv"].read_text()))] == \
         ["taxi", "sentiment"]
 
@@ -46,3 +50,48 @@ def test_a_failed_task_is_a_row_not_a_crash():
     rows = [{"task": "pos", "error": "RuntimeError: boom", "quick": False}]
     assert "pos         FAILED: RuntimeError: boom" in format_table(rows)
     assert "FAILED: RuntimeError: boom" in to_markdown(rows)
+
+
+def test_quick_peers_print_every_ratio_row(tmp_path, capsys, monkeypatch, shared_data):
+    monkeypatch.setenv("TASKZOO_MIRROR", str(shared_data))  # DistilBERT's vocab.txt, verified
+    out_json = tmp_path / "peers.json"
+    assert main(["bench", "--peers", "--quick", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "NOT benchmark results" in out and all(len(x) <= 100 for x in out.splitlines()[1:])
+    peers = json.loads(out_json.read_text())["peers"]
+    names = [r["comparison"] for r in peers]
+    assert names == ["Trainer vs plain PyTorch loop",
+                     "PPO CartPole time-to-solve vs SB3", "PPO CartPole training speed vs SB3",
+                     "DQN CartPole time-to-solve vs SB3", "DQN CartPole training speed vs SB3",
+                     "sentiment inference vs DistilBERT b64",
+                     "sentiment latency vs DistilBERT b1"]
+    for r in peers:
+        assert r["taskzoo"] > 0 and r["peer"] > 0
+        assert r["ratio"] == pytest.approx(r["taskzoo"] / r["peer"])
+        assert r["comparison"][:30] in out
+    assert {r["script"] for r in peers} == {p.script for p in PEERS}
+
+
+def test_peers_need_the_benchmarks_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TASKZOO_BENCHMARKS", str(tmp_path))
+    assert main(["bench", "--peers", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "benchmarks/" in err and "TASKZOO_BENCHMARKS" in err
+
+
+def test_a_failed_peer_is_a_row_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    for peer in PEERS:  # each "script" dies as a missing peer library would
+        (tmp_path / peer.script).write_text("import stable_baselines3_missing\n")
+    monkeypatch.setenv("TASKZOO_BENCHMARKS", str(tmp_path))
+    assert main(["bench", "--peers", "--quick"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAILED") == len(PEERS) and '.[bench]' in out
+
+
+def test_peer_row_ratio_and_target():
+    slow = peer_row("time-to-solve", 30.0, 60.0, "s", "lower", "<= 0.5")
+    assert slow["ratio"] == 0.5 and slow["met"] is True
+    fast = peer_row("speed", 90.0, 100.0, "steps/s", "higher", ">= 0.95")
+    assert fast["met"] is False and "0.9x" in format_peers([{**fast, "script": "x", "setup": "s"}])
+    with pytest.raises(ValueError):
+        peer_row("x", 1.0, 1.0, "s", "faster")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import taskzoo
+from taskzoo.api import resolve_task
 from taskzoo.cli import main
 from taskzoo.errors import UnknownNameError, UsageError
 from taskzoo.models import build
@@ -206,6 +207,9 @@ def test_value_iteration_is_optimal_on_frozenlake_and_taxi(tmp_path):
     assert abs(m["eval/mean_return"] - m["eval/expected_return"]) < 0.1  # episodes agree
     taxi = taskzoo.run("taxi", out=tmp_path / "taxi", progress=False, eval_episodes=50)
     assert taxi.metrics["eval/optimality"] == pytest.approx(1.0, abs=1e-9)
+    for name, res in (("frozenlake", lake), ("taxi", taxi)):  # the declared ceilings are true
+        ref = next(r for r in resolve_task(name).references if r.metric == "eval/expected_return")
+        assert ref.value == pytest.approx(res.metrics["eval/optimal_return"], abs=1e-4)
     assert (tmp_path / "taxi" / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
 
 
