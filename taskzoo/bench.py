@@ -108,6 +108,15 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
     }
 
 
+def _sync() -> None:
+    """Wait for queued GPU work before reading the clock. Predictors return Python values, which
+    already waits, but a task's predictor may one day return device tensors."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def latency(predictor: Any, one: list[Any], *, warmup: int = 3, repeats: int = 30) -> tuple[float, float]:
     """p50 and p95 milliseconds of `predictor(one)` after `warmup` untimed calls."""
     import numpy as np
@@ -117,7 +126,8 @@ def latency(predictor: Any, one: list[Any], *, warmup: int = 3, repeats: int = 3
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        predictor(one)  # returns Python values: any GPU work has finished
+        predictor(one)
+        _sync()
         times.append((time.perf_counter() - t) * 1e3)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
@@ -135,6 +145,7 @@ def throughput(predictor: Any, inputs: list[Any], *, repeats: int = 5) -> tuple[
             for _ in range(repeats):
                 t = time.perf_counter()
                 predictor(batch)
+                _sync()
                 times.append(time.perf_counter() - t)
             return len(batch) / statistics.median(times), len(batch), note
         except torch.cuda.OutOfMemoryError:
@@ -203,8 +214,8 @@ def format_table(rows: list[dict], header: str = "") -> str:
                               for i, (c, (_, _, w, _)) in enumerate(zip(cells, COLUMNS))))
     notes = [f"{r['task']}: {r['infer_note']}" for r in rows if r.get("infer_note")]
     units = sorted({f"{r['train_unit']}" for r in rows if "train_unit" in r})
-    lines.append(f"train/s: {' or '.join(units)} per second of training; infer/s at the task's "
-                 "batch size; p50/p95: batch-1 latency")
+    lines.append(textwrap.fill(f"train/s: {' or '.join(units)} per second of training; infer/s at "
+                               "the task's batch size; p50/p95: batch-1 latency", width=99))
     refs = [f"{r['task']}: {r['reference_source']}" for r in rows if r.get("reference_source")]
     if refs:
         lines.append("references (ref column):")
