@@ -276,6 +276,21 @@ def test_wrong_size_cache_is_replaced_and_same_hash_is_linked(server):
     assert p.name == "twin.bin" and p.read_bytes() == data and server.count() == 1
 
 
+def run_at_once(target, args: tuple, *, n: int, timeout: float) -> list:
+    """Start n spawned processes of target(*args, barrier, queue) that pass a barrier together;
+    what each put on the queue, after checking every process exited cleanly."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=timeout) for _ in procs]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    return results
+
+
 def _worker(f: RemoteFile, barrier, queue) -> None:
     barrier.wait()
     queue.put(str(fetch(f, group="g", backoff=0.01, progress=False)))
@@ -286,15 +301,7 @@ def test_two_processes_one_download(server):
     server.files["/p.bin"] = data
     server.faults["/p.bin"] = {"delay": 1.0}
     f = pin("p.bin", data, server.url("/p.bin"))
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(f, barrier, queue)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    paths = [queue.get(timeout=25) for _ in procs]
-    for p in procs:
-        p.join(10)
-        assert p.exitcode == 0
+    paths = run_at_once(_worker, (f,), n=2, timeout=25)
     assert paths[0] == paths[1] == str(cached_path(f))
     assert cached_path(f).read_bytes() == data
     assert server.count("/p.bin") == 1 and server.full_bodies["/p.bin"] == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
+import os
 import pickle
 import shutil
 import zipfile
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hub import server  # noqa: F401  (the hub tests' loopback server fixture)
+from test_hub import run_at_once, server  # noqa: F401  (server: the loopback fixture)
 
 import taskzoo
 from taskzoo import hub, weights
@@ -209,8 +209,6 @@ def test_dropped_download_resumes_with_range(remote_release, server):
 
 
 def _load_worker(name, released, hub_url, home, barrier, queue) -> None:
-    import os
-
     os.environ.update(TASKZOO_HUB_URL=hub_url, TASKZOO_HOME=home)
     from taskzoo import weights as w
 
@@ -223,19 +221,9 @@ def _load_worker(name, released, hub_url, home, barrier, queue) -> None:
 def test_four_processes_loading_at_once_download_once(remote_release, server):
     card = remote_release
     server.faults[f"/rel/{card.file}"] = {"delay": 1.0}
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(4), ctx.Queue()
-    import os
-
     args = (card.name, str(weights.RELEASED), os.environ["TASKZOO_HUB_URL"],
-            os.environ["TASKZOO_HOME"], barrier, queue)
-    procs = [ctx.Process(target=_load_worker, args=args) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=100) for _ in procs]
-    for p in procs:
-        p.join(10)
-        assert p.exitcode == 0
+            os.environ["TASKZOO_HOME"])
+    results = run_at_once(_load_worker, args, n=4, timeout=100)
     assert len({r[0] for r in results}) == 1 and len({r[1] for r in results}) == 1
     assert server.full_bodies[f"/rel/{card.file}"] == 1
     assert hub.sha256_file(Path(results[0][0])) == card.sha256
