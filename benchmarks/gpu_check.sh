@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One short GPU session: the gpu-marked tests, the Trainer-overhead benchmark, a full
-# default sentiment run in bf16 and CartPole PPO on cuda vs cpu, output under $OUT. Usage on
-# the GPU machine, from the repo root, with SST-2 copied to .gpudata/SST-2/ and the wheels
+# One short GPU session: the gpu-marked tests, then the precisions side by side (true fp32,
+# TF32, bf16 autocast) on a 300-step SST-2 run and on a bare fp32 matmul, output under $OUT.
+# On the GPU machine, from the repo root, with SST-2 copied to .gpudata/SST-2/ and the wheels
 # of packages the image lacks in .whl/ (both git-ignored, carried):
 #   bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -18,13 +18,23 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH=/tmp/site
 fi
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -2
-python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.txt" | tail -15
-python3 benchmarks/trainer_overhead.py --device cuda --precision bf16-mixed --steps 300 \
-  2>&1 | tee "$OUT/overhead_bf16.txt"
-python3 -m taskzoo.cli run sentiment --device cuda --precision bf16-mixed --out /tmp/run_bf16 \
-  --quiet --json 2>&1 | tee "$OUT/sentiment_bf16.json"
-# RL: the same CartPole PPO recipe with the policy on the GPU and on this host's CPU
-for dev in cuda cpu; do
-  python3 -m taskzoo.cli run cartpole --device $dev --out /tmp/cartpole_$dev --quiet --json \
-    stop_when_solved=true 2>&1 | tee "$OUT/cartpole_ppo_$dev.json"
+python3 -m pytest -m gpu -q -p no:cacheprovider -x --durations=8 2>&1 | tee "$OUT/pytest_gpu.txt" | tail -25
+# Is TF32 worth a precision of its own? A bare 8192^3 fp32 matmul, then the default model.
+python3 - <<'PY' 2>&1 | tee "$OUT/matmul.txt"
+import time, torch
+from taskzoo.runtime import Runtime
+a = torch.randn(8192, 8192, device="cuda"); b = torch.randn_like(a)
+for precision in ("32", "tf32"):
+    with Runtime.create(device="cuda", precision=precision).activate():
+        for _ in range(3): a @ b
+        torch.cuda.synchronize(); t = time.perf_counter()
+        for _ in range(20): a @ b
+        torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 20
+        print(f"precision={precision}: {2 * 8192**3 / dt / 1e12:.1f} TFLOP/s fp32 matmul")
+print("after: matmul fp32_precision =", torch.backends.cuda.matmul.fp32_precision)
+PY
+for p in 32 tf32 bf16-mixed; do
+  python3 -m taskzoo.cli run sentiment --device cuda --precision $p max_steps=300 \
+    --out /tmp/sst_$p --quiet --json 2>&1 | tee "$OUT/sentiment_$p.json" | \
+    grep -E '"(dev/accuracy|train/samples_per_s|train/time_s)"'
 done

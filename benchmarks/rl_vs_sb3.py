@@ -203,8 +203,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)
-    # taskzoo's CPU runtime flushes denormals to zero (a process-wide flag); set it up front so
-    # SB3 runs under it too, from its first seed: both sides get the same arithmetic.
+    # taskzoo's runs flush denormals to zero on the CPU (within the run only); this script's
+    # own process sets it up front so SB3 runs under it too: both get the same arithmetic.
     torch.set_flush_denormal(True)
     cap = QUICK_CAP if args.quick else None
     setup = (f"env={ENV_ID} seeds={seeds} eval_freq={args.eval_freq} val_episodes={VAL_EPISODES} "

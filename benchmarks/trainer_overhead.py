@@ -81,13 +81,16 @@ def main() -> None:
     runtime = Runtime.create(device=cfg.device, precision=cfg.precision)
     task = task_cls(cfg, runtime)
     data = task.build_data()
-    plain_loop(task, cfg, data, runtime, min(30, args.steps))  # warm-up (allocator, kernels)
     plain, ours = [], []
-    for i in range(args.repeats):
-        # ABBA order: neither loop always runs first (warm caches, allocator state, clocks)
-        order = (plain_loop, trainer_loop) if i % 2 == 0 else (trainer_loop, plain_loop)
-        for fn in order:
-            (plain if fn is plain_loop else ours).append(fn(task, cfg, data, runtime, args.steps))
+    # both loops under the run's settings (the Trainer applies them itself: denormal flushing)
+    with runtime.activate():
+        plain_loop(task, cfg, data, runtime, min(30, args.steps))  # warm-up (allocator, kernels)
+        for i in range(args.repeats):
+            # ABBA order: neither loop always runs first (warm caches, allocator state, clocks)
+            order = (plain_loop, trainer_loop) if i % 2 == 0 else (trainer_loop, plain_loop)
+            for fn in order:
+                (plain if fn is plain_loop else ours).append(fn(task, cfg, data, runtime,
+                                                                args.steps))
     p, t = statistics.median(plain), statistics.median(ours)
     device = torch.cuda.get_device_name() if runtime.device.type == "cuda" else "cpu"
     setup = (f"model={cfg.model} dataset={cfg.dataset} batch={cfg.batch_size} steps={args.steps} "

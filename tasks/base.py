@@ -48,6 +48,14 @@ class Predictor(ABC):
     @abstractmethod
     def __call__(self, inputs: Any) -> list[Any]: ...
 
+    def parse_cli(self, args: Sequence[str]) -> list[Any]:
+        """The command line's strings as this predictor's inputs (`taskzoo predict` calls it).
+
+        Text predictors take them as they are; others override it (a JSON array for an
+        observation vector, a path for a file) and raise InputError saying what they expect.
+        """
+        return list(args)
+
     def format(self, text: str, output: Any) -> str:
         """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""
         return json.dumps({"input": text, "output": output}, ensure_ascii=False)

@@ -13,19 +13,22 @@ trains the supervised tasks.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskzoo.config import TrainConfig
-from taskzoo.errors import ConfigError, UsageError
+from taskzoo.config import (NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveFraction,
+                            PositiveInt, Probability, Range, TrainConfig)
+from taskzoo.errors import InputError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.sources import ReplaySource, RolloutSource
+from taskzoo.runtime import rank_seed
 from taskzoo.tasks import TASKS
 from taskzoo.rl.report import SolvedStop, learning_curve_png, solved_summary
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
@@ -40,48 +43,39 @@ class ControlConfig(TrainConfig):
     env: str = "CartPole-v1"  # gymnasium id; any registered one is accepted
     algo: Literal["ppo", "dqn", "a2c"] = "ppo"  # learning algorithm (picks its tuned preset)
     model: str = ""  # network; "" = mlp_actor_critic (ppo, a2c) or mlp_qnet (dqn)
-    hidden: tuple[int, ...] = (64, 64)  # hidden layer widths
+    hidden: Annotated[tuple[int, ...], Range(1)] = (64, 64)  # hidden layer widths
     activation: Literal["tanh", "relu"] = "tanh"  # hidden activation
-    total_timesteps: int = 100_000  # environment steps to train for
-    n_envs: int = 8  # environments stepped side by side
-    gamma: float = 0.99  # discount factor
-    n_steps: int = 32  # ppo/a2c: steps per environment per rollout
-    n_epochs: int = 10  # ppo: passes over each rollout
-    gae_lambda: float = 0.95  # ppo/a2c: GAE lambda (1.0 = Monte-Carlo advantages)
-    clip_range: float = 0.2  # ppo: policy ratio clip
+    total_timesteps: PositiveInt = 100_000  # environment steps to train for
+    n_envs: PositiveInt = 8  # environments stepped side by side
+    gamma: PositiveFraction = 0.99  # discount factor
+    n_steps: PositiveInt = 32  # ppo/a2c: steps per environment per rollout
+    n_epochs: PositiveInt = 10  # ppo: passes over each rollout
+    gae_lambda: Probability = 0.95  # ppo/a2c: GAE lambda (1.0 = Monte-Carlo advantages)
+    clip_range: PositiveFloat = 0.2  # ppo: policy ratio clip
     clip_decay: bool = False  # ppo: anneal the clip range linearly to 0 with the lr
-    clip_value: float = 0.0  # ppo: value-function clip around the old values; 0 disables
-    ent_coef: float = 0.0  # ppo/a2c: entropy bonus
-    vf_coef: float = 0.5  # ppo/a2c: value loss weight
+    clip_value: NonNegativeFloat = 0.0  # ppo: value-function clip around the old values; 0 disables
+    ent_coef: NonNegativeFloat = 0.0  # ppo/a2c: entropy bonus
+    vf_coef: NonNegativeFloat = 0.5  # ppo/a2c: value loss weight
     norm_adv: bool = True  # ppo/a2c: normalise advantages per minibatch
-    buffer_size: int = 100_000  # dqn: replay buffer transitions
-    learning_starts: int = 1_000  # dqn: random-policy steps before learning
-    train_freq: int = 4  # dqn: vector-env steps between training phases
-    gradient_steps: int = 1  # dqn: optimizer steps per training phase
-    target_update: int = 1_000  # dqn: optimizer steps between target-network syncs
+    buffer_size: PositiveInt = 100_000  # dqn: replay buffer transitions
+    learning_starts: NonNegativeInt = 1_000  # dqn: random-policy steps before learning
+    train_freq: PositiveInt = 4  # dqn: vector-env steps between training phases
+    gradient_steps: PositiveInt = 1  # dqn: optimizer steps per training phase
+    target_update: NonNegativeInt = 1_000  # dqn: optimizer steps between target syncs; 0 = none
     double: bool = False  # dqn: double-DQN targets (online argmax, target value)
-    n_step: int = 1  # dqn: n-step returns (1 = classic one-step TD targets)
-    eps_start: float = 1.0  # dqn: initial exploration rate
-    eps_end: float = 0.05  # dqn: final exploration rate
-    eps_fraction: float = 0.1  # dqn: share of training over which epsilon decays
-    eval_freq: int = 10_000  # environment steps between validation evaluations
-    val_episodes: int = 10  # deterministic episodes per validation evaluation
-    eval_episodes: int = 20  # deterministic episodes of the final evaluation (fresh seeds)
+    n_step: PositiveInt = 1  # dqn: n-step returns (1 = classic one-step TD targets)
+    eps_start: Probability = 1.0  # dqn: initial exploration rate
+    eps_end: Probability = 0.05  # dqn: final exploration rate
+    eps_fraction: Probability = 0.1  # dqn: share of training over which epsilon decays
+    eval_freq: PositiveInt = 10_000  # environment steps between validation evaluations
+    val_episodes: PositiveInt = 10  # deterministic episodes per validation evaluation
+    eval_episodes: PositiveInt = 20  # deterministic episodes of the final evaluation (fresh seeds)
     solved_return: float | None = None  # the "solved" threshold; None = the env's own
     stop_when_solved: bool = False  # end training at the first validation that is solved
     device: str = "cpu"  # small policies step faster on the CPU, beside the envs
     threads: int = 1  # small policies: one thread skips OpenMP's fork/join per op (~20% faster)
     log_every: int = 100  # optimizer steps between train/ records in metrics.jsonl
     keep: Literal["best", "last"] = "best"  # best validation (separate seeds from the final eval)
-
-    def validate(self) -> None:
-        for key in ("total_timesteps", "n_envs", "n_steps", "n_epochs", "batch_size", "eval_freq",
-                    "val_episodes", "eval_episodes", "buffer_size", "train_freq",
-                    "gradient_steps", "n_step"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)}: expected a positive integer")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
 
 
 # ---------------------------------------------------------------- data: the environment
@@ -128,23 +122,25 @@ class ControlTask(Task[ControlConfig]):
 
     def batches(self, data: EnvData, model: nn.Module) -> BatchSource:
         c = self.cfg
-        runner = envs.VecRunner(c.env, c.n_envs, c.seed)
+        rank, world = self.runtime.shard
+        seed = rank_seed(c.seed, rank)  # under DDP each process steps its own environments
+        runner = envs.VecRunner(c.env, c.n_envs, seed)
         if c.algo == "dqn":
             self.source = ReplaySource(
                 runner, model, data.spaces, buffer_size=c.buffer_size, batch_size=c.batch_size,
                 learning_starts=c.learning_starts, train_freq=c.train_freq,
                 gradient_steps=c.gradient_steps, gamma=c.gamma, target_update=c.target_update,
                 double=c.double, eps_start=c.eps_start, eps_end=c.eps_end,
-                eps_fraction=c.eps_fraction, total_timesteps=c.total_timesteps, seed=c.seed,
-                eval_freq=c.eval_freq, n_step=c.n_step)
+                eps_fraction=c.eps_fraction, total_timesteps=c.total_timesteps, seed=seed,
+                eval_freq=c.eval_freq, n_step=c.n_step, shard=(rank, world))
         else:
             ppo = c.algo == "ppo"
             self.source = RolloutSource(
                 runner, model, data.spaces, n_steps=c.n_steps, n_epochs=c.n_epochs if ppo else 1,
                 batch_size=c.batch_size if ppo else c.n_steps * c.n_envs, gamma=c.gamma,
                 gae_lambda=c.gae_lambda, total_timesteps=c.total_timesteps,
-                clip_range=c.clip_range, clip_decay=c.clip_decay, seed=c.seed,
-                eval_freq=c.eval_freq)
+                clip_range=c.clip_range, clip_decay=c.clip_decay, seed=seed,
+                eval_freq=c.eval_freq, shard=(rank, world))
         return self.source
 
     def callbacks(self) -> list[Callback]:
@@ -200,12 +196,12 @@ class ControlTask(Task[ControlConfig]):
     def evaluate(self, model: nn.Module, data: EnvData, split: str) -> dict[str, float]:
         out = episode_metrics(model, data.spaces, data.env_id, split, self.cfg)
         if split == "val" and hasattr(self, "source"):
-            out["train/env_steps"] = float(self.source.runner.env_steps)
+            out["train/env_steps"] = float(self.source.env_steps)
         return out
 
     def summarize(self, fit: FitResult) -> dict[str, float]:
         self._history = fit.history
-        steps = float(self.source.runner.env_steps) if hasattr(self, "source") else 0.0
+        steps = float(self.source.env_steps) if hasattr(self, "source") else 0.0
         return {"train/env_steps": steps, **solved_summary(fit.history, self.threshold)}
 
     def reports(self, model: nn.Module, data: EnvData) -> dict[str, str | bytes]:
@@ -276,19 +272,47 @@ class Agent(Predictor):
         self.model, self.spaces, self.env_id = model, spaces, env_id
         self.act = _policy(model, spaces)
 
+    def _expects(self) -> str:
+        if self.spaces.num_states:
+            return f"a state number 0..{self.spaces.num_states - 1} (e.g. 0)"
+        shape = self.spaces.obs_shape
+        if len(shape) == 1:
+            example = "[" + ",".join(["0.0"] * shape[0]) + "]"
+            return f"a JSON array of {shape[0]} numbers (e.g. {example})"
+        return f"a JSON array of shape {shape}"
+
+    def parse_cli(self, args: Sequence[str]) -> list[Any]:
+        """Each argument is one observation: a JSON array (a number for a tabular state)."""
+        out = []
+        for i, text in enumerate(args):
+            try:
+                out.append(json.loads(text))
+            except json.JSONDecodeError:
+                raise InputError(f"input {i + 1} {text!r} is not JSON: {self.env_id} takes "
+                                 f"{self._expects()}") from None
+        return out
+
     def __call__(self, inputs: Any) -> list[Any]:
         if isinstance(inputs, str):
-            try:
-                inputs = json.loads(inputs)
-            except json.JSONDecodeError:
-                raise UsageError(f"Observation {inputs!r} is not JSON (e.g. [0.1, 0.0, 0.2, 0.3])") from None
-        obs = np.asarray(inputs, dtype=np.float64 if not self.spaces.num_states else np.int64)
+            inputs = self.parse_cli([inputs])[0]
+        try:
+            obs = np.asarray(inputs, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.env_id} takes {self._expects()} per observation; got "
+                             f"{str(inputs)[:80]}") from None
         want = () if self.spaces.num_states else self.spaces.obs_shape
         if obs.shape == want:
             obs = obs[None]
-        if obs.shape[1:] != want:
-            raise UsageError(f"{self.env_id} observations have shape {want}; got {obs.shape[1:]}")
-        return self.act(obs.astype(np.float32) if not self.spaces.num_states else obs).tolist()
+        if obs.ndim == 0 or obs.shape[1:] != want:
+            raise InputError(f"{self.env_id} observations have shape {want}, {self._expects()}; "
+                             f"got shape {obs.shape if obs.ndim == 0 else obs.shape[1:]}")
+        if not np.isfinite(obs).all():
+            raise InputError(f"{self.env_id} observations must be finite numbers")
+        if self.spaces.num_states:
+            if (obs != np.round(obs)).any() or obs.min() < 0 or obs.max() >= self.spaces.num_states:
+                raise InputError(f"{self.env_id} takes {self._expects()}")
+            return self.act(obs.astype(np.int64)).tolist()
+        return self.act(obs.astype(np.float32)).tolist()
 
 
 # ---------------------------------------------------------------- the tasks and their recipes

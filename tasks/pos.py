@@ -15,14 +15,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from taskzoo.config import SupervisedConfig
+from taskzoo.config import PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab, as_text, split_words
 from taskzoo.data.ud import TaggedSentence
@@ -50,18 +50,18 @@ class PosConfig(SupervisedConfig):
     grad_clip: float = 5.0  # max gradient norm
     eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev is not used to select
-    embed_dim: int = 100  # word embedding size
-    char_dim: int = 32  # character embedding size
-    char_filters: int = 200  # character CNN output size per word
-    char_width: int = 3  # character CNN window
-    hidden_dim: int = 128  # RNN hidden size per direction
-    num_layers: int = 2  # stacked BiRNN layers
-    dropout: float = 0.33  # dropout between RNN layers and before the tag layer
-    embed_dropout: float = 0.33  # dropout on the word + character vector
-    word_dropout: float = 0.4  # share of word ids replaced by <unk> in training
-    min_freq: int = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
-    max_word_chars: int = 20  # longer words keep their first and last 10 characters
-    eval_batch_size: int = 256  # sentences per evaluation batch
+    embed_dim: PositiveInt = 100  # word embedding size
+    char_dim: PositiveInt = 32  # character embedding size
+    char_filters: PositiveInt = 200  # character CNN output size per word
+    char_width: PositiveInt = 3  # character CNN window
+    hidden_dim: PositiveInt = 128  # RNN hidden size per direction
+    num_layers: PositiveInt = 2  # stacked BiRNN layers
+    dropout: Probability = 0.33  # dropout between RNN layers and before the tag layer
+    embed_dropout: Probability = 0.33  # dropout on the word + character vector
+    word_dropout: Probability = 0.4  # share of word ids replaced by <unk> in training
+    min_freq: PositiveInt = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
+    max_word_chars: Annotated[int, Range(2)] = 20  # longer words keep their first and last 10 characters
+    eval_batch_size: PositiveInt = 256  # sentences per evaluation batch
 
 
 def normalize(word: str) -> str:
@@ -271,11 +271,11 @@ class PosTask(Task[PosConfig]):
         from sklearn.metrics import accuracy_score  # lazy: ~1 s of import on load()
 
         gold, pred, oov = self._gold_and_pred(model, data, split)
-        return {
-            f"{split}/{self.cfg.tagset}_accuracy": float(accuracy_score(gold, pred)),
-            f"{split}/oov_accuracy": float(accuracy_score(gold[oov], pred[oov]) if oov.any() else 0.0),
-            f"{split}/oov_share": float(oov.mean()),
-        }
+        out = {f"{split}/{self.cfg.tagset}_accuracy": float(accuracy_score(gold, pred))}
+        if oov.any():  # no unseen words: no figure (0.0 would read as "all of them wrong")
+            out[f"{split}/oov_accuracy"] = float(accuracy_score(gold[oov], pred[oov]))
+        out[f"{split}/oov_share"] = float(oov.mean())
+        return out
 
     def reports(self, model: nn.Module, data: PosData) -> dict[str, str]:
         """Per-tag precision / recall / F1 of every final split (scikit-learn's report)."""

@@ -8,14 +8,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from taskzoo.config import SupervisedConfig
+from taskzoo.config import PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab, as_text, tokenize
 from taskzoo.errors import CheckpointError, InputError
@@ -41,17 +41,17 @@ class SentimentConfig(SupervisedConfig):
     grad_clip: float = 5.0  # max gradient norm
     eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev is not used to select
-    embed_dim: int = 128  # word embedding size
-    hidden_dim: int = 128  # RNN hidden size per direction
-    num_layers: int = 1  # stacked RNN layers
-    num_filters: int = 100  # textcnn: filters per kernel size
-    kernel_sizes: tuple[int, ...] = (3, 4, 5)  # textcnn: filter widths
+    embed_dim: PositiveInt = 128  # word embedding size
+    hidden_dim: PositiveInt = 128  # RNN hidden size per direction
+    num_layers: PositiveInt = 1  # stacked RNN layers
+    num_filters: PositiveInt = 100  # textcnn: filters per kernel size
+    kernel_sizes: Annotated[tuple[int, ...], Range(1)] = (3, 4, 5)  # textcnn: filter widths
     pooling: Literal["max", "mean", "last"] = "max"  # RNN: how token states become one vector
-    dropout: float = 0.5  # dropout before the classifier
-    embed_dropout: float = 0.3  # dropout on word embeddings
-    min_freq: int = 1  # words seen fewer times in train map to <unk>
-    max_tokens: int = 256  # longer inputs are truncated
-    eval_batch_size: int = 512  # sentences per evaluation batch
+    dropout: Probability = 0.5  # dropout before the classifier
+    embed_dropout: Probability = 0.3  # dropout on word embeddings
+    min_freq: PositiveInt = 1  # words seen fewer times in train map to <unk>
+    max_tokens: PositiveInt = 256  # longer inputs are truncated
+    eval_batch_size: PositiveInt = 512  # sentences per evaluation batch
 
 
 class TextBatch(NamedTuple):
@@ -197,7 +197,7 @@ class SentimentPredictor(Predictor):
     """
 
     def __init__(self, model: nn.Module, vocab: Vocab, labels: list[str], runtime: Any, *,
-                 max_tokens: int = 256, batch_size: int = 512) -> None:
+                 max_tokens: PositiveInt = 256, batch_size: int = 512) -> None:
         self.model = model.eval()
         self.vocab, self.labels, self.runtime = vocab, labels, runtime
         self.max_tokens, self.batch_size = max_tokens, batch_size

@@ -8,8 +8,11 @@ Both go through the common Trainer. Each is plain SGD on a float64 Q-table
 (models/policy.py QTable) with a stopped-gradient Bellman target:
 - value iteration: loss 0.5 * sum (Q - T Q)^2 over all (s, a), SGD with lr = 1, so every
   optimizer step is exactly one synchronous Bellman optimality sweep Q <- T Q;
-- Q-learning: loss 0.5 * (Q[s, a] - (r + gamma max Q[s'])), SGD with lr = alpha, which is
-  exactly Q[s, a] += alpha * (target - Q[s, a]) for each fresh transition.
+- Q-learning: loss 0.5 * (Q[s, a] - (r + gamma max Q[s']))^2 of one transition, SGD with
+  lr = alpha, which is exactly Q[s, a] += alpha * (target - Q[s, a]). After each vector step
+  the n_envs new transitions are applied one by one in environment order, each target read
+  from the table the previous update left: the textbook update on the interleaved stream,
+  also when two environments share a (s, a) in one step.
 
 Policies are judged exactly as well as by episodes: the expected return within the env's
 time limit, from its initial-state distribution, next to the optimum of that same
@@ -25,12 +28,13 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from taskzoo.config import TrainConfig
+from taskzoo.config import PositiveFraction, PositiveInt, Probability, TrainConfig
 from taskzoo.errors import ConfigError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.report import learning_curve_png, solved_summary
 from taskzoo.rl.sources import MDPSource, ReplaySource
+from taskzoo.runtime import rank_seed
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference, Task
 from taskzoo.tasks.control import Agent, episode_metrics
@@ -43,37 +47,30 @@ class TabularConfig(TrainConfig):
 
     env: str = "FrozenLake-v1"  # a gymnasium toy-text id (its model env.unwrapped.P is used)
     algo: Literal["value_iteration", "q_learning"] = "value_iteration"  # solver
-    gamma: float = 0.99  # discount of the Bellman backups
-    sweeps: int = 1_000  # value_iteration: Bellman sweeps (optimizer steps)
-    total_timesteps: int = 200_000  # q_learning: environment steps
-    n_envs: int = 16  # q_learning: environments stepped side by side
-    eps_start: float = 1.0  # q_learning: initial exploration rate
-    eps_end: float = 0.05  # q_learning: final exploration rate
-    eps_fraction: float = 0.5  # q_learning: share of training over which epsilon decays
-    eval_freq: int = 10_000  # q_learning: env steps between validations (value_iteration: 100 sweeps)
-    val_episodes: int = 20  # episodes per validation (the exact expected return is the monitor)
-    eval_episodes: int = 1_000  # final episodes: 20 would leave +-0.1 noise on a success rate
+    gamma: PositiveFraction = 0.99  # discount of the Bellman backups
+    sweeps: PositiveInt = 1_000  # value_iteration: Bellman sweeps (optimizer steps)
+    total_timesteps: PositiveInt = 200_000  # q_learning: environment steps
+    n_envs: PositiveInt = 16  # q_learning: environments stepped side by side
+    eps_start: Probability = 1.0  # q_learning: initial exploration rate
+    eps_end: Probability = 0.05  # q_learning: final exploration rate
+    eps_fraction: Probability = 0.5  # q_learning: share of training over which epsilon decays
+    eval_freq: PositiveInt = 10_000  # q_learning: env steps between validations (value_iteration: 100 sweeps)
+    val_episodes: PositiveInt = 20  # episodes per validation (the exact expected return is the monitor)
+    eval_episodes: PositiveInt = 1_000  # final episodes: 20 would leave +-0.1 noise on a success rate
     solved_return: float | None = None  # "solved" threshold; None = the env's own
     optimizer: Literal["adamw", "adam", "sgd"] = "sgd"  # plain SGD is what makes the updates exact
     momentum: float = 0.0  # must stay 0 for the exact updates
-    lr: float = 1.0  # value_iteration: 1 = full backups; q_learning: the step size alpha
+    lr: PositiveFraction = 1.0  # value_iteration: 1 = full backups; q_learning: step size alpha
     device: str = "cpu"  # tables this small gain nothing from a GPU
     threads: int = 1  # tiny tensors: one thread skips OpenMP's fork/join on every op
     keep: Literal["best", "last"] = "last"  # the final table (validation is exact, not sampled)
     log_every: int = 100  # optimizer steps between train/ records
 
     def validate(self) -> None:
+        super().validate()
         if self.optimizer != "sgd" or self.momentum != 0 or self.weight_decay != 0:
             raise ConfigError("tabular solvers need optimizer=sgd, momentum=0, weight_decay=0 "
                               "(that is what makes each step an exact Bellman/Q-learning update)")
-        if not 0 < self.lr <= 1:
-            raise ConfigError(f"lr={self.lr}: expected 0 < lr <= 1 (a step size)")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
-        for key in ("sweeps", "total_timesteps", "n_envs", "eval_freq", "val_episodes",
-                    "eval_episodes"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)}: expected a positive integer")
 
 
 @dataclass
@@ -157,12 +154,16 @@ class TabularTask(Task[TabularConfig]):
         if c.algo == "value_iteration":
             self.source = data.mdp
             return self.source
-        runner = envs.VecRunner(c.env, c.n_envs, c.seed)
+        rank, world = self.runtime.shard
+        seed = rank_seed(c.seed, rank)
+        runner = envs.VecRunner(c.env, c.n_envs, seed)
+        # fresh: one exact Q-learning update per new transition, in environment order
         self.source = ReplaySource(
-            runner, model, data.spaces, buffer_size=c.n_envs, batch_size=c.n_envs,
-            learning_starts=0, train_freq=1, gradient_steps=1, gamma=c.gamma, target_update=0,
-            double=False, eps_start=c.eps_start, eps_end=c.eps_end, eps_fraction=c.eps_fraction,
-            total_timesteps=c.total_timesteps, seed=c.seed, fresh=True, eval_freq=c.eval_freq)
+            runner, model, data.spaces, buffer_size=c.n_envs, batch_size=1,
+            learning_starts=0, train_freq=1, gradient_steps=c.n_envs, gamma=c.gamma,
+            target_update=0, double=False, eps_start=c.eps_start, eps_end=c.eps_end,
+            eps_fraction=c.eps_fraction, total_timesteps=c.total_timesteps, seed=seed,
+            fresh=True, eval_freq=c.eval_freq, shard=(rank, world))
         return self.source
 
     def train_config(self, source: BatchSource) -> TrainConfig:
@@ -191,8 +192,7 @@ class TabularTask(Task[TabularConfig]):
                f"{split}/optimal_return": data.optimal,
                f"{split}/optimality": exact / data.optimal if data.optimal > 0 else float("nan")}
         if split == "val":
-            runner = getattr(getattr(self, "source", None), "runner", None)
-            out["train/env_steps"] = float(runner.env_steps) if runner is not None else 0.0
+            out["train/env_steps"] = float(getattr(getattr(self, "source", None), "env_steps", 0))
         return out
 
     def summarize(self, fit: FitResult) -> dict[str, float]:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from taskzoo.errors import (  # noqa: F401  (public)
     CheckpointError,
     ConfigError,
+    DataError,
+    DivergenceError,
     DownloadError,
     InputError,
     IntegrityError,

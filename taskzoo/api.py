@@ -106,28 +106,42 @@ def run(
     >>> result.metrics["dev/accuracy"] > 0.8                                  # doctest: +SKIP
     True
     """
-    from taskzoo.runtime import Runtime, seed_everything
-    from taskzoo.trainer import Trainer
+    from taskzoo.runtime import Runtime, preserved_rng
 
     task_cls = resolve_task(task)
     cfg = make_config(task_cls, overrides)
     run_dir = Path(out) if out is not None else _default_run_dir(task_cls.name, cfg)
-    config_path = run_dir / "config.json"
     if resume:
-        if not (run_dir / "last.ckpt").exists():
-            raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-        ours = _config_record(cfg, task_cls.name)
-        # device and precision may change between machines; the recipe may not
-        diff = sorted(k for k in set(saved) | set(ours)
-                      if k not in ("device", "precision") and saved.get(k) != ours.get(k))
-        if diff:
-            raise ConfigError(
-                "--resume with a different config: "
-                + ", ".join(f"{k}={saved.get(k)!r} in {config_path} vs {ours.get(k)!r} now" for k in diff)
-            )
+        _check_resume(run_dir, cfg, task_cls.name)
     runtime = Runtime.create(device=cfg.device, precision=cfg.precision,
                              threads=getattr(cfg, "threads", 0))
+    # Threads, denormal flushing, TF32, the CUDA device and the random streams are the
+    # caller's again when run() returns (or fails).
+    with runtime.activate(), preserved_rng():
+        return _run(task_cls, cfg, runtime, run_dir, resume, progress, callbacks)
+
+
+def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
+    config_path = run_dir / "config.json"
+    if not (run_dir / "last.ckpt").exists():
+        raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
+    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    ours = _config_record(cfg, task)
+    # device and precision may change between machines; the recipe may not
+    diff = sorted(k for k in set(saved) | set(ours)
+                  if k not in ("device", "precision") and saved.get(k) != ours.get(k))
+    if diff:
+        raise ConfigError(
+            "--resume with a different config: "
+            + ", ".join(f"{k}={saved.get(k)!r} in {config_path} vs {ours.get(k)!r} now" for k in diff)
+        )
+
+
+def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
+         progress: bool | None, callbacks: Sequence[Any]) -> RunResult:
+    from taskzoo.runtime import seed_everything
+    from taskzoo.trainer import Trainer
+
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     task_obj = task_cls(cfg, runtime)
@@ -144,7 +158,7 @@ def run(
         load_into(model, tensors, source=card.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if runtime.is_main:
-        write_json(config_path, _config_record(cfg, task_cls.name))
+        write_json(run_dir / "config.json", _config_record(cfg, task_cls.name))
         write_json(run_dir / "data.json", task_obj.data_state(data))
     source = task_obj.batches(data, model)
 
@@ -159,8 +173,11 @@ def run(
                       mode=task_cls.mode, ties=task_cls.ties, progress=progress)
     fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
     model = runtime.unwrap(trainer.model).eval()
+    # From here the task serves inference as the predictor it returns will: full precision,
+    # as load() and load_run() build it, so metrics.json holds that predictor's figures.
+    task_obj.runtime = infer = runtime.for_inference()
     metrics: dict[str, float] = {}
-    with runtime.inference():
+    with infer.inference():
         for split in task_obj.final_splits:
             metrics.update(task_obj.evaluate(model, data, split))
     metrics.update({
@@ -173,7 +190,7 @@ def run(
     metrics.update(task_obj.summarize(fit))
     if runtime.is_main:
         write_json(run_dir / "metrics.json", metrics)
-        with runtime.inference():
+        with infer.inference():
             for name, content in task_obj.reports(model, data).items():
                 if isinstance(content, bytes):
                     write_bytes(run_dir / name, content)
@@ -192,7 +209,7 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
     """
     from safetensors.torch import load_file
 
-    from taskzoo.runtime import Runtime
+    from taskzoo.runtime import Runtime, preserved_rng
 
     run_dir = Path(run_dir)
     needed = ["config.json", "data.json", "best.safetensors"]
@@ -208,7 +225,8 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
     runtime = Runtime.create(device=device, precision="32")
     task_obj = task_cls(cfg, runtime)
     data = task_obj.data_from_state(json.loads((run_dir / "data.json").read_text(encoding="utf-8")))
-    model = task_obj.build_model(data)
+    with preserved_rng():  # initialising layers draws random numbers: not the caller's
+        model = task_obj.build_model(data)
     try:
         model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     except Exception as exc:  # a foreign or damaged weights file

@@ -69,6 +69,7 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
     import taskzoo
     from taskzoo.api import resolve_task
     from taskzoo.export import headline_metric
+    from taskzoo.runtime import Runtime
 
     cls = resolve_task(task)
     overrides: dict[str, Any] = dict(cls.quick) if quick else {}
@@ -89,8 +90,11 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
         rate, unit = m.get("train/samples_per_s", 0.0), "samples"
     predictor = first.predictor
     inputs = task_obj.example_inputs(max(1, int(getattr(first.config, "batch_size", 64))))
-    p50, p95 = latency(predictor, inputs[:1])
-    infer_rate, batch, note = throughput(predictor, inputs)
+    # timed under the run's own settings (RL tasks: one thread), which run() has restored
+    cfg = first.config
+    with Runtime.create(device=str(cfg.device), threads=getattr(cfg, "threads", 0)).activate():
+        p50, p95 = latency(predictor, inputs[:1])
+        infer_rate, batch, note = throughput(predictor, inputs)
     # a quick run's tiny data is not the benchmark's dataset: no reference to compare against
     ref = None if quick else next((r for r in cls.references if r.metric == metric), None)
     cuda_mb = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else 0.0

@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run TASK's predictor on the given inputs: its default "
                                     "released weights, --weights, or a run directory (--from).")
     pr.add_argument("task", help="task name (checked against the weights or run directory)")
-    pr.add_argument("inputs", nargs="+", metavar="TEXT", help="inputs; '-' reads lines from stdin")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="inputs in the task's form: text (sentiment, pos), a JSON array for an "
+                         "observation vector (cartpole: '[0.01,0.2,-0.03,-0.3]'), a state "
+                         "number (frozenlake, taxi); '-' reads one input per line from stdin")
     pr.add_argument("--from", dest="run_dir", help="run directory of `taskzoo run`")
     pr.add_argument("--weights", help="released name, .safetensors file (card beside it) or URL")
     pr.add_argument("--sha256", help="sha256 of --weights when it is an https URL")
@@ -119,9 +122,16 @@ def _print_task_config(task: str) -> None:
     w = max(len(r[0]) for r in rows)
     for key, tp, default, help_text in rows:
         print(f"  {key:<{w}}  {default:<14} {tp}" + (f"  # {help_text}" if help_text else ""))
-    presets = getattr(cls, "presets", {})
-    for ds, values in presets.items():
-        print(f"  dataset={ds} also sets: " + " ".join(f"{k}={v}" for k, v in values.items()))
+    for choice, values in cls.presets.items():
+        print(f"  {cls.preset_key}={choice} also sets: "
+              + " ".join(f"{k}={_cli_value(v)}" for k, v in values.items()))
+
+
+def _cli_value(value: object) -> str:
+    """A preset value as it would be typed: hidden=256,256 rather than hidden=(256, 256)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -185,7 +195,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else inputs.append(item)
     predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
                  load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
-    outputs = predictor(inputs)
+    # each task reads the command line's strings its own way: text as is, vectors as JSON
+    outputs = predictor(predictor.parse_cli(inputs))
     for text, out in zip(inputs, outputs):
         if args.json:
             print(json.dumps({"input": text, **out} if isinstance(out, dict) else

@@ -9,27 +9,82 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from taskzoo.errors import ConfigError, did_you_mean
 
 C = TypeVar("C")
 
-Precision = Literal["32", "bf16-mixed", "16-mixed"]
+Precision = Literal["32", "tf32", "bf16-mixed", "16-mixed"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric config field, declared in its annotation:
+    `lr: Annotated[float, Range(0, open_lo=True)]` (or the aliases below). A tuple field's
+    range applies to each item. Floats must also be finite.
+
+    >>> Range(0, 1).describe()
+    'in [0, 1]'
+    >>> Range(0, open_lo=True).describe()
+    '> 0'
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False  # lo < x rather than lo <= x
+    open_hi: bool = False  # x < hi rather than x <= hi
+
+    def describe(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.open_hi else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.open_lo else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.open_hi else '<='} {self.hi:g}"
+        return "any value"
+
+    def contains(self, x: float) -> bool:
+        # written so that NaN fails every comparison
+        if self.lo is not None and not (x > self.lo if self.open_lo else x >= self.lo):
+            return False
+        if self.hi is not None and not (x < self.hi if self.open_hi else x <= self.hi):
+            return False
+        return True
+
+
+PositiveInt = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+PositiveFloat = Annotated[float, Range(0, open_lo=True)]
+NonNegativeFloat = Annotated[float, Range(0)]
+Probability = Annotated[float, Range(0, 1)]
+PositiveFraction = Annotated[float, Range(0, 1, open_lo=True)]  # (0, 1]: discounts, step sizes
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """Fields every task has, supervised or not."""
+    """Fields every task has, supervised or not.
 
-    seed: int = 0  # seeds python, numpy, torch and the data order
+    Every config checks itself when made (defaults, presets, overrides, config.json): each
+    field's declared Range, then the class's `validate()` for rules across fields."""
+
+    seed: NonNegativeInt = 0  # seeds python, numpy, torch and the data order
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps
-    precision: Precision = "32"  # 32, bf16-mixed or 16-mixed (autocast + grad scaling)
-    threads: int = 0  # CPU threads torch may use; 0 keeps torch's default (all cores)
+    precision: Precision = "32"  # 32 (true fp32), tf32 (NVIDIA Ampere+), bf16-mixed or 16-mixed
+    threads: NonNegativeInt = 0  # CPU threads torch may use during the run; 0 keeps the caller's
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        self.validate()
+
+    def validate(self) -> None:
+        """Rules across fields; subclasses extend it (and call super().validate())."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,20 +92,26 @@ class TrainConfig(RunConfig):
     """What the Trainer reads: optimisation, schedule, evaluation and checkpoint cadence."""
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # torch.optim class
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.0  # decoupled for adamw, L2 for adam/sgd
-    momentum: float = 0.9  # sgd only
+    lr: PositiveFloat = 1e-3  # peak learning rate
+    weight_decay: NonNegativeFloat = 0.0  # decoupled for adamw, L2 for adam/sgd
+    momentum: Annotated[float, Range(0, 1, open_hi=True)] = 0.9  # sgd only
     schedule: Literal["constant", "linear", "cosine"] = "constant"  # lr after warm-up
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
-    batch_size: int = 64  # examples per optimizer step
-    epochs: int = 1  # passes over the training data (ignored when max_steps > 0)
-    max_steps: int = 0  # optimizer steps budget; 0 means epochs decide
-    eval_every: int = 0  # evaluate every N steps; 0 means at the end of each epoch
-    patience: int = 0  # stop after N evaluations without improvement; 0 disables
+    warmup_steps: NonNegativeInt = 0  # linear warm-up from 0 to lr
+    grad_clip: NonNegativeFloat = 0.0  # max global gradient norm; 0 disables clipping
+    batch_size: PositiveInt = 64  # examples per optimizer step
+    epochs: int = 1  # passes over the training data, >= 1 (ignored when max_steps > 0)
+    max_steps: NonNegativeInt = 0  # optimizer steps budget; 0 means epochs decide
+    eval_every: NonNegativeInt = 0  # evaluate every N steps; 0 means at the end of each epoch
+    patience: NonNegativeInt = 0  # stop after N evaluations without improvement; 0 disables
     keep: Literal["best", "last"] = "best"  # weights a run delivers: best evaluation or last step
-    log_every: int = 50  # steps between train/loss records in metrics.jsonl
+    log_every: PositiveInt = 50  # steps between train/loss records in metrics.jsonl
     init: str = ""  # start from weights: a released name (bilstm.sst2) or a .safetensors + card
+
+    def validate(self) -> None:
+        super().validate()
+        if self.epochs < 0 or (self.epochs == 0 and self.max_steps == 0):
+            raise ConfigError(f"epochs={self.epochs}: expected >= 1 (or max_steps > 0, which "
+                              "then decides the length of training)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +128,45 @@ def fields_of(cls_or_obj: Any) -> dict[str, dataclasses.Field]:
 
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def ranges(cls: type) -> dict[str, Range]:
+    """The declared Range of each field; a subclass that re-declares a field with a plain
+    type (to change its default) keeps the base class's range."""
+    out: dict[str, Range] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        for name, tp in typing.get_type_hints(klass, include_extras=True).items():
+            if typing.get_origin(tp) is Annotated:
+                found = [m for m in tp.__metadata__ if isinstance(m, Range)]
+                if found:
+                    out[name] = found[0]
+    return out
+
+
+def check_ranges(cfg: Any) -> None:
+    """ConfigError naming the first field whose value is outside its range (or not finite)."""
+    limits = ranges(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            shown = f"{f.name}={_show(value)}"
+            if isinstance(item, float) and not math.isfinite(item):
+                rule = f" ({limits[f.name].describe()})" if f.name in limits else ""
+                raise ConfigError(f"{shown}: expected a finite number{rule}")
+            if f.name in limits and not limits[f.name].contains(item):
+                what = "each item " if isinstance(value, tuple) else ""
+                raise ConfigError(f"{shown}: expected {what}{limits[f.name].describe()}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def type_name(tp: Any) -> str:
@@ -210,11 +310,8 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Any]) -> C:
         changes[key] = parse_value(key, value, tp) if isinstance(value, str) else _check_value(
             key, value, tp
         )
-    new = dataclasses.replace(cfg, **changes)
-    validate = getattr(new, "validate", None)
-    if callable(validate):
-        validate()
-    return new
+    # the new config checks its ranges and cross-field rules as it is made (__post_init__)
+    return dataclasses.replace(cfg, **changes)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -260,11 +357,15 @@ def field_comments(cls: type) -> dict[str, str]:
 
 
 def describe(cls: type) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, comment) rows for --help output."""
+    """(name, type and range, default, comment) rows for --help output."""
     hints = _type_hints(cls)
+    limits = ranges(cls)
     comments = field_comments(cls)
     rows = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        rows.append((f.name, type_name(hints[f.name]), str(default), comments.get(f.name, "")))
+        kind = type_name(hints[f.name])
+        if f.name in limits:
+            kind += f" {limits[f.name].describe()}"
+        rows.append((f.name, kind, str(default), comments.get(f.name, "")))
     return rows

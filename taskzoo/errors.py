@@ -28,6 +28,16 @@ class InputError(UsageError, ValueError):
     """A predictor received input it cannot handle (wrong type, empty, bad encoding)."""
 
 
+class DataError(UsageError):
+    """The data cannot be trained on or read: an empty split, fewer batches than processes,
+    an unreadable file (names the path and what to do)."""
+
+
+class DivergenceError(UsageError):
+    """Training stopped because the loss became NaN or infinite (names the step; a lower
+    learning rate usually helps). A UsageError: the recipe chosen caused it."""
+
+
 class DownloadError(TaskzooError, OSError):
     """A file could not be obtained from any source."""
 

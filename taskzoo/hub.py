@@ -3,20 +3,28 @@
 A file is pinned by (name, sha256, size). `fetch` tries the cache, the mirrors from
 TASKZOO_MIRROR, then the canonical URLs; it downloads to `<cached>.part` (resumed with HTTP
 Range), checks size and sha256, and only then renames into place. A file whose hash does
-not match is never moved into place or returned. TASKZOO_HOME sets the cache root and
-TASKZOO_OFFLINE=1 forbids network connections.
+not match is never moved into place or returned. What was verified is recorded (the file's
+stat signature with the sha256 it matched, under `cache_root()/verified`), so an unchanged
+file is not hashed again and a changed one is. TASKZOO_HOME sets the cache root,
+TASKZOO_OFFLINE=1 forbids network connections and TASKZOO_LOCK_TIMEOUT (seconds, default 600)
+bounds the wait for another process's download lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.client
 import importlib.metadata
+import json
+import math
 import os
 import re
 import shutil
 import socket
+import ssl
+import stat
 import sys
 import time
 import urllib.error
@@ -30,18 +38,23 @@ from typing import BinaryIO
 from urllib.parse import quote, urlparse
 from urllib.request import url2pathname
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from taskzoo.errors import DownloadError, IntegrityError, OfflineError
+from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageError
+from taskzoo.files import write_json
 
 __all__ = ["ArchiveMember", "RemoteFile", "cache_root", "mirrors", "is_offline",
-           "cached_path", "fetch", "sha256_file"]
+           "cached_path", "fetch", "sha256_file", "verified_file", "default_lock_timeout"]
 
 CHUNK = 1 << 20
+LOCK_TIMEOUT = 600.0  # seconds to wait for another process's lock; TASKZOO_LOCK_TIMEOUT overrides
 _TRUTHY = {"1", "true", "yes", "on"}
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Network failures worth retrying; OSErrors from the local disk are deliberately not here.
-_NET_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+# ssl.SSLError is an OSError that urllib does not wrap when it comes from reading the
+# response (status line, headers or body): a TLS record error is a network failure too.
+_NET_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
+               ssl.SSLError)
 # get(url, part, limit, desc): one HTTP download into `part`, with retries and resume.
 _Get = Callable[[str, Path, "int | None", str], None]
 
@@ -130,6 +143,41 @@ def cached_path(f: RemoteFile) -> Path:
     return cache_root() / f.sha256.lower()[:16] / f.name
 
 
+def default_lock_timeout() -> float:
+    """Seconds to wait for a lock another process holds: $TASKZOO_LOCK_TIMEOUT, else 600.
+
+    A negative value waits without limit.
+
+    >>> default_lock_timeout()  # TASKZOO_LOCK_TIMEOUT=30  # doctest: +SKIP
+    30.0
+    """
+    raw = os.environ.get("TASKZOO_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise UsageError(f"TASKZOO_LOCK_TIMEOUT must be a number of seconds, got {raw!r}")
+    return value
+
+
+def _locked(path: Path, timeout: float, what: str) -> contextlib.AbstractContextManager[object]:
+    """`<path>.lock`, held until the returned context exits; a DownloadError that says what
+    to do when another process does not free it within `timeout` seconds."""
+    lock_path = f"{path}.lock"
+    try:
+        return FileLock(lock_path, timeout=timeout).acquire()
+    except Timeout:
+        # A hung process would otherwise block every later download of this file forever.
+        raise DownloadError(
+            f"timed out after {timeout:g} s waiting for the lock {lock_path} on {what}: another "
+            f"process holds it (probably downloading or checking the same file). Wait for it to "
+            f"finish and try again (TASKZOO_LOCK_TIMEOUT sets the wait in seconds), or, if no "
+            f"other taskzoo process is running, delete {lock_path}") from None
+
+
 def sha256_file(path: Path) -> str:
     """Lowercase hex sha256 of a file's bytes, read in 1 MiB chunks.
 
@@ -144,11 +192,14 @@ def sha256_file(path: Path) -> str:
 
 
 def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
-          timeout: float = 30.0, progress: bool | None = None) -> Path:
+          timeout: float = 30.0, progress: bool | None = None,
+          lock_timeout: float | None = None) -> Path:
     """Return the path of a verified local copy of `f`, downloading it if needed.
 
     `group` names the mirror folder (`<mirror>/<group>/<f.name>`), e.g. the dataset.
     `retries` extra attempts per source, sleeping `backoff * 2**attempt` seconds between.
+    `lock_timeout` seconds to wait for another process downloading the same file (None:
+    `default_lock_timeout()`, from TASKZOO_LOCK_TIMEOUT, default 600; negative: no limit).
     Raises IntegrityError, OfflineError or DownloadError (all DownloadError subclasses).
 
     >>> f = RemoteFile("train.tsv", "9f86d0...", 4, ("https://example.org/train.tsv",))
@@ -156,20 +207,23 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
     PosixPath('/home/me/.cache/taskzoo/9f86d081884c7d65/train.tsv')
     """
     _check(f, group)
+    wait = default_lock_timeout() if lock_timeout is None else lock_timeout
     target = cached_path(f)
-    if _cached_ok(target, f):  # fast path: size check only, no lock
+    # Fast path, no lock: cached files are only ever replaced atomically, so reading one is
+    # safe; it is hashed only when it changed since it was verified (or never was).
+    if verified_file(target, f.sha256, f.size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
     get = functools.partial(_get_retrying, retries=max(0, retries), backoff=backoff,
                             timeout=timeout, show=show)
-    with FileLock(f"{target}.lock"):
+    with _locked(target, wait, f"{group}/{f.name}"):
         # Another process may have finished while we waited for the lock.
-        if _cached_ok(target, f, purge=True) or _adopt_sibling(f, target):
+        if _cached_ok(target, f) or _adopt_sibling(f, target):
             return target
         part = _part(target)
         failures: list[tuple[str, str, str]] = []  # (source, reason, kind)
-        for label, source in _sources(f, group, get):
+        for label, source in _sources(f, group, get, wait):
             try:
                 source(part)
             except (IntegrityError, _Permanent) as e:
@@ -178,6 +232,8 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
                 failures.append((label, str(e), kind))
             else:
                 os.replace(part, target)  # atomic: readers see nothing or the whole file
+                # Just hashed by _verify (os.replace keeps inode and mtime): record, don't rehash.
+                _remember(target, f.sha256, _signature(target))
                 return target
     raise _final_error(f, group, target, failures)
 
@@ -196,14 +252,97 @@ def _part(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def _cached_ok(target: Path, f: RemoteFile, *, purge: bool = False) -> bool:
+# ---------------------------------------------------------------- verification records
+# A record says: the file at this absolute path, with this stat signature, has this sha256.
+# The signature changes when the file is rewritten, replaced or resized, so a matching record
+# saves rehashing a file on every use; anything that changes it brings the hash back.
+_Signature = tuple[int, int, int, int]  # (size, st_mtime_ns, st_ino, st_dev)
+
+
+def verified_file(path: Path, sha256: str, size: int) -> bool:
+    """True when `path` holds exactly the bytes pinned by (sha256, size).
+
+    Hashes the file only when it has no verification record or its size, mtime, inode or
+    device changed since the record was made. Each hash is recorded (with that stat
+    signature) under `cache_root()/verified`; when the cache root is not writable nothing
+    is recorded and the file is simply hashed again next time.
+
+    >>> verified_file(Path("bilstm.sst2.safetensors"), "9f86d0...", 4181052)  # doctest: +SKIP
+    True
+    """
+    return _judge(Path(path), sha256, size)[0]
+
+
+def _signature(path: Path) -> _Signature | None:
     try:
-        size = target.stat().st_size
-    except FileNotFoundError:
-        return False
-    if size != f.size and purge:  # wrong size: stale or damaged, never serve it
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _judge(path: Path, sha256: str, size: int) -> tuple[bool, _Signature | None]:
+    """(whether `path` is the pinned content, the signature judged; None: absent or unsure)."""
+    sig = _signature(path)
+    if sig is None or sig[0] != size:
+        return False, sig
+    want = sha256.lower()
+    rec = _recalled(path)
+    if isinstance(rec, dict) and rec == _record(path, str(rec.get("sha256")), sig):
+        return rec["sha256"] == want, sig  # unchanged since it was hashed
+    try:
+        digest = sha256_file(path)
+    except FileNotFoundError:  # purged by another process between stat and open
+        return False, None
+    if _signature(path) != sig:  # changed while we read it: no verdict either way
+        return False, None
+    _remember(path, digest, sig)  # what it is, even when it is not what was asked for
+    return digest == want, sig
+
+
+def _record_path(path: Path) -> Path:
+    key = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:24]
+    return cache_root() / "verified" / f"{key}.json"
+
+
+def _record(path: Path, sha256: str, sig: _Signature) -> dict[str, object]:
+    size, mtime_ns, ino, dev = sig
+    return {"path": os.path.abspath(path), "sha256": sha256.lower(), "size": size,
+            "mtime_ns": mtime_ns, "ino": ino, "dev": dev}
+
+
+def _recalled(path: Path) -> object:
+    try:
+        return json.loads(_record_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, unreadable or damaged: hash instead
+        return None
+
+
+def _remember(path: Path, sha256: str, sig: _Signature | None) -> None:
+    if sig is None:
+        return
+    try:
+        write_json(_record_path(path), _record(path, sha256, sig))
+    except OSError:  # a read-only cache root: rehash next time instead of failing
+        pass
+
+
+def _forget(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _record_path(path).unlink(missing_ok=True)
+
+
+def _cached_ok(target: Path, f: RemoteFile) -> bool:
+    """Under the lock: is the cached file good? A bad one is deleted, never served.
+
+    A file judged bad on the fast path is not hashed again: its record says what it holds."""
+    ok, sig = _judge(target, f.sha256, f.size)
+    if not ok and sig is not None:  # wrong size or wrong bytes: stale or damaged
         target.unlink(missing_ok=True)
-    return size == f.size
+        _forget(target)
+    return ok
 
 
 def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
@@ -211,8 +350,8 @@ def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
     for other in sorted(target.parent.iterdir()):
         if other.name == f.name or other.name.endswith((".part", ".lock")) or not other.is_file():
             continue
-        # Hash it once: the directory key is only a 16-digit prefix of the pin.
-        if other.stat().st_size != f.size or sha256_file(other) != f.sha256.lower():
+        # Check it in full: the directory key is only a 16-digit prefix of the pin.
+        if not verified_file(other, f.sha256, f.size):
             continue
         part = _part(target)
         part.unlink(missing_ok=True)
@@ -221,6 +360,7 @@ def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
         except OSError:  # filesystems without hard links
             shutil.copyfile(other, part)
         os.replace(part, target)
+        _remember(target, f.sha256, _signature(target))  # just checked: no second hash
         return True
     return False
 
@@ -247,7 +387,8 @@ def _verify(part: Path, f: RemoteFile, source: str) -> None:
     raise IntegrityError(f"{f.name} from {source}: {got}; discarded")
 
 
-def _sources(f: RemoteFile, group: str, get: _Get) -> list[tuple[str, Callable[[Path], None]]]:
+def _sources(f: RemoteFile, group: str, get: _Get,
+             wait: float) -> list[tuple[str, Callable[[Path], None]]]:
     out: list[tuple[str, Callable[[Path], None]]] = []
     for m in mirrors():
         if _URL_RE.match(m):
@@ -257,8 +398,10 @@ def _sources(f: RemoteFile, group: str, get: _Get) -> list[tuple[str, Callable[[
             path = Path(m) / group / f.name
             out.append((f"mirror {path}", functools.partial(_from_local, path, f)))
     for u in f.urls:
-        fn = _from_member if isinstance(u, ArchiveMember) else _from_url
-        out.append((str(u), functools.partial(fn, u, f, get)))
+        if isinstance(u, ArchiveMember):
+            out.append((str(u), functools.partial(_from_member, u, f, get, wait=wait)))
+        else:
+            out.append((u, functools.partial(_from_url, u, f, get)))
     return out
 
 
@@ -292,20 +435,39 @@ def _from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
         _verify(part, f, url)
 
 
-def _from_member(am: ArchiveMember, f: RemoteFile, get: _Get, part: Path) -> None:
-    archive = _fetch_archive(am.url, get)
+def _from_member(am: ArchiveMember, f: RemoteFile, get: _Get, part: Path, *,
+                 wait: float) -> None:
+    archive = _fetch_archive(am.url, get, wait)
+    opened = _signature(archive)
     try:
         with zipfile.ZipFile(archive) as zf, zf.open(am.member) as inp:
             _copy_stream(inp, part, f.size + 1)  # one byte over is enough for _verify to reject
     except KeyError:
         raise _Permanent(f"archive has no member {am.member!r} ({archive})") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        archive.unlink(missing_ok=True)  # corrupt cached archive: re-download next time
-        raise _Permanent(f"archive {archive} is corrupt ({e}); deleted") from None
-    _verify(part, f, str(am))
+        # corrupt cached archive: re-download next time
+        raise _Permanent(f"archive {archive} is corrupt ({e}); "
+                         f"{_drop_archive(archive, opened, wait)}") from None
+    try:
+        _verify(part, f, str(am))
+    except IntegrityError as e:
+        # The archive is not pinned: a stale or damaged copy kept in the cache would fail
+        # the same way on every later fetch, so let the next fetch download it again.
+        raise IntegrityError(f"{e}; {_drop_archive(archive, opened, wait)}") from None
 
 
-def _fetch_archive(url: str, get: _Get) -> Path:
+def _drop_archive(archive: Path, opened: _Signature | None, wait: float) -> str:
+    """Delete the cached archive we read (not a fresher copy); say what happened."""
+    try:
+        with _locked(archive, wait, f"archive {archive}"):
+            if _signature(archive) == opened:
+                archive.unlink(missing_ok=True)
+    except DownloadError as e:
+        return f"could not delete the cached archive: {e}"
+    return f"deleted the cached archive {archive}, so the next fetch downloads it again"
+
+
+def _fetch_archive(url: str, get: _Get, wait: float) -> Path:
     """Download a zip (unpinned) once into cache_root()/archives, kept for other members."""
     parsed = urlparse(url)
     name = os.path.basename(parsed.path) or "archive.zip"
@@ -313,7 +475,11 @@ def _fetch_archive(url: str, get: _Get) -> Path:
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{dest}.lock"):
+    try:
+        held = _locked(dest, wait, f"archive {url}")
+    except DownloadError as e:  # this source is stuck; the next one may still work
+        raise _Permanent(str(e)) from None
+    with held:
         if dest.is_file():
             return dest
         part, scheme = _part(dest), parsed.scheme.lower()
@@ -377,10 +543,15 @@ def _http_download(url: str, part: Path, limit: int | None, desc: str, *, timeou
         raise (_Absent if e.code in (404, 410) else _Permanent)(f"HTTP {e.code} {e.reason}") \
             from None
     except _NET_ERRORS as e:
-        if isinstance(getattr(e, "reason", None), socket.gaierror):
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, socket.gaierror):
             # No DNS answer will not change in a few seconds (offline machine): fail this source now.
-            raise _Permanent(f"cannot resolve host ({e.reason})") from None
-        raise _Transient(f"connection failed: {e}") from None
+            raise _Permanent(f"cannot resolve host ({reason})") from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            # Nor will a certificate the system does not trust: move on to the next source.
+            raise _Permanent(f"TLS certificate not accepted ({reason})") from None
+        what = "TLS error" if isinstance(reason, ssl.SSLError) else "connection failed"
+        raise _Transient(f"{what}: {e}") from None
 
     from tqdm import tqdm  # lazy: keeps `import taskzoo` light
 
@@ -411,7 +582,8 @@ def _http_download(url: str, part: Path, limit: int | None, desc: str, *, timeou
                     out.write(chunk)
                     bar.update(len(chunk))
             except _NET_ERRORS as e:
-                raise _Transient(f"connection lost after {got} bytes: {e}") from None
+                what = "TLS error" if isinstance(e, ssl.SSLError) else "connection lost"
+                raise _Transient(f"{what} after {got} bytes: {e}") from None
             finally:  # keep what arrived, for the next attempt's Range request
                 out.flush()
                 os.fsync(out.fileno())
@@ -465,24 +637,48 @@ def verify_cache(*, delete: bool = True) -> list[tuple[Path, str]]:
     """Rehash every cached file against the sha256 prefix of its folder.
 
     Returns (path, "ok" | "corrupt" | "deleted") per file; leftover `.part` and `.lock`
-    files are skipped. `taskzoo verify` prints this.
+    files are skipped. A good file's verification record is refreshed and a bad one's
+    dropped; records of files that no longer exist are removed. `taskzoo verify` prints
+    this. Waits at most `default_lock_timeout()` for a file another process is writing.
     """
     root = cache_root()
     report: list[tuple[Path, str]] = []
     if not root.is_dir():
         return report
+    wait = default_lock_timeout()
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if not re.fullmatch(r"[0-9a-f]{16}", folder.name):
-            continue  # not a content folder (e.g. extracted archives)
+            continue  # not a content folder (e.g. extracted archives, verification records)
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path.suffix in (".part", ".lock"):
                 continue
-            with FileLock(f"{path}.lock"):  # never judge a file another process is writing
-                if sha256_file(path)[:16] == folder.name:
+            with _locked(path, wait, str(path)):  # never judge a file another process is writing
+                sig = _signature(path)
+                digest = sha256_file(path)
+                if digest[:16] == folder.name:
+                    _remember(path, digest, sig if _signature(path) == sig else None)
                     report.append((path, "ok"))
-                elif delete:
+                    continue
+                _forget(path)
+                if delete:
                     path.unlink()
                     report.append((path, "deleted"))
                 else:
                     report.append((path, "corrupt"))
+    _prune_records(root / "verified")
     return report
+
+
+def _prune_records(folder: Path) -> None:
+    """Drop verification records of files that are gone (and unreadable records)."""
+    if not folder.is_dir():
+        return
+    for rec in folder.glob("*.json"):
+        try:
+            path = json.loads(rec.read_text(encoding="utf-8"))["path"]
+            if os.path.exists(path):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        with contextlib.suppress(OSError):
+            rec.unlink()

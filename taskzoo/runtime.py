@@ -1,8 +1,15 @@
-"""Device, precision and distribution: the only module that knows about CUDA, AMP and DDP."""
+"""Device, precision and distribution: the only module that knows about CUDA, AMP and DDP.
+
+A Runtime changes no process-wide setting when it is made. What a run needs (its thread
+count, its CUDA device, TF32 on or off, flushing denormals on the CPU) is applied by
+`with runtime.activate():` and the caller's settings are restored on the way out, so a
+notebook behaves the same after `taskzoo.run(...)` as before it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 from collections.abc import Iterator
@@ -15,7 +22,7 @@ from torch import nn
 
 from taskzoo.errors import ConfigError
 
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+PRECISIONS = ("32", "tf32", "bf16-mixed", "16-mixed")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -67,8 +74,22 @@ def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
+def rank_seed(seed: int, rank: int = 0) -> int:
+    """The seed of one DDP process: `seed` itself on rank 0 (a single-process run is
+    unchanged), an independent stream derived from (seed, rank) on the others, so dropout
+    and sampling differ between processes.
+
+    >>> rank_seed(7), rank_seed(7, 1) != rank_seed(7)
+    (7, True)
+    """
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch (all devices) with `rank_seed(seed, rank)`."""
+    seed = rank_seed(seed, rank)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -92,6 +113,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore the caller's python, numpy and torch random streams on exit (a run seeds and
+    draws from them; the caller's own sequence of numbers must not depend on that)."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether this thread flushes denormal floats to zero (torch has no getter for it: a
+    product that underflows into the denormal range reads 0.0 exactly when it does)."""
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    return float(tiny * tiny.new_tensor([1e-10])) == 0.0
 
 
 def _to_python_tuple(obj: Any) -> Any:
@@ -118,36 +157,61 @@ class Runtime:
     rank: int = 0
     scaler: Any = field(default=None, repr=False)
 
+    threads: int = 0  # CPU threads during activate(); 0 keeps the caller's count
+
     @classmethod
     def create(cls, *, device: str = "auto", precision: str = "32", threads: int = 0) -> Runtime:
+        """Check the device and precision; under torchrun, join the process group. Changes
+        no process-wide setting: see `activate()`."""
         if precision not in PRECISIONS:
             raise ConfigError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
         if threads < 0:
-            raise ConfigError(f"threads={threads}: expected 0 (torch's default) or a positive count")
-        if threads:
-            torch.set_num_threads(threads)
+            raise ConfigError(f"threads={threads}: expected 0 (the caller's count) or a positive count")
         world = _world_size()
         rank = int(os.environ.get("RANK", "0"))
         dev = resolve_device(device)
+        if precision == "16-mixed" and dev.type == "cpu":
+            raise ConfigError("precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
+        if precision == "tf32" and dev.type != "cuda":
+            raise ConfigError(f"precision='tf32' needs an NVIDIA GPU (Ampere or newer); on "
+                              f"{dev.type} use 32 or bf16-mixed")
         if world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if dev.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        if dev.type == "cpu":
-            # Denormal floats (|x| < 1e-38) take a slow microcode path on x86. Adam's second
-            # moments of tiny gradients are full of them: flushing them to zero took Adam's
-            # step on DQN's 68k-parameter Q-network from 0.8 to 0.2 ms here. Like TF32 on GPUs,
-            # it trades bits no training depends on for speed.
-            torch.set_flush_denormal(True)
-        if precision == "16-mixed" and dev.type == "cpu":
-            raise ConfigError("precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
         scaler = None
         if precision == "16-mixed":
             scaler = torch.amp.GradScaler(dev.type)
-        return cls(device=dev, precision=precision, world_size=world, rank=rank, scaler=scaler)
+        return cls(device=dev, precision=precision, world_size=world, rank=rank, scaler=scaler,
+                   threads=threads)
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[Runtime]:
+        """Apply the run's process-wide settings and restore the caller's on exit:
+        - threads: torch.set_num_threads(threads) when threads > 0;
+        - CUDA: this runtime's device is the current one; TF32 matmuls and convolutions on
+          for precision="tf32", off otherwise (fp32 means fp32);
+        - CPU: denormal floats flushed to zero. Adam's second moments of tiny gradients are
+          full of them and take a slow microcode path on x86: flushing took Adam's step on
+          DQN's 68k-parameter Q-network from 0.8 to 0.2 ms here.
+
+        >>> rt = Runtime.create(device="cpu", threads=1)
+        >>> n = torch.get_num_threads()
+        >>> with rt.activate():
+        ...     inside = torch.get_num_threads()
+        >>> inside, torch.get_num_threads() == n
+        (1, True)
+        """
+        with contextlib.ExitStack() as stack:
+            if self.threads:
+                stack.callback(torch.set_num_threads, torch.get_num_threads())
+                torch.set_num_threads(self.threads)
+            if self.device.type == "cpu":
+                stack.callback(torch.set_flush_denormal, flush_denormal_enabled())
+                torch.set_flush_denormal(True)
+            if self.device.type == "cuda":
+                stack.enter_context(torch.cuda.device(self.device))
+                stack.enter_context(_tf32(self.precision == "tf32"))
+            yield self
 
     @property
     def is_main(self) -> bool:
@@ -157,6 +221,14 @@ class Runtime:
     def shard(self) -> tuple[int, int]:
         """(rank, world_size): which slice of each epoch's batches this process trains on."""
         return self.rank, self.world_size
+
+    def gather(self, obj: Any) -> list[Any]:
+        """`obj` of every process, by rank (a list of one when not distributed)."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            out: list[Any] = [None] * self.world_size
+            torch.distributed.all_gather_object(out, obj)
+            return out
+        return [obj]
 
     def barrier(self) -> None:
         """Wait for every process (no-op when not distributed)."""
@@ -226,3 +298,37 @@ class Runtime:
     def inference(self) -> Iterator[None]:
         with torch.inference_mode(), self.autocast():
             yield
+
+    def for_inference(self) -> Runtime:
+        """The runtime a delivered predictor runs with: the same device in full precision,
+        as `load()` and `load_run()` build it, so a run's final figures are the figures of
+        the predictor it returns. TF32 (a matmul setting, not a dtype) is kept."""
+        if self.precision in ("32", "tf32"):
+            return self
+        return dataclasses.replace(self, precision="32", scaler=None)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN on or off, restored on exit (torch >= 2.9's per-backend
+    `fp32_precision`; reading it also works after the legacy `allow_tf32` flags were set)."""
+    backends = [torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn]
+    if not all(hasattr(b, "fp32_precision") for b in backends):  # older torch: legacy flags
+        backends = [torch.backends.cuda.matmul, torch.backends.cudnn]
+        saved = [b.allow_tf32 for b in backends]
+        for b in backends:
+            b.allow_tf32 = enabled
+        try:
+            yield
+        finally:
+            for b, value in zip(backends, saved):
+                b.allow_tf32 = value
+        return
+    saved = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "tf32" if enabled else "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, saved):
+            b.fp32_precision = value

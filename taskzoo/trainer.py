@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 
 from taskzoo import runtime as rt
 from taskzoo.config import TrainConfig
-from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from taskzoo.files import atomic_path
 
-CKPT_FORMAT = 1
+CKPT_FORMAT = 2  # 2: world size and per-process RNG/source states; 1 is still read
 
 
 @dataclass
@@ -57,20 +57,67 @@ class StepOutput:
 
 @runtime_checkable
 class BatchSource(Protocol):
-    """What the Trainer iterates.
+    """What the Trainer iterates. Subclass `SourceBase`, which supplies the defaults.
 
-    `batches(state)` yields the batches of the current epoch starting at
-    `state.batch_in_epoch` (so a resumed run continues mid-epoch in the same order);
-    `after_update(state)` runs after each optimizer step (RL: sync target nets, step envs);
-    `metrics()` returns source-side figures (RL: episode returns)."""
+    - `setup(model, runtime)` runs once the model sits on its device, before a checkpoint
+      is restored (RL: the target network is copied from the placed model here);
+    - `batches(state)` yields the batches of the current epoch starting at
+      `state.batch_in_epoch` (so a resumed run continues mid-epoch in the same order);
+    - `after_update(state)` runs after each optimizer step (RL: sync target nets);
+    - `eval_due(state)` is asked after each step when `schedules_evaluation` is True
+      (RL: every N environment steps); otherwise the Trainer evaluates every `eval_every`
+      steps or at the end of each epoch;
+    - `metrics()` returns source-side figures (RL: episode returns);
+    - `state_dict()` / `load_state_dict()` hold what a checkpoint must restore.
+    """
 
-    steps_per_epoch: int
+    steps_per_epoch: int  # optimizer steps in one epoch; at least 1
+    total_steps: int  # the source's own budget of optimizer steps; 0 = epochs decide
+    schedules_evaluation: bool  # True: eval_due(state) decides when to evaluate
+
+    def setup(self, model: nn.Module, runtime: rt.Runtime) -> None: ...
 
     def batches(self, state: TrainState) -> Iterator[Any]: ...
 
     def after_update(self, state: TrainState) -> None: ...
 
+    def eval_due(self, state: TrainState) -> bool: ...
+
     def metrics(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class SourceBase:
+    """Defaults of the BatchSource protocol: a subclass sets `steps_per_epoch` and
+    implements `batches`; everything else is optional."""
+
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    schedules_evaluation: bool = False
+
+    def setup(self, model: nn.Module, runtime: rt.Runtime) -> None:
+        return None
+
+    def batches(self, state: TrainState) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def after_update(self, state: TrainState) -> None:
+        return None
+
+    def eval_due(self, state: TrainState) -> bool:
+        return False
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
 
 
 class Callback:
@@ -88,6 +135,16 @@ class FitResult:
     history: list[dict[str, Any]]  # every evaluation record
     steps_per_sec: float
     samples_per_sec: float
+
+
+def _check_source(source: Any) -> None:
+    """A TypeError naming what a source lacks, instead of an AttributeError mid-run."""
+    if not isinstance(source, BatchSource):
+        missing = [m for m in ("steps_per_epoch", "total_steps", "schedules_evaluation", "setup",
+                               "batches", "after_update", "eval_due", "metrics", "state_dict",
+                               "load_state_dict") if not hasattr(source, m)]
+        raise TypeError(f"{type(source).__name__} is not a BatchSource: it lacks "
+                        f"{', '.join(missing)} (subclass taskzoo.trainer.SourceBase for defaults)")
 
 
 def build_optimizer(cfg: TrainConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
@@ -165,33 +222,44 @@ class Trainer:
         *,
         resume: bool = False,
     ) -> FitResult:
+        _check_source(source)
+        with self.runtime.activate():
+            return self._fit(step, model, source, evaluate, Path(run_dir), resume)
+
+    def _fit(self, step, model, source, evaluate, run_dir: Path, resume: bool) -> FitResult:
         cfg, runtime = self.cfg, self.runtime
-        run_dir = Path(run_dir)
+        per_epoch = int(source.steps_per_epoch)
+        if per_epoch < 1:
+            raise DataError(f"{type(source).__name__} has {per_epoch} batches per epoch: "
+                            "there is nothing to train on (is the training split empty?)")
         run_dir.mkdir(parents=True, exist_ok=True)
         model = runtime.setup_model(model)
         self.model = model
+        source.setup(runtime.unwrap(model), runtime)
         self.optimizer = build_optimizer(cfg, list(model.parameters()))
-        per_epoch = max(1, int(source.steps_per_epoch))
         # An RL source knows its budget (environment steps turned into optimizer steps).
         total = (cfg.max_steps if cfg.max_steps > 0
-                 else int(getattr(source, "total_steps", 0)) or cfg.epochs * per_epoch)
+                 else int(source.total_steps) or cfg.epochs * per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total))
         state = TrainState(total_steps=total)
         best_metrics: dict[str, float] = {}
+        self._ckpt_step: int | None = None
         if resume and (run_dir / "last.ckpt").exists():
             state, best_metrics = self._load_checkpoint(run_dir / "last.ckpt", source)
+            self._ckpt_step = state.step
             if runtime.is_main:
                 self._truncate_log(run_dir / "metrics.jsonl", state.step)
         else:
-            rt.seed_everything(cfg.seed)
+            # each DDP process draws its own dropout masks (rank 0 keeps the seed itself)
+            rt.seed_everything(cfg.seed, runtime.rank)
             if runtime.is_main:
                 (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         self.state = state
+        self.run_dir = run_dir
         # Under DDP only rank 0 writes files; the others compute the same evaluations.
         log_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if runtime.is_main else None
         eval_every = cfg.eval_every if cfg.eval_every > 0 else None
-        # An RL source schedules its own evaluations (every N environment steps).
-        eval_due = getattr(source, "eval_due", None)
+        own_schedule = bool(source.schedules_evaluation)
         # progress=None lets tqdm decide: a bar on a terminal, silence in a pipe or CI log.
         bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
                    disable=(None if self.progress is None else not self.progress)
@@ -205,6 +273,7 @@ class Trainer:
                 model.train()
                 t0 = time.perf_counter()
                 finished_epoch = True
+                steps_before, resumed_at = state.step, state.batch_in_epoch
                 for batch in source.batches(state):
                     batch = runtime.to_device(batch)
                     with runtime.autocast():
@@ -227,7 +296,7 @@ class Trainer:
                         finished_epoch = state.batch_in_epoch >= per_epoch
                         break
                     if ((eval_every and state.step % eval_every == 0)
-                            or (eval_due is not None and eval_due(state))):
+                            or (own_schedule and source.eval_due(state))):
                         runtime.synchronize()
                         state.train_time += time.perf_counter() - t0
                         best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
@@ -237,6 +306,12 @@ class Trainer:
                         if state.stopped_early:
                             finished_epoch = False
                             break
+                if state.step == steps_before and resumed_at < per_epoch:
+                    # without this, a source that yields nothing would loop here forever
+                    raise DataError(
+                        f"epoch {state.epoch} yielded no batches ({type(source).__name__}, "
+                        f"{per_epoch} expected from batch {state.batch_in_epoch}): the "
+                        "training data is empty or smaller than one batch per process")
                 runtime.synchronize()
                 state.train_time += time.perf_counter() - t0
                 if state.stopped_early:
@@ -245,7 +320,7 @@ class Trainer:
                     state.epoch += 1
                     state.batch_in_epoch = 0
                 # In-loop evaluations never fall on the last step, so this one is never a repeat.
-                if (finished_epoch and not eval_every and eval_due is None) or state.step >= total:
+                if (finished_epoch and not eval_every and not own_schedule) or state.step >= total:
                     best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
                                                        best_metrics, bar)
         finally:
@@ -271,6 +346,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def _flush_log(self, state: TrainState, source: BatchSource, bar: Any) -> None:
+        bad = self._log.first_nonfinite(state)
+        if bad is not None:
+            self._diverged(*bad)
         record = self._log.flush(state)
         if record is not None:
             record["train/lr"] = self.scheduler.get_last_lr()[0]
@@ -279,6 +357,7 @@ class Trainer:
             bar.set_postfix(loss=f"{record['train/loss']:.4f}", refresh=False)
 
     def _eval_and_save(self, evaluate, source, state, run_dir, best_metrics, bar):
+        # (the flush below also stops a diverged run before anything is evaluated or saved)
         # Flushing here makes the log identical whether or not the run was resumed from this point.
         self._flush_log(state, source, bar)
         metrics: dict[str, float] = {}
@@ -322,6 +401,17 @@ class Trainer:
         self.runtime.barrier()  # files are complete before any process reads them
         return best_metrics
 
+    def _diverged(self, step: int, value: float) -> None:
+        """Stop the run: the loss of optimizer step `step` was NaN or infinite. Checked before
+        any evaluation or checkpoint, so last.ckpt always holds finite weights."""
+        where = self.run_dir / "last.ckpt"
+        kept = (f"{where} is from step {self._ckpt_step}, before it" if self._ckpt_step is not None
+                else "no checkpoint was written before it")
+        lr = self.cfg.lr
+        raise DivergenceError(
+            f"train/loss became {value} at step {step}: training diverged and stopped; {kept}. Try a lower learning rate than lr={lr:g} (e.g. "
+            f"lr={lr / 10:g})" + ("" if self.cfg.grad_clip else " or gradient clipping (grad_clip=1)"))
+
     # ------------------------------------------------------------------ checkpoints
     def _save_best(self, path: Path) -> None:
         if not self.runtime.is_main:
@@ -338,11 +428,16 @@ class Trainer:
         model.load_state_dict(load_file(str(path), device=str(self.runtime.device)))
 
     def _save_checkpoint(self, path, source, state, best_metrics) -> None:
+        # Every process's random streams and source (its envs, its replay buffer): under DDP
+        # rank r resumes with its own, so the processes stay as different as they were.
+        ranks = self.runtime.gather({"rng": _rng_to_tensors(rt.rng_state()),
+                                     "source": source.state_dict()})
         if not self.runtime.is_main:
             return
         model = self.runtime.unwrap(self.model)
         ckpt = {
             "format": CKPT_FORMAT,
+            "world_size": self.runtime.world_size,
             "model": model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -350,28 +445,38 @@ class Trainer:
             "state": dataclasses.asdict(state),
             "best_metrics": best_metrics,
             "history": self.history,
-            "rng": _rng_to_tensors(rt.rng_state()),
-            "source": source.state_dict() if hasattr(source, "state_dict") else None,
+            "ranks": ranks,
         }
         with atomic_path(path) as tmp:
             torch.save(ckpt, tmp)
+        self._ckpt_step = state.step
 
     def _load_checkpoint(self, path: Path, source) -> tuple[TrainState, dict[str, float]]:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt or foreign file: say so instead of a torch traceback
             raise CheckpointError(f"Cannot read checkpoint {path}: {exc}") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CKPT_FORMAT):
             raise CheckpointError(f"{path} is not a taskzoo checkpoint (format {CKPT_FORMAT})")
+        if ckpt["format"] == 1:  # one process; rng and source at the top level
+            ckpt["ranks"] = [{"rng": ckpt["rng"], "source": ckpt.get("source") or {}}]
+        world, now = int(ckpt.get("world_size", 1)), self.runtime.world_size
+        if world != now:
+            # each process's share of every epoch and its random streams depend on the count
+            raise CheckpointError(
+                f"{path} was written by a run of {world} process(es), this one has {now}: resume "
+                f"it with {world} (" + ("no torchrun" if world == 1 else
+                                        f"torchrun --nproc_per_node {world} ...") + ")")
         model = self.runtime.unwrap(self.model)
         model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.runtime.scaler is not None and ckpt.get("scaler"):
             self.runtime.scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("source") is not None and hasattr(source, "load_state_dict"):
-            source.load_state_dict(ckpt["source"])
-        rt.set_rng_state(_rng_from_tensors(ckpt["rng"]))
+        mine = ckpt["ranks"][self.runtime.rank]
+        if mine.get("source"):
+            source.load_state_dict(mine["source"])
+        rt.set_rng_state(_rng_from_tensors(mine["rng"]))
         self.history = list(ckpt.get("history", []))
         return TrainState(**ckpt["state"]), dict(ckpt.get("best_metrics", {}))
 
@@ -401,6 +506,7 @@ class _TrainLog:
         self.sums: dict[str, torch.Tensor] = {}
         self.keys: tuple[str, ...] = ()
         self.acc: torch.Tensor | None = None  # [loss, *logs] summed since the last fold
+        self.rows: list[torch.Tensor] = []  # each step's row since the last flush
         self.n = 0
         self.lr = 0.0
 
@@ -417,7 +523,23 @@ class _TrainLog:
                         else torch.tensor(float(v)))
         row = torch.stack([v.to(self.loss.device) for v in vals])
         self.acc = row if self.acc is None else self.acc + row
+        self.rows.append(row)
         self.n += 1
+
+    def first_nonfinite(self, state: TrainState) -> tuple[int, float] | None:
+        """(step, loss) of the first NaN or infinite loss since the last flush, else None.
+
+        A NaN or inf poisons the running sum, so one check of it suffices while all is well;
+        the rows are searched only when it is not finite."""
+        if not self.rows:
+            return None
+        total = self.loss + (self.acc[0] if self.acc is not None else 0.0)
+        if bool(torch.isfinite(total)):
+            return None
+        losses = torch.stack([r[0] for r in self.rows])
+        first = int(torch.nonzero(~torch.isfinite(losses))[0, 0]) if not bool(
+            torch.isfinite(losses).all()) else len(losses) - 1  # finite steps summing to inf
+        return state.step - len(self.rows) + 1 + first, float(losses[first])
 
     def _fold(self) -> None:
         if self.acc is not None:
@@ -435,6 +557,7 @@ class _TrainLog:
         record.update({f"train/{k}": float(v) / self.n for k, v in self.sums.items()})
         self.loss.zero_()
         self.sums.clear()
+        self.rows.clear()
         self.n = 0
         return record
 

@@ -178,14 +178,16 @@ def local_state(card: WeightCard) -> str:
     if (RELEASED / card.file).is_file():
         return "packaged"
     path = hub.cached_path(card.remote())
-    return "cached" if path.is_file() and path.stat().st_size == card.size else "remote"
+    # hashes only a cached file that changed since it was verified (or never was)
+    return "cached" if hub.verified_file(path, card.sha256, card.size) else "remote"
 
 
 def weights_file(card: WeightCard, *, progress: bool | None = None) -> Path:
     """A verified local copy of the card's file: the packaged one, else through the hub."""
     packaged = RELEASED / card.file
     if packaged.is_file():
-        if packaged.stat().st_size != card.size or hub.sha256_file(packaged) != card.sha256:
+        # Hashed once, then again only if the file changes: not on every load().
+        if not hub.verified_file(packaged, card.sha256, card.size):
             raise CheckpointError(f"{packaged} does not match its card (sha256 {card.sha256[:12]}...): "
                                   "the installation is damaged; reinstall taskzoo")
         return packaged
@@ -219,14 +221,15 @@ def build_predictor(card: WeightCard, tensors: dict[str, Any], *, device: str = 
     """The task's predictor with `tensors` loaded, from the card alone (no dataset needed)."""
     from taskzoo import config as cfgmod
     from taskzoo.api import resolve_task
-    from taskzoo.runtime import Runtime
+    from taskzoo.runtime import Runtime, preserved_rng
 
     task_cls = resolve_task(card.task)
     cfg = cfgmod.from_dict(task_cls.Config, {**card.config, "device": device})
     runtime = Runtime.create(device=device, precision="32")
     task_obj = task_cls(cfg, runtime)
     data = task_obj.data_from_state(card.data)
-    model = task_obj.build_model(data)
+    with preserved_rng():  # initialising layers draws random numbers: not the caller's
+        model = task_obj.build_model(data)
     load_into(model, tensors, source=card.name)
     return task_obj.predictor(model.to(runtime.device).eval(), data)
 
@@ -275,12 +278,13 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
 
 
 def _check_local(path: Path, card: WeightCard, sha256: str | None = None) -> None:
-    """A local weights file must be the one its card (and the caller, if given) pins."""
-    digest = hub.sha256_file(path) if path.stat().st_size == card.size else None
-    if sha256 is not None and digest != sha256.lower():
-        raise CheckpointError(f"{path}: sha256 differs from the one given")
-    if digest != card.sha256:
+    """A local weights file must be the one its card (and the caller, if given) pins.
+
+    The file is hashed only when it changed since it was last verified."""
+    if not hub.verified_file(path, card.sha256, card.size):
         raise CheckpointError(f"{path} does not match its card {_card_path(path)}")
+    if sha256 is not None and sha256.lower() != card.sha256:  # the file is the card's
+        raise CheckpointError(f"{path}: sha256 differs from the one given")
 
 
 def _card_path(weights_path: Path) -> Path:

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Tests that need real datasets read them from a mirror folder, the normal way (the hub
+# through TASKZOO_MIRROR): the one given in the environment (CI: ../shared/data), else
+# ../shared/data beside the checkout. Without either they are skipped, with the reason.
+_MIRROR_DIRS = [m for m in re.split(r"[,\s]+", os.environ.get("TASKZOO_MIRROR", "").strip())
+                if m and "://" not in m]
+SHARED_DATA = (Path(_MIRROR_DIRS[0]).expanduser().resolve() if _MIRROR_DIRS
+               else REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +29,10 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture
 def shared_data() -> Path:
-    assert (SHARED_DATA / "SST-2" / "dev.tsv").is_file(), (
-        f"the shared datasets are expected at {SHARED_DATA} (../shared/data beside the repo)"
-    )
+    """The mirror folder of the real datasets; the test is skipped when there is none."""
+    if not (SHARED_DATA / "SST-2" / "dev.tsv").is_file():
+        pytest.skip(f"needs the real datasets: set TASKZOO_MIRROR to a mirror folder holding "
+                    f"them (CI uses ../shared/data); none at {SHARED_DATA}")
     return SHARED_DATA
 
 

@@ -113,3 +113,69 @@ def test_run_then_predict_pos(cli_env, tmp_path):
     proc = _run(["predict", "sentiment", "--from", str(out), "hi"], cli_env)
     assert proc.returncode == 2 and "holds a 'pos' run" in proc.stderr
     _no_traceback(proc)
+
+
+# ---------------------------------------------------------------- one-line errors
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=0", "batch_size=0: expected >= 1"),
+    ("epochs=-1", "epochs=-1: expected >= 1"),
+    ("lr=nan", "lr=nan: expected a finite number"),
+])
+def test_out_of_range_overrides_are_one_line_and_exit_2(cli_env, override, message):
+    # the config is checked before any data is read: no mirror and no network needed
+    proc = _run(["run", "sentiment", override, "--quiet"], {**cli_env, "TASKZOO_OFFLINE": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"taskzoo: error: {proc.stderr.strip()[16:]}"
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    _no_traceback(proc)
+
+
+def test_a_diverging_run_is_one_line_and_exit_2(cli_env, tmp_path):
+    proc = _run(["run", "sentiment", "lr=1e9", "dataset=tiny", "--out", str(tmp_path / "r"),
+                 "--device", "cpu", "--quiet"], cli_env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taskzoo: error: train/loss became")
+    assert "lower learning rate than lr=1e+09" in lines[0]
+    _no_traceback(proc)
+
+
+def test_predict_cartpole_from_a_json_array(cli_env):
+    proc = _run(["predict", "cartpole", "[0.01,0.2,-0.03,-0.3]", "[0.0, 0.0, 0.1, 0.5]",
+                 "--json"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["[0.01,0.2,-0.03,-0.3]", "[0.0, 0.0, 0.1, 0.5]"]
+    assert rows[1]["output"] == 1  # the pole falls right: push right
+    for bad, message in [("abc", "is not JSON: CartPole-v1 takes a JSON array of 4 numbers"),
+                         ("[1, 2]", "observations have shape (4,)"),
+                         ('["a", "b", "c", "d"]', "takes a JSON array of 4 numbers")]:
+        proc = _run(["predict", "cartpole", bad], cli_env)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        _no_traceback(proc)
+
+
+def test_every_task_predicts_from_the_command_line(capsys):
+    """Each task's default weights, fed its example input the way a shell passes it."""
+    from taskzoo.api import make_config, resolve_task
+    from taskzoo.cli import main
+    from taskzoo.tasks import names
+
+    for task in names():
+        cls = resolve_task(task)
+        example = cls(make_config(cls, {})).example_inputs(1)[0]
+        text = example if isinstance(example, str) else json.dumps(example)
+        assert main(["predict", task, text, "--json", "--device", "cpu"]) == 0, task
+        row = json.loads(capsys.readouterr().out)
+        assert row["input"] == text, task
+    assert main(["predict", "taxi", "500"]) == 2  # Taxi has states 0..499
+    assert "state number 0..499" in capsys.readouterr().err
+
+
+def test_help_names_the_preset_key_of_each_task(cli_env):
+    proc = _run(["run", "cartpole", "--help"], cli_env)
+    assert proc.returncode == 0
+    assert "algo=dqn also sets:" in proc.stdout and "dataset=ppo" not in proc.stdout
+    assert "hidden=256,256" in _run(["run", "lunarlander", "--help"], cli_env).stdout
+    assert "lr " in proc.stdout and "float > 0" in proc.stdout  # ranges are listed

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import multiprocessing
 import os
 import random
+import re
+import ssl
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from taskzoo import hub
-from taskzoo.errors import DownloadError, IntegrityError, OfflineError
+from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageError
 from taskzoo.hub import ArchiveMember, RemoteFile, cached_path, fetch
 
 pytestmark = pytest.mark.timeout(30)
@@ -264,6 +271,53 @@ def test_all_sources_fail_lists_each(server):
     assert server.url("/a") in msg and server.url("/b") in msg and msg.count("HTTP 404") == 2
 
 
+@pytest.mark.parametrize("stage", ["read", "connect", "certificate"])
+def test_tls_error_moves_on_to_the_next_source(server, monkeypatch, stage):
+    """A TLS failure is a network failure of that source: retried (unless the certificate
+    is refused), then the next source is tried; never a raw ssl.SSLError."""
+    data = blob(300_000, seed=11)
+    server.files["/tls.bin"] = server.files["/ok.bin"] = data
+    real_urlopen, attempts = urllib.request.urlopen, []
+
+    def urlopen(req, *args, **kwargs):
+        if urlsplit(req.full_url).path != "/tls.bin":
+            return real_urlopen(req, *args, **kwargs)
+        attempts.append(req.get_header("Range"))
+        if stage == "certificate":  # what urllib raises for an untrusted certificate
+            raise urllib.error.URLError(ssl.SSLCertVerificationError(1, "self-signed certificate"))
+        if stage == "connect":  # http.client reads the status line outside urllib's wrapping
+            raise ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        resp = real_urlopen(req, *args, **kwargs)
+        read = resp.read
+
+        def broken_read(n=-1):  # some bytes arrive, then the TLS record layer fails
+            if getattr(resp, "_broke", False):
+                raise ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac")
+            resp._broke = True
+            return read(1000)
+
+        resp.read = broken_read
+        return resp
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    f = pin("tls.bin", data, server.url("/tls.bin"), server.url("/ok.bin"))
+    assert fetch(f, group="g", retries=1, **FAST).read_bytes() == data
+    assert len(attempts) == (1 if stage == "certificate" else 2)  # transient: retried once
+    if stage == "read":
+        assert attempts == [None, "bytes=1000-"]  # the bytes that did arrive are kept
+    assert server.count("/ok.bin") == 1
+
+    alone = pin("tls.bin", data, server.url("/tls.bin"))
+    cached_path(alone).unlink()
+    with pytest.raises(DownloadError) as e:
+        fetch(alone, group="g", retries=1, **FAST)
+    assert not isinstance(e.value, (ssl.SSLError, IntegrityError))
+    msg = str(e.value)
+    assert server.url("/tls.bin") in msg
+    assert ("certificate not accepted" if stage == "certificate" else "TLS error") in msg
+    assert not cached_path(alone).exists()  # (a .part of what arrived is kept for resuming)
+
+
 def test_wrong_size_cache_is_replaced_and_same_hash_is_linked(server):
     data = blob(5000)
     server.files["/s.bin"] = data
@@ -388,23 +442,169 @@ def test_archive_member(server, monkeypatch):
     archives = list((hub.cache_root() / "archives").glob("*/SST-2.zip"))
     assert len(archives) == 1
 
+    # A member that fails its pin drops the (unpinned) cached archive: downloaded again next time.
     bad = pin("train.tsv", train + b"x", ArchiveMember(url, "SST-2/train.tsv"))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="deleted the cached archive"):
         fetch(bad, group="sst2", **FAST)
+    assert not archives[0].exists()
     oversized = pin("train.tsv", train[:-1], ArchiveMember(url, "SST-2/train.tsv"))
     with pytest.raises(IntegrityError):
         fetch(oversized, group="sst2", **FAST)
-    assert nothing_in_place(oversized)
+    assert nothing_in_place(oversized) and server.count("/glue/SST-2.zip") == 2
     missing = pin("test.tsv", b"zz", ArchiveMember(url, "SST-2/test.tsv"))
     with pytest.raises(DownloadError, match="no member"):
         fetch(missing, group="sst2", **FAST)
-    assert server.count("/glue/SST-2.zip") == 1
+    assert server.count("/glue/SST-2.zip") == 3 and archives[0].is_file()  # kept this time
 
     # Offline: a cached archive still serves a member not yet extracted.
     monkeypatch.setenv("TASKZOO_OFFLINE", "1")
     cached_path(fd).unlink()
     assert fetch(fd, group="sst2", **FAST).read_bytes() == dev
-    assert server.count() == 1
+    assert server.count() == 3
+
+
+def test_member_failing_its_pin_drops_the_cached_archive(server):
+    """A cached archive whose member fails verification is deleted, not kept forever."""
+    train, dev = blob(30_000, seed=21), blob(4_000, seed=22)
+    stale = make_zip({"SST-2/train.tsv": blob(30_000, seed=23), "SST-2/dev.tsv": dev})
+    server.files["/glue/SST-2.zip"] = stale
+    url = server.url("/glue/SST-2.zip")
+    fd = pin("dev.tsv", dev, ArchiveMember(url, "SST-2/dev.tsv"))
+    ft = pin("train.tsv", train, ArchiveMember(url, "SST-2/train.tsv"))
+    assert fetch(fd, group="sst2", **FAST).read_bytes() == dev  # the archive is now cached
+    (archive,) = (hub.cache_root() / "archives").glob("*/SST-2.zip")
+    with pytest.raises(IntegrityError) as e:
+        fetch(ft, group="sst2", **FAST)
+    assert f"deleted the cached archive {archive}" in str(e.value) and ft.sha256 in str(e.value)
+    assert not archive.exists() and nothing_in_place(ft)
+    assert server.count("/glue/SST-2.zip") == 1
+
+    server.files["/glue/SST-2.zip"] = make_zip({"SST-2/train.tsv": train, "SST-2/dev.tsv": dev})
+    assert fetch(ft, group="sst2", **FAST).read_bytes() == train
+    assert server.count("/glue/SST-2.zip") == 2 and archive.is_file()
+
+
+# ---------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def locked_elsewhere(*paths: Path):
+    """Another process holds filelock.FileLock on each path until the block ends."""
+    code = ("import sys, time, filelock\n"
+            "held = [filelock.FileLock(p) for p in sys.argv[1:]]\n"
+            "for lock in held: lock.acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, paths)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_lock_held_by_another_process_times_out(server, monkeypatch):
+    data = blob(5000, seed=31)
+    server.files["/l.bin"] = data
+    server.files["/a.zip"] = make_zip({"m.bin": data})
+    f = pin("l.bin", data, server.url("/l.bin"))
+    member_url = server.url("/a.zip")
+    fm = pin("m.bin", data, ArchiveMember(member_url, "m.bin"), server.url("/l.bin"))
+    lock = Path(f"{cached_path(f)}.lock")
+    archive_lock = (hub.cache_root() / "archives" / hashlib.sha256(member_url.encode())
+                    .hexdigest()[:16] / "a.zip.lock")
+    with locked_elsewhere(lock, archive_lock):
+        start = time.monotonic()
+        with pytest.raises(DownloadError) as e:
+            fetch(f, group="g", lock_timeout=0.5, **FAST)
+        assert time.monotonic() - start < 5
+        msg = str(e.value)
+        assert str(lock) in msg and "another process holds it" in msg
+        assert "no other taskzoo process is running, delete" in msg
+        monkeypatch.setenv("TASKZOO_LOCK_TIMEOUT", "0.3")  # the default, from the environment
+        with pytest.raises(DownloadError, match="after 0.3 s waiting for the lock"):
+            fetch(f, group="g", **FAST)
+        # A stuck archive lock fails that source only: the next one is tried.
+        assert fetch(fm, group="g", **FAST).read_bytes() == data
+        assert server.count("/a.zip") == 0
+        only_member = pin("m.bin", data, ArchiveMember(member_url, "m.bin"))
+        cached_path(only_member).unlink()
+        with pytest.raises(DownloadError, match=re.escape(f"lock {archive_lock} on archive")):
+            fetch(only_member, group="g", **FAST)
+    assert server.count("/l.bin") == 1
+    monkeypatch.setenv("TASKZOO_LOCK_TIMEOUT", "soon")
+    with pytest.raises(UsageError, match="TASKZOO_LOCK_TIMEOUT"):
+        fetch(f, group="g", **FAST)
+    monkeypatch.delenv("TASKZOO_LOCK_TIMEOUT")
+    assert fetch(f, group="g", **FAST).read_bytes() == data  # free again: works
+
+
+# ---------------------------------------------------------------- verification records
+
+
+def count_hashes(monkeypatch) -> list[Path]:
+    """Every path hub.sha256_file hashes from now on."""
+    seen: list[Path] = []
+    real = hub.sha256_file
+
+    def counting(path):
+        seen.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(hub, "sha256_file", counting)
+    return seen
+
+
+def test_same_size_corruption_of_a_cached_file_is_refetched(server, monkeypatch):
+    data = blob(70_000, seed=41)
+    server.files["/c.bin"] = data
+    f = pin("c.bin", data, server.url("/c.bin"))
+    hashed = count_hashes(monkeypatch)
+    path = fetch(f, group="g", **FAST)
+    assert len(hashed) == 1  # the download is hashed once, and recorded, not hashed again
+    assert fetch(f, group="g", **FAST) == path and len(hashed) == 1  # unchanged: no hash
+    before = path.stat()
+    path.write_bytes(blob(70_000, seed=42))  # same size, other bytes, same inode
+    if path.stat().st_mtime_ns == before.st_mtime_ns:  # a coarse-timestamp filesystem
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert fetch(f, group="g", **FAST).read_bytes() == data  # rehashed, purged, refetched
+    assert server.count("/c.bin") == 2
+
+    # A change that keeps size, mtime and inode is only found by `taskzoo verify`, which
+    # deletes the file and its record, so the next fetch downloads it again.
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.write(b"\0" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert hub.verify_cache() == [(path, "deleted")]
+    assert fetch(f, group="g", **FAST).read_bytes() == data and server.count("/c.bin") == 3
+
+
+def test_verified_file_rehashes_only_when_the_file_changes(monkeypatch, tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(data := blob(10_000, seed=51))
+    sha = hashlib.sha256(data).hexdigest()
+    hashed = count_hashes(monkeypatch)
+    assert hub.verified_file(path, sha, len(data)) and len(hashed) == 1
+    assert hub.verified_file(path, sha.upper(), len(data)) and len(hashed) == 1
+    assert list((hub.cache_root() / "verified").glob("*.json"))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "touch": stale
+    assert hub.verified_file(path, sha, len(data)) and len(hashed) == 2  # exactly one rehash
+    assert hub.verified_file(path, sha, len(data)) and len(hashed) == 2
+    assert not hub.verified_file(path, "0" * 64, len(data)) and len(hashed) == 2  # known bytes
+    assert not hub.verified_file(path, sha, len(data) + 1) and len(hashed) == 2  # size alone
+    assert not hub.verified_file(tmp_path / "absent.bin", sha, len(data))
+    # No writable cache root: nothing is recorded, the file is hashed each time, no error.
+    (tmp_path / "not_a_dir").write_text("")
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "not_a_dir" / "home"))
+    assert hub.verified_file(path, sha, len(data)) and hub.verified_file(path, sha, len(data))
+    assert len(hashed) == 4
 
 
 def test_bad_spec_rejected():

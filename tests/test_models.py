@@ -17,24 +17,46 @@ def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES)
 
 
-@pytest.mark.parametrize("name", POLICIES)
+def _assert_every_parameter_gets_a_gradient(model):
+    """No trainable tensor is cut off the loss: each gets a finite gradient, non-zero somewhere."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    for pname, p in trainable:
+        assert p.grad is not None, f"{pname}: no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname}: non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname}: gradient is zero everywhere"
+
+
+# the continuous actor-critic adds a state-independent log std, reached only through the
+# action distribution, so it is checked through evaluate_actions (PPO's loss path)
+@pytest.mark.parametrize("name", [*POLICIES, "mlp_actor_critic:continuous"])
 def test_every_policy_builds_acts_and_backpropagates(name):
+    name, _, kind = name.partition(":")
+    continuous = kind == "continuous"
+    torch.manual_seed(0)
     image = name.startswith("cnn")
     shape = (84, 84, 4) if image else (6,)
     if name == "q_table":
         net = build(name, num_states=6, num_actions=3)
         obs = torch.nn.functional.one_hot(torch.tensor([0, 5]), 6).float()
     else:
-        net = build(name, obs_shape=shape, num_actions=3)
+        extra = {"continuous": True} if continuous else {}
+        net = build(name, obs_shape=shape, num_actions=3, **extra)
         obs = torch.randint(0, 256, (2, *shape)).float() if image else torch.randn(2, *shape)
     actions = net.act(obs)
-    assert actions.shape == (2,) and int(actions.max()) < 3
+    if continuous:
+        assert actions.shape == (2, 3) and torch.isfinite(actions).all()
+    else:
+        assert actions.shape == (2,) and 0 <= int(actions.min()) and int(actions.max()) < 3
     out = net(obs)
     head = out[0] if isinstance(out, tuple) else out
     assert head.shape == (2, 3)
-    sum(o.sum() for o in out).backward() if isinstance(out, tuple) else out.sum().backward()
-    assert all(p.grad is not None for p in net.parameters() if p.requires_grad
-               and p.ndim > 0 and p is not getattr(net, "log_std", None))
+    if isinstance(out, tuple):  # actor-critic: log-probabilities, entropies and values
+        logp, entropy, values = net.evaluate_actions(obs, actions)
+        (logp.sum() + entropy.sum() + values.sum()).backward()
+    else:
+        out.sum().backward()
+    _assert_every_parameter_gets_a_gradient(net)
 
 
 @pytest.mark.parametrize("name", TEXT_MODELS)
@@ -50,8 +72,7 @@ def test_every_text_classifier_builds_runs_forward_and_backward(name):
     logits = model(ids, lengths)
     assert logits.shape == (4, 3) and torch.isfinite(logits).all()
     logits.sum().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    _assert_every_parameter_gets_a_gradient(model)  # reverse directions and every conv included
 
 
 @pytest.mark.parametrize("name", TEXT_MODELS)

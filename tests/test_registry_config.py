@@ -100,7 +100,7 @@ def test_config_is_frozen_and_round_trips_json():
     again = from_dict(_Cfg, json.loads(to_json(cfg)))
     assert again == cfg
     rows = {r[0]: r for r in describe(_Cfg)}
-    assert rows["flag"][3] == "a switch" and rows["seed"][1] == "int"
+    assert rows["flag"][3] == "a switch" and rows["seed"][1] == "int >= 0"
 
 
 def test_every_task_config_has_the_required_fields():
@@ -134,3 +134,60 @@ def test_model_aliases_resolve_and_unknown_models_fail_before_any_data():
     assert make_config(cls, {"model": "bi_lstm"}).model == "bilstm"
     with pytest.raises(UnknownNameError, match="Did you mean 'bigru'"):
         make_config(cls, {"model": "bigur", "dataset": "sst2"})
+
+
+# Fields whose valid values are not one interval: epochs depends on max_steps (checked by
+# TrainConfig.validate); a solved threshold may be any return, negative ones included.
+_NO_RANGE = {"epochs", "solved_return"}
+
+
+def test_every_numeric_field_of_every_task_declares_its_range():
+    import dataclasses
+    import typing
+
+    from taskzoo.config import ranges
+    from taskzoo.tasks import names
+
+    for task in names():
+        cls = resolve_task(task).Config
+        limits, hints = ranges(cls), typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            numeric = any(t in (int, float) for t in (hints[f.name], *typing.get_args(hints[f.name])))
+            if numeric and f.name not in _NO_RANGE:
+                assert f.name in limits, f"{task}: {f.name} declares no Range"
+
+
+@pytest.mark.parametrize("task, key, value, message", [
+    ("sentiment", "batch_size", "0", "batch_size=0: expected >= 1"),
+    ("sentiment", "epochs", "-1", "epochs=-1: expected >= 1 (or max_steps > 0"),
+    ("sentiment", "epochs", "0", "epochs=0: expected >= 1"),
+    ("sentiment", "lr", "nan", "lr=nan: expected a finite number (> 0)"),
+    ("sentiment", "lr", "-0.1", "lr=-0.1: expected > 0"),
+    ("sentiment", "lr", "0", "lr=0: expected > 0"),
+    ("sentiment", "lr", "inf", "lr=inf: expected a finite number"),
+    ("sentiment", "dropout", "1.5", "dropout=1.5: expected in [0, 1]"),
+    ("sentiment", "kernel_sizes", "3,0", "kernel_sizes=3,0: expected each item >= 1"),
+    ("pos", "word_dropout", "-0.1", "word_dropout=-0.1: expected in [0, 1]"),
+    ("cartpole", "gamma", "0", "gamma=0: expected in (0, 1]"),
+    ("cartpole", "eps_end", "2", "eps_end=2: expected in [0, 1]"),
+    ("cartpole", "n_envs", "0", "n_envs=0: expected >= 1"),
+    ("taxi", "lr", "1.5", "lr=1.5: expected in (0, 1]"),
+    ("sentiment", "momentum", "1", "momentum=1: expected in [0, 1)"),
+])
+def test_out_of_range_values_are_config_errors_naming_key_and_range(task, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        make_config(resolve_task(task), {key: value})
+    assert message in str(err.value)
+
+
+def test_ranges_hold_for_python_values_and_max_steps_frees_epochs():
+    cls = resolve_task("sentiment")
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        make_config(cls, {"batch_size": 0})
+    with pytest.raises(ConfigError, match="lr=nan"):
+        make_config(cls, {"lr": float("nan")})
+    with pytest.raises(ConfigError, match="batch_size=-3"):
+        cls.Config(batch_size=-3)  # made directly, not through overrides
+    assert make_config(cls, {"epochs": 0, "max_steps": 5}).max_steps == 5
+    help_rows = {r[0]: r[1] for r in describe(cls.Config)}
+    assert help_rows["lr"] == "float > 0" and help_rows["dropout"] == "float in [0, 1]"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
 import subprocess
 import sys
@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 import taskzoo
 from taskzoo.config import TrainConfig
 from taskzoo.errors import CheckpointError
-from taskzoo.trainer import Callback, lr_lambda
+from taskzoo.trainer import Callback, SourceBase, lr_lambda
 
 TINY = dict(dataset="tiny", epochs=3, batch_size=16, eval_every=7, log_every=5,
             embed_dim=16, hidden_dim=16, device="cpu")
@@ -65,31 +65,51 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert _records(tmp_path / "full") == _records(tmp_path / "cut")
 
 
+def _eval_steps(run_dir: Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line being written
+            continue
+        if "dev/accuracy" in record:
+            steps.append(record["step"])
+    return steps
+
+
 @pytest.mark.timeout(180)
 def test_resume_after_sigkill_of_the_cli(tmp_path, cli_env):
-    """A real kill -9 at an arbitrary moment, then --resume, equals an unbroken run."""
-    args = ["dataset=tiny", "epochs=4", "batch_size=16", "eval_every=5", "embed_dim=16",
+    """A real kill -9 mid-run, then --resume, equals an unbroken run."""
+    # 40 epochs of 16 batches: the kill lands hundreds of steps before the end
+    args = ["dataset=tiny", "epochs=40", "batch_size=16", "eval_every=5", "embed_dim=16",
             "hidden_dim=16", "--device", "cpu", "--quiet"]
     cmd = [sys.executable, "-m", "taskzoo.cli", "run", "sentiment"]
     subprocess.run([*cmd, "--out", str(tmp_path / "full"), *args], env=cli_env, check=True,
-                   capture_output=True, timeout=120)
+                   capture_output=True, timeout=150)
     cut = tmp_path / "cut"
     proc = subprocess.Popen([*cmd, "--out", str(cut), *args], env=cli_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 90
-    while time.time() < deadline and not (cut / "last.ckpt").exists():
-        time.sleep(0.05)
-    time.sleep(0.3)  # let it run past the first checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    try:
+        # the event: the run reports its second evaluation (each is followed by a checkpoint)
+        deadline = time.time() + 90
+        while time.time() < deadline and len(_eval_steps(cut)) < 2 and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGSTOP)  # frozen, so what we check next is what we kill
+        assert len(_eval_steps(cut)) >= 2 and not (cut / "metrics.json").exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     done = subprocess.run([*cmd, "--out", str(cut), "--resume", *args], env=cli_env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr
     _assert_same_weights(tmp_path / "full" / "best.safetensors", cut / "best.safetensors")
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())
-    assert a["dev/accuracy"] == b["dev/accuracy"] and a["train/steps"] == b["train/steps"]
+    assert a["dev/accuracy"] == b["dev/accuracy"] and a["train/steps"] == b["train/steps"] == 640
 
 
 def test_resume_refuses_a_changed_recipe_and_missing_checkpoint(tmp_path):
@@ -110,9 +130,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path):
-    # lr=0 never improves after the first evaluation: patience 2 stops after 3 evaluations
+    # lr=1e-12 moves no prediction after the first evaluation (lr=0 is not a valid lr):
+    # patience 2 stops after 3 evaluations
     result = taskzoo.run("sentiment", out=tmp_path / "es", progress=False,
-                         **{**TINY, "lr": 0.0, "patience": 2, "epochs": 20, "warmup_steps": 0})
+                         **{**TINY, "lr": 1e-12, "patience": 2, "epochs": 20, "warmup_steps": 0})
     evals = [r for r in _records(tmp_path / "es") if "dev/accuracy" in r]
     assert len(evals) == 3
     assert result.metrics["train/steps"] == 21 and result.metrics["train/best_step"] == 7
@@ -141,17 +162,12 @@ def test_ties_pick_the_first_or_the_last_equal_evaluation(tmp_path, ties, expect
     from taskzoo.runtime import Runtime
     from taskzoo.trainer import StepOutput, Trainer
 
-    class Source:
+    class Source(SourceBase):
         steps_per_epoch = 2
 
         def batches(self, state):
             for _ in range(state.batch_in_epoch, 2):
                 yield torch.ones(4, 1)
-
-        def after_update(self, state): ...
-
-        def metrics(self):
-            return {}
 
     model = torch.nn.Linear(1, 1)
 
@@ -165,3 +181,195 @@ def test_ties_pick_the_first_or_the_last_equal_evaluation(tmp_path, ties, expect
     assert fit.state.best_step == expected  # evaluations after steps 2, 4 and 6 all tie
     with pytest.raises(taskzoo.ConfigError, match="ties"):
         Trainer(cfg, Runtime.create(device="cpu"), ties="middle")
+
+
+# ---------------------------------------------------------------- engine faults (review)
+class _Ones(SourceBase):
+    """Batches of ones; `steps_per_epoch` can be set to lie."""
+
+    def __init__(self, per_epoch: int = 4, yields: int | None = None) -> None:
+        self.steps_per_epoch = per_epoch
+        self.yields = per_epoch if yields is None else yields
+
+    def batches(self, state):
+        for _ in range(state.batch_in_epoch, self.yields):
+            yield torch.ones(8, 3)
+
+
+def _fit(tmp_path, source, step=None, evaluate=None, **cfg):
+    from taskzoo.runtime import Runtime
+    from taskzoo.trainer import StepOutput, Trainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    step = step or (lambda m, b: StepOutput(m(b).pow(2).mean(), size=len(b)))
+    trainer = Trainer(TrainConfig(**{"epochs": 2, "lr": 0.01, **cfg}),
+                      Runtime.create(device="cpu"), monitor="val/x" if evaluate else None,
+                      progress=False)
+    return trainer, trainer.fit(step, model, source, evaluate, tmp_path)
+
+
+@pytest.mark.timeout(30)  # the fault was an endless loop
+def test_an_epoch_without_batches_is_a_clear_error(tmp_path):
+    from taskzoo.data.loader import LoaderSource
+    from taskzoo.errors import DataError
+
+    with pytest.raises(DataError, match="0 batches per epoch"):
+        _fit(tmp_path, _Ones(per_epoch=0))
+    with pytest.raises(DataError, match="epoch 0 yielded no batches"):
+        _fit(tmp_path, _Ones(per_epoch=3, yields=0))  # a source that promises and yields nothing
+    with pytest.raises(DataError, match="training split is empty"):
+        LoaderSource([], batch_size=4, collate=list)
+    # DDP: 3 examples make one batch of 4, and two processes would each need one
+    with pytest.raises(DataError, match="2 processes each need at least one"):
+        LoaderSource([1, 2, 3], batch_size=4, collate=list, shard=(1, 2))
+
+
+def test_a_source_must_implement_the_protocol(tmp_path):
+    class Bare:
+        steps_per_epoch = 1
+
+        def batches(self, state):
+            yield torch.ones(2, 3)
+
+    with pytest.raises(TypeError, match="lacks total_steps, schedules_evaluation, setup"):
+        _fit(tmp_path, Bare())
+
+
+def test_sources_are_set_up_after_the_model_is_placed_and_before_a_resume(tmp_path, monkeypatch):
+    from taskzoo.runtime import Runtime
+
+    calls = []
+    placed = Runtime.setup_model
+
+    def setup_model(self, model):
+        calls.append("place")
+        return placed(self, model).double()  # a stand-in for .to("cuda") that CPU can see
+
+    monkeypatch.setattr(Runtime, "setup_model", setup_model)
+
+    class Recording(_Ones):
+        def setup(self, model, runtime):
+            calls.append(("setup", next(model.parameters()).dtype, runtime.device.type))
+
+        def load_state_dict(self, state):
+            calls.append("restore")
+
+        def state_dict(self):
+            return {"seen": torch.ones(1)}
+
+        def batches(self, state):
+            for _ in range(state.batch_in_epoch, self.yields):
+                yield torch.ones(8, 3, dtype=torch.float64)
+
+    _fit(tmp_path, Recording(), epochs=1, evaluate=lambda m: {"val/x": 0.0})
+    assert calls == ["place", ("setup", torch.float64, "cpu")]
+    calls.clear()
+    from taskzoo.runtime import Runtime as R  # resume: setup, then the source's own state
+    from taskzoo.trainer import StepOutput, Trainer
+
+    trainer = Trainer(TrainConfig(epochs=2, lr=0.01), R.create(device="cpu"), progress=False)
+    trainer.fit(lambda m, b: StepOutput(m(b).pow(2).mean(), size=8), torch.nn.Linear(3, 1),
+                Recording(), lambda m: {"val/x": 0.0}, tmp_path, resume=True)
+    assert calls[:3] == ["place", ("setup", torch.float64, "cpu"), "restore"]
+
+
+def test_dqn_target_network_is_copied_from_the_placed_model(tmp_path):
+    """The DQN crash on CUDA: the target was deep-copied before the model was moved."""
+    from taskzoo.api import make_config, resolve_task
+    from taskzoo.runtime import Runtime
+
+    cls = resolve_task("cartpole")
+    cfg = make_config(cls, {"algo": "dqn", "total_timesteps": 256, "learning_starts": 64,
+                            "train_freq": 16, "gradient_steps": 2, "hidden": (8,)})
+    task = cls(cfg, Runtime.create(device="cpu"))
+    data = task.build_data()
+    model = task.build_model(data)
+    source = task.batches(data, model)
+    assert source.target is None  # nothing is copied before the model has its place
+    model.double()  # where the Trainer would put it (a dtype change stands in for a device)
+    source.setup(model, task.runtime)
+    assert source.target is not model
+    assert next(source.target.parameters()).dtype == torch.float64
+    assert all(not p.requires_grad for p in source.target.parameters())
+
+
+def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_checkpoint_before(tmp_path):
+    from taskzoo.errors import DivergenceError
+    from taskzoo.trainer import StepOutput
+
+    done = []
+
+    def step(model, batch):
+        done.append(1)
+        loss = model(batch).pow(2).mean()
+        if len(done) >= 13:  # the 13th optimizer step and every later one
+            loss = loss * float("nan")
+        return StepOutput(loss, size=len(batch))
+
+    with pytest.raises(DivergenceError) as err:
+        _fit(tmp_path, _Ones(per_epoch=4), step=step, epochs=10, eval_every=5, log_every=50,
+             evaluate=lambda m: {"val/x": 0.0})
+    msg = str(err.value)
+    assert "became nan at step 13" in msg and "is from step 10" in msg and "lr=0.001" in msg
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert ckpt["state"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    records = _records(tmp_path)
+    assert max(r["step"] for r in records) == 10  # nothing logged from the diverged steps
+
+
+def test_inf_loss_without_a_checkpoint_says_so(tmp_path):
+    from taskzoo.errors import DivergenceError
+    from taskzoo.trainer import StepOutput
+
+    def step(model, batch):
+        return StepOutput(model(batch).pow(2).mean() + float("inf"), size=len(batch))
+
+    with pytest.raises(DivergenceError, match="became inf at step 1: .*no checkpoint was written"):
+        _fit(tmp_path, _Ones(), step=step)
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_a_huge_lr_is_reported_not_trained_to_nan(tmp_path):
+    from taskzoo.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match=r"became (nan|inf) at step \d+: .*lr=1e\+09"):
+        taskzoo.run("sentiment", out=tmp_path / "big", progress=False, **{**TINY, "lr": 1e9})
+
+
+def test_resume_refuses_another_world_size(tmp_path):
+    taskzoo.run("sentiment", out=tmp_path / "r", progress=False, **{**TINY, "epochs": 1})
+    ckpt = torch.load(tmp_path / "r" / "last.ckpt", weights_only=True)
+    assert ckpt["world_size"] == 1
+    ckpt["world_size"] = 2  # as a 2-process torchrun would have written it
+    ckpt["ranks"] = ckpt["ranks"] * 2
+    torch.save(ckpt, tmp_path / "r" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="2 process.*this one has 1.*--nproc_per_node 2"):
+        taskzoo.run("sentiment", out=tmp_path / "r", resume=True, progress=False,
+                    **{**TINY, "epochs": 1})
+
+
+def test_final_figures_are_those_of_the_delivered_predictor(tmp_path, monkeypatch):
+    """Trained in bf16 autocast; metrics.json, the returned predictor and load_run agree."""
+    from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+    from taskzoo.tasks.sentiment import SentimentTask
+
+    autocast_in_evaluate = []
+    evaluate = SentimentTask.evaluate
+
+    def recording(self, model, data, split):
+        autocast_in_evaluate.append(torch.is_autocast_enabled("cpu"))
+        return evaluate(self, model, data, split)
+
+    monkeypatch.setattr(SentimentTask, "evaluate", recording)
+    result = taskzoo.run("sentiment", out=tmp_path / "bf16", progress=False,
+                         **{**TINY, "precision": "bf16-mixed", "epochs": 2})
+    assert autocast_in_evaluate[0] is True  # validation during training: bf16, fast
+    assert autocast_in_evaluate[-1] is False  # the reported figure: as delivered
+    dev = load_tiny_sentiment()[1]
+    texts = [t for t, _ in dev]
+    mine = result.predictor(texts)
+    assert mine == taskzoo.load_run(tmp_path / "bf16", device="cpu")(texts)  # scores included
+    accuracy = sum(o["label"] == ("positive" if y else "negative") for o, (_, y) in zip(mine, dev))
+    assert accuracy / len(dev) == result.metrics["dev/accuracy"]

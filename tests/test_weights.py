@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hub import run_at_once, server  # noqa: F401  (server: the loopback fixture)
+from test_hub import count_hashes, run_at_once, server  # noqa: F401  (server: a fixture)
 
 import taskzoo
 from taskzoo import hub, weights
@@ -229,6 +229,58 @@ def test_four_processes_loading_at_once_download_once(remote_release, server):
     assert hub.sha256_file(Path(results[0][0])) == card.sha256
 
 
+# ---------------------------------------------------------------- hashing once per change
+def test_packaged_weights_are_hashed_once_not_on_every_load(monkeypatch):
+    hashed = count_hashes(monkeypatch)
+    card = weights.resolve("sentiment")
+    first = taskzoo.load("sentiment", device="cpu")
+    assert hashed == [weights.RELEASED / card.file]  # verified (and recorded) once
+    second = taskzoo.load("sentiment", device="cpu")
+    assert hashed == [weights.RELEASED / card.file]  # unchanged since: not hashed again
+    assert weights.local_state(card) == "packaged" and len(hashed) == 1
+    text = ["a gripping , beautiful film"]
+    assert first(text) == second(text)
+
+
+def test_local_weights_are_rehashed_only_when_they_change(asset, monkeypatch, tmp_path):
+    w, c, _ = asset
+    local = tmp_path / w.name
+    shutil.copy(w, local)
+    shutil.copy(c, tmp_path / c.name)
+    hashed = count_hashes(monkeypatch)
+    taskzoo.load("sentiment", weights=local, device="cpu")
+    taskzoo.load("sentiment", weights=local, device="cpu")
+    assert hashed == [local]
+    st = local.stat()
+    os.utime(local, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched: stale
+    taskzoo.load("sentiment", weights=local, device="cpu")
+    assert hashed == [local, local]  # exactly one rehash
+    data = bytearray(local.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    local.write_bytes(bytes(data))
+    os.utime(local, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    with pytest.raises(CheckpointError, match="does not match its card"):
+        taskzoo.load("sentiment", weights=local, device="cpu")
+    with pytest.raises(CheckpointError, match="does not match its card"):
+        weights.init_tensors(str(local), "sentiment")
+    assert len(hashed) == 3  # the bad bytes were recorded as such: refused without rehashing
+
+
+def test_a_same_size_corrupt_cached_file_is_not_reported_as_cached(remote_release, monkeypatch):
+    card = remote_release
+    hashed = count_hashes(monkeypatch)
+    path = weights.weights_file(card)
+    assert weights.local_state(card) == "cached"
+    assert weights.weights_file(card) == path and len(hashed) == 1  # the download's own hash
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert weights.local_state(card) == "remote"
+    assert hub.sha256_file(weights.weights_file(card)) == card.sha256  # downloaded again
+
+
 # ---------------------------------------------------------------- the cache check and the CLI
 def test_verify_finds_and_removes_a_corrupted_cache_entry(remote_release, capsys):
     card = remote_release
@@ -265,8 +317,9 @@ def test_cli_export_weights_and_predict(asset, tmp_path, capsys):
 def test_fine_tuning_starts_from_the_weights_and_their_architecture(asset, tmp_path):
     w, c, _ = asset
     card = read_card(c)
-    # lr=0: training changes nothing, so the run evaluates exactly the starting weights
-    res = taskzoo.run("sentiment", init=str(w), dataset="tiny", epochs=1, lr=0.0,
+    # lr=1e-12 (lr must be > 0): training moves no prediction, so the run evaluates the
+    # starting weights
+    res = taskzoo.run("sentiment", init=str(w), dataset="tiny", epochs=1, lr=1e-12,
                       out=tmp_path / "ft", progress=False)
     assert res.config.model == "bilstm" and res.config.hidden_dim == 32  # from the card
     assert res.metrics["dev/accuracy"] == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)

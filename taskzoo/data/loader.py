@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from taskzoo.trainer import TrainState
+from taskzoo.errors import ConfigError, DataError
+from taskzoo.trainer import SourceBase, TrainState
 
 
-class LoaderSource:
+class LoaderSource(SourceBase):
     """Batches of `dataset` in an order fixed by (seed, epoch), so resume is exact.
 
     With `lengths`, examples of similar length are batched together (shuffle, cut into
@@ -36,7 +37,7 @@ class LoaderSource:
         shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size={batch_size}: expected >= 1")
         self.dataset = dataset
         self.batch_size = batch_size
         self.collate = collate
@@ -47,10 +48,18 @@ class LoaderSource:
         self.pool = pool
         self.rank, self.world = shard
         n = len(dataset)
+        if n == 0:
+            raise DataError("the training split is empty: there is nothing to train on")
         total = n // batch_size if drop_last else -(-n // batch_size)
         # Under DDP every process takes every world-th batch; all take the same count so
         # gradient all-reduces always pair up.
         self.steps_per_epoch = total // self.world if self.world > 1 else total
+        if self.steps_per_epoch < 1:
+            raise DataError(
+                f"the training split makes {total} batch(es) ({n} examples, batch_size "
+                f"{batch_size}{', drop_last' if drop_last else ''}) but {self.world} processes "
+                f"each need at least one per epoch: lower batch_size to {max(1, n // self.world)} "
+                "or below, or start fewer processes")
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The index lists of one epoch; a pure function of (seed, epoch)."""
@@ -82,12 +91,6 @@ class LoaderSource:
     def batches(self, state: TrainState) -> Iterator[Any]:
         for idx in self.epoch_batches(state.epoch)[state.batch_in_epoch:]:
             yield self.collate([self.dataset[i] for i in idx])
-
-    def after_update(self, state: TrainState) -> None:
-        return None
-
-    def metrics(self) -> dict[str, float]:
-        return {}
 
 
 def eval_batches(

@@ -40,12 +40,14 @@ def learning_curve_png(episodes: Sequence[tuple[int, float]], history: Sequence[
                        xlabel: str = "environment steps") -> bytes:
     """Return against environment steps: every training episode (faint), their running mean
     over 20 episodes, and the deterministic validation means."""
-    import matplotlib
+    # A Figure on the Agg canvas, not pyplot: no window, no global backend switch, and no
+    # figure left in pyplot's registry of the caller's session.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     if episodes:
         steps = np.array([e[0] for e in episodes])
         rets = np.array([e[1] for e in episodes])
@@ -66,5 +68,4 @@ def learning_curve_png(episodes: Sequence[tuple[int, float]], history: Sequence[
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

@@ -9,6 +9,11 @@
 
 Each is resumable: its state_dict holds the recorded env actions (replayed on load),
 plus what cannot be replayed (the current rollout, the target network, the RNG).
+
+Under DDP (`shard=(rank, world)`) each process steps its own environments (the task seeds
+them per rank) and collects 1/world of the environment-step budget, as each process of a
+supervised run trains on 1/world of every epoch; schedules (validation, epsilon, warm-up,
+clip decay) count the environment steps of all processes together.
 """
 
 from __future__ import annotations
@@ -24,29 +29,39 @@ import torch
 from torch import nn
 
 from taskzoo.rl.envs import Spaces, VecRunner, encode_obs, to_env_actions
-from taskzoo.trainer import TrainState
+from taskzoo.trainer import SourceBase, TrainState
 
 
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-class EnvStepSchedule:
+class EnvStepSchedule(SourceBase):
     """Validation every `eval_freq` environment steps, at the end of the epoch (rollout or
     training phase) whose collection crossed the mark: after that epoch's updates, which is
     where Stable-Baselines3's EvalCallback looks too."""
 
     runner: VecRunner
-    steps_per_epoch: int
+    model: nn.Module
+    world: int = 1  # DDP processes, each stepping its own environments
     eval_freq: int = 0
     next_eval: int = 0
+    schedules_evaluation = True
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps of the whole run (all processes)."""
+        return self.runner.env_steps * self.world
+
+    def setup(self, model: nn.Module, runtime: Any) -> None:
+        self.model = model  # the placed (unwrapped) model: acting runs where it trains
 
     def eval_due(self, state: TrainState) -> bool:
         if self.eval_freq <= 0 or state.batch_in_epoch < self.steps_per_epoch:
             return False
-        if self.runner.env_steps < self.next_eval:
+        if self.env_steps < self.next_eval:
             return False
-        self.next_eval = (self.runner.env_steps // self.eval_freq + 1) * self.eval_freq
+        self.next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
         return True
 
 
@@ -56,15 +71,16 @@ class RolloutSource(EnvStepSchedule):
     def __init__(self, runner: VecRunner, model: nn.Module, spaces: Spaces, *, n_steps: int,
                  n_epochs: int, batch_size: int, gamma: float, gae_lambda: float,
                  total_timesteps: int, clip_range: float, clip_decay: bool, seed: int,
-                 eval_freq: int = 0) -> None:
+                 eval_freq: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         self.runner, self.model, self.spaces = runner, model, spaces
+        self.world = shard[1]
         self.eval_freq = self.next_eval = eval_freq
         self.n_steps, self.n_epochs, self.gamma, self.lam = n_steps, n_epochs, gamma, gae_lambda
         self.size = n_steps * runner.num_envs
         self.batch_size = min(batch_size, self.size)
         self.minibatches = math.ceil(self.size / self.batch_size)
         self.steps_per_epoch = n_epochs * self.minibatches
-        rollouts = max(1, math.ceil(total_timesteps / self.size))
+        rollouts = max(1, math.ceil(total_timesteps / (self.size * self.world)))
         self.total_steps = rollouts * self.steps_per_epoch  # the Trainer's step budget
         self.clip_range, self.clip_decay, self.seed = clip_range, clip_decay, seed
         self.total_timesteps = total_timesteps
@@ -113,7 +129,7 @@ class RolloutSource(EnvStepSchedule):
     def batches(self, state: TrainState) -> Iterator[dict[str, torch.Tensor]]:
         if self.rollout is None or state.batch_in_epoch == 0:
             self.rollout = self._collect()
-        progress = min(1.0, self.runner.env_steps / max(1, self.total_timesteps))
+        progress = min(1.0, self.env_steps / max(1, self.total_timesteps))
         clip = self.clip_range * (1.0 - progress if self.clip_decay else 1.0)
         clip_t = torch.tensor(max(clip, 1e-8))
         for k in range(state.batch_in_epoch, self.steps_per_epoch):
@@ -129,11 +145,8 @@ class RolloutSource(EnvStepSchedule):
             batch["clip_range"] = clip_t
             yield batch
 
-    def after_update(self, state: TrainState) -> None:
-        pass
-
     def metrics(self) -> dict[str, float]:
-        return self.runner.metrics()
+        return {**self.runner.metrics(), "rollout/env_steps": float(self.env_steps)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"runner": self.runner.state_dict(), "rollout": self.rollout,
@@ -148,21 +161,28 @@ class RolloutSource(EnvStepSchedule):
 class ReplaySource(EnvStepSchedule):
     """Off-policy batches: epsilon-greedy acting into a replay buffer, sampled with TD targets.
 
-    With buffer_size = batch_size = n_envs and train_freq = gradient_steps = 1 it trains
-    on each fresh transition once: tabular Q-learning."""
+    `fresh=True` is on-line tabular Q-learning: after each vector step, one optimizer step
+    per new transition, in environment order, each target computed from the table as the
+    previous update left it. With SGD(lr=alpha) that is exactly the textbook
+    Q[s,a] += alpha (r + gamma max Q[s'] - Q[s,a]) applied to the stream of transitions,
+    duplicates of one (s, a) included (one batch of them would sum their TD errors)."""
 
     def __init__(self, runner: VecRunner, model: nn.Module, spaces: Spaces, *, buffer_size: int,
                  batch_size: int, learning_starts: int, train_freq: int, gradient_steps: int,
                  gamma: float, target_update: int, double: bool, eps_start: float, eps_end: float,
                  eps_fraction: float, total_timesteps: int, seed: int, fresh: bool = False,
-                 eval_freq: int = 0, n_step: int = 1) -> None:
+                 eval_freq: int = 0, n_step: int = 1, shard: tuple[int, int] = (0, 1)) -> None:
         self.runner, self.model, self.spaces = runner, model, spaces
+        self.world = shard[1]
         self.eval_freq = self.next_eval = eval_freq
+        if fresh:
+            if n_step != 1 or train_freq != 1 or buffer_size < runner.num_envs:
+                raise ValueError("fresh (on-line) updates take one-step transitions of one "
+                                 "vector step (n_step=1, train_freq=1, buffer_size >= n_envs)")
+            gradient_steps, batch_size = runner.num_envs, 1
         self.batch_size, self.learning_starts = batch_size, learning_starts
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.gamma, self.target_update, self.double, self.fresh = gamma, target_update, double, fresh
-        if fresh and n_step != 1:
-            raise ValueError("fresh (on-line) updates take one-step transitions only")
         self.n_step = n_step
         # n-step returns: per env, the transitions whose n-step return is not complete yet
         self.pending: list[list[tuple]] = [[] for _ in range(runner.num_envs)]
@@ -171,13 +191,11 @@ class ReplaySource(EnvStepSchedule):
         self.steps_per_epoch = gradient_steps
         # As in SB3: every epoch collects train_freq vector steps; it trains only once more
         # than learning_starts steps were taken.
-        per_epoch = train_freq * runner.num_envs
+        per_epoch = train_freq * runner.num_envs * self.world
         epochs = max(1, math.ceil(total_timesteps / per_epoch))
         warmup = min(epochs - 1, learning_starts // per_epoch)
         self.total_steps = (epochs - warmup) * gradient_steps
-        self.target = copy.deepcopy(model) if target_update > 0 else None
-        if self.target is not None:
-            self.target.requires_grad_(False)
+        self.target: nn.Module | None = None  # copied in setup(), from the placed model
         self.rng = np.random.default_rng(seed + 7919)
         # The buffer holds encoded observations as tensors: a sampled batch is then five
         # index ops, with no numpy-to-torch conversion per gradient step.
@@ -191,9 +209,14 @@ class ReplaySource(EnvStepSchedule):
         self.pos, self.full = 0, False
         self.last = torch.zeros(0, dtype=torch.int64)  # slots of the newest transitions
 
+    def setup(self, model: nn.Module, runtime: Any) -> None:
+        super().setup(model, runtime)
+        if self.target_update > 0:
+            self.target = copy.deepcopy(model).requires_grad_(False)
+
     def epsilon(self) -> float:
         start, end, frac = self.eps
-        progress = self.runner.env_steps / max(1.0, frac * self.total_timesteps)
+        progress = self.env_steps / max(1.0, frac * self.total_timesteps)
         return end if progress >= 1 else start + progress * (end - start)
 
     def _store(self, obs: np.ndarray, actions: np.ndarray, out: tuple) -> None:
@@ -254,15 +277,16 @@ class ReplaySource(EnvStepSchedule):
     def batches(self, state: TrainState) -> Iterator[dict[str, torch.Tensor]]:
         if state.batch_in_epoch == 0:
             self._collect(self.train_freq)
-            while self.runner.env_steps <= self.learning_starts:  # warm-up: acting only
+            while self.env_steps <= self.learning_starts:  # warm-up: acting only
                 self._collect(self.train_freq)
-        for _ in range(state.batch_in_epoch, self.gradient_steps):
-            yield self._sample()
+        for k in range(state.batch_in_epoch, self.gradient_steps):
+            # a generator: the k-th target is computed only after update k-1 was applied
+            yield self._sample(k)
 
     @torch.no_grad()
-    def _sample(self) -> dict[str, torch.Tensor]:
-        if self.fresh:
-            idx = self.last
+    def _sample(self, k: int) -> dict[str, torch.Tensor]:
+        if self.fresh:  # the k-th transition of the newest vector step
+            idx = self.last[k:k + 1]
         else:
             high = len(self.act) if self.full else self.pos
             idx = torch.randint(high, (self.batch_size,))
@@ -275,10 +299,10 @@ class ReplaySource(EnvStepSchedule):
             next_v = q_next.gather(-1, best).squeeze(-1)
         else:
             next_v = q_next.max(-1).values
-        rew, term = self.rew[idx].to(dev), self.term[idx].to(dev)
-        # one-step targets keep gamma a Python float: tabular Q-learning (float64) is then
-        # exactly the textbook update
-        disc = self.gamma if self.n_step == 1 else self.disc[idx].to(dev)
+        # in the values' dtype, and one-step targets keep gamma a Python float: tabular
+        # Q-learning (a float64 table) is then exactly the textbook update, to the last bit
+        rew, term = self.rew[idx].to(dev, next_v.dtype), self.term[idx].to(dev, next_v.dtype)
+        disc = self.gamma if self.n_step == 1 else self.disc[idx].to(dev, next_v.dtype)
         target = rew + disc * (1.0 - term) * next_v
         return {"obs": obs, "actions": self.act[idx].to(dev), "target": target}
 
@@ -287,7 +311,8 @@ class ReplaySource(EnvStepSchedule):
             self.target.load_state_dict(self.model.state_dict())
 
     def metrics(self) -> dict[str, float]:
-        return {**self.runner.metrics(), "rollout/epsilon": self.epsilon()}
+        return {**self.runner.metrics(), "rollout/env_steps": float(self.env_steps),
+                "rollout/epsilon": self.epsilon()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"runner": self.runner.state_dict(),
@@ -304,7 +329,7 @@ class ReplaySource(EnvStepSchedule):
         self.next_eval = int(state["next_eval"])
 
 
-class MDPSource:
+class MDPSource(SourceBase):
     """Value iteration's batches: the environment's own model, as dense tensors.
 
     P[s, a, k] lists outcome k of action a in state s: probability, next state, reward and
@@ -330,9 +355,6 @@ class MDPSource:
     def batches(self, state: TrainState) -> Iterator[dict[str, torch.Tensor]]:
         if state.batch_in_epoch == 0:
             yield {"prob": self.prob, "next": self.next, "reward": self.rew, "done": self.done}
-
-    def after_update(self, state: TrainState) -> None:
-        pass
 
     def metrics(self) -> dict[str, float]:
         return {"rollout/env_steps": 0.0}
