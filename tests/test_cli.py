@@ -8,6 +8,11 @@ import sys
 
 import pytest
 
+from taskzoo.data.tiny_pos import load_tiny_pos
+from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+from taskzoo.data.ud import UPOS
+from test_pos import _as_raw_text  # a tiny sentence as a person writes it
+
 CLI = [sys.executable, "-m", "taskzoo.cli"]
 
 
@@ -76,14 +81,18 @@ def test_run_then_predict(cli_env, tmp_path):
     metrics = json.loads(proc.stdout)
     assert metrics["dev/accuracy"] >= 0.9
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    proc = _run(["predict", "sentiment", "--from", str(out), "the cast is a joy to watch .",
-                 "the ending is a painful disappointment .", "--json"], cli_env)
+    # the tiny dev split through stdin: one JSON line per sentence, as accurate as the run said
+    dev = load_tiny_sentiment()[1]
+    proc = _run(["predict", "sentiment", "--from", str(out), "-", "--json"], cli_env,
+                input="".join(text + "\n\n" for text, _ in dev))  # blank lines are skipped
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["label"] for r in rows] == ["positive", "negative"]
-    proc = _run(["predict", "sentiment", "--from", str(out), "-"], cli_env,
-                input="the film is superb .\n\n")
-    assert proc.returncode == 0 and proc.stdout.startswith("positive\t")
+    assert [r["input"] for r in rows] == [text for text, _ in dev]
+    hits = [r["label"] == ("positive" if y else "negative") for r, (_, y) in zip(rows, dev)]
+    assert sum(hits) / len(dev) == metrics["dev/accuracy"]
+    proc = _run(["predict", "sentiment", "--from", str(out), dev[0][0]], cli_env)
+    label, score, text = proc.stdout.rstrip("\n").split("\t")  # label, score, text
+    assert label == rows[0]["label"] and float(score) == rows[0]["score"] and text == dev[0][0]
     proc = _run(["predict", "sentiment", "--from", str(out), "   "], cli_env)
     assert proc.returncode == 2 and "empty" in proc.stderr
     _no_traceback(proc)
@@ -99,17 +108,22 @@ def test_run_then_predict_pos(cli_env, tmp_path):
                  "--quiet"], cli_env)
     assert proc.returncode == 0, proc.stderr
     assert "test/upos_accuracy" in proc.stdout and (out / "tags_test.txt").is_file()
-    proc = _run(["predict", "pos", "--from", str(out), "The old man the boats.",
-                 "She is reading a book."], cli_env)
+    # the tiny test split as raw text, one sentence per argument: word/TAG lines whose words
+    # are the sentence's, tagged about as accurately as the run reported
+    test = load_tiny_pos()["test"][:20]
+    proc = _run(["predict", "pos", "--from", str(out), *[_as_raw_text(t.words) for t in test]],
+                cli_env)
     assert proc.returncode == 0, proc.stderr
-    first, second = proc.stdout.splitlines()
-    assert [p.rsplit("/", 1)[0] for p in first.split()] == ["The", "old", "man", "the", "boats", "."]
-    assert first.startswith("The/DET ") and first.endswith(" ./PUNCT")
-    assert second.split()[:2] == ["She/PRON", "is/AUX"]
+    lines = proc.stdout.splitlines()
+    pairs = [[p.rsplit("/", 1) for p in line.split()] for line in lines]
+    assert [[w for w, _ in sent] for sent in pairs] == [list(t.words) for t in test]
+    gold = [g for t in test for g in t.upos]
+    tags = [tag for sent in pairs for _, tag in sent]
+    assert sum(g == p for g, p in zip(gold, tags)) / len(gold) >= 0.9
     proc = _run(["predict", "pos", "--from", str(out), "Anna visited Paris.", "--json"], cli_env)
     row = json.loads(proc.stdout)
     assert row["input"] == "Anna visited Paris." and row["tokens"] == ["Anna", "visited", "Paris", "."]
-    assert len(row["tags"]) == len(row["scores"]) == 4 and row["tags"][-1] == "PUNCT"
+    assert len(row["tags"]) == len(row["scores"]) == 4 and set(row["tags"]) <= set(UPOS)
     proc = _run(["predict", "sentiment", "--from", str(out), "hi"], cli_env)
     assert proc.returncode == 2 and "holds a 'pos' run" in proc.stderr
     _no_traceback(proc)

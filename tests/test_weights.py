@@ -174,8 +174,10 @@ def test_released_card_downloads_from_loopback_then_works_offline(remote_release
     assert main(["download", card.name]) == 0
     assert weights.local_state(card) == "cached" and server.count(f"/rel/{card.file}") == 1
     monkeypatch.setenv("TASKZOO_OFFLINE", "1")
-    out = taskzoo.load(card.name, device="cpu")(["a gripping , beautiful film"])
-    assert out[0]["label"] in ("positive", "negative")
+    clf = taskzoo.load(card.name, device="cpu")
+    # the downloaded weights are the card's: its dev accuracy, measured at export
+    _, dev = load_tiny_sentiment()
+    assert _accuracy(clf, dev) == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)
     assert server.count(f"/rel/{card.file}") == 1
 
 
@@ -304,9 +306,13 @@ def test_cli_export_weights_and_predict(asset, tmp_path, capsys):
     card = read_card(tmp_path / "bilstm.tiny_copy.json")
     assert card.dtype == "float32" and "not re-measured" in card.notes
     capsys.readouterr()
-    assert main(["predict", "sentiment", "a gripping , beautiful film", "--weights",
+    text = load_tiny_sentiment()[1][0][0]
+    assert main(["predict", "sentiment", text, "--weights",
                  str(tmp_path / "bilstm.tiny_copy.safetensors"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["label"] in ("positive", "negative")
+    row = json.loads(capsys.readouterr().out)
+    # the fp32 copy predicts what the run directory it was exported from predicts
+    expected = taskzoo.load_run(run_dir, device="cpu")(text)
+    assert {k: row[k] for k in ("label", "score")} == expected
     assert main(["weights"]) == 0
     listing = capsys.readouterr().out
     assert listing.splitlines()[0].split() == ["name", "task", "metric", "size", "where"]
