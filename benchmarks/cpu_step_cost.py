@@ -32,7 +32,7 @@ def tokens_per_s(task, data, batches, *, padded: bool, fused: bool) -> float:
         if isinstance(m, RNNEncoder):
             m.forward = forward.__get__(m)  # type: ignore[method-assign]
     params = list(model.parameters())
-    opt = build_optimizer(task.cfg, params) if fused else torch.optim.AdamW(
+    opt = build_optimizer(task.cfg, model) if fused else torch.optim.AdamW(
         params, lr=task.cfg.lr, weight_decay=task.cfg.weight_decay)
     samples, t0 = 0, time.perf_counter()
     for batch in batches:

@@ -31,7 +31,7 @@ def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
     seed_everything(cfg.seed)
     model = task.build_model(data).to(runtime.device).train()
     source = task.batches(data, model)
-    opt = build_optimizer(cfg, list(model.parameters()))
+    opt = build_optimizer(cfg, model)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
     state = TrainState()
     done = 0

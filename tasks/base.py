@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+import torch
 from torch import nn
 
 from taskzoo.config import RunConfig, TrainConfig
+from taskzoo.errors import InputError
 from taskzoo.data.loader import LoaderSource
 from taskzoo.runtime import Runtime
 from taskzoo.trainer import BatchSource, Callback, FitResult, StepOutput
@@ -42,23 +44,89 @@ class Reference:
     note: str = ""  # what differs (test vs dev, pretrained embeddings, ...)
 
 
-class Predictor(ABC):
-    """Callable: raw inputs -> list of outputs. Built by `Task.predictor`."""
+class Predictor:
+    """Raw inputs -> outputs, the shape of Hugging Face pipelines:
+    `items` (one input or many) -> `preprocess` each on the CPU -> `collate` batches ->
+    `forward` on the device -> `postprocess` each result with its example. The base owns batching (by length when
+    examples have one), device placement, inference mode and precision (its runtime's), so a
+    task only says how one input becomes an example and one result becomes an output.
 
-    @abstractmethod
-    def __call__(self, inputs: Any) -> list[Any]: ...
+    `parse_cli` turns the command line's strings into inputs; `format` prints one result.
+
+    >>> clf = taskzoo.load("sentiment")                   # doctest: +SKIP
+    >>> clf(["a gripping film", "dull"])                  # doctest: +SKIP
+    [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
+    """
+
+    def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
+        self.model = model.eval()
+        self.runtime = runtime
+        self.batch_size = batch_size
+
+    # -- what a task defines
+    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
+        """The inputs as a list, and whether one input was given (one output is returned)."""
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise InputError("expected at least one input, got an empty list")
+            return list(inputs), False
+        return [inputs], True
+
+    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
+        """State shared by one call's examples (a table built over all of them, options)."""
+        return dict(options)
+
+    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Any:
+        """One raw input -> one example on the CPU; InputError naming `index` when it is bad."""
+        raise NotImplementedError
+
+    def length(self, example: Any) -> int | None:
+        """A size to batch similar examples together (sequence length), or None."""
+        return None
+
+    def collate(self, examples: list[Any], ctx: dict[str, Any]) -> Any:
+        return torch.stack(examples)
+
+    def forward(self, batch: Any, ctx: dict[str, Any]) -> list[Any]:
+        """The model on one batch (on the device, in inference mode): one result per example,
+        on the CPU."""
+        return list(self.model(batch).float().cpu())
+
+    def postprocess(self, result: Any, example: Any, ctx: dict[str, Any]) -> Any:
+        """One result (and the example it came from) -> the output a user gets."""
+        return result
 
     def parse_cli(self, args: Sequence[str]) -> list[Any]:
         """The command line's strings as this predictor's inputs (`taskzoo predict` calls it).
 
         Text predictors take them as they are; others override it (a JSON array for an
-        observation vector, a path for a file) and raise InputError saying what they expect.
+        observation vector, paths and globs for images) and raise InputError saying what
+        they expect.
         """
         return list(args)
 
     def format(self, text: str, output: Any) -> str:
         """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""
         return json.dumps({"input": text, "output": output}, ensure_ascii=False)
+
+    # -- the pipeline
+    def __call__(self, inputs: Any, **options: Any) -> Any:
+        items, single = self.items(inputs, **options)
+        ctx = self.context(items, **options)
+        examples = [self.preprocess(item, i, ctx) for i, item in enumerate(items)]
+        lengths = [self.length(e) for e in examples]
+        order = list(range(len(examples)))
+        if all(n is not None for n in lengths):
+            order.sort(key=lambda i: lengths[i])  # less padding; results go back by index
+        results: list[Any] = [None] * len(examples)
+        with self.runtime.inference():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.runtime.to_device(self.collate([examples[i] for i in idx], ctx))
+                for i, result in zip(idx, self.forward(batch, ctx)):
+                    results[i] = result
+        outputs = [self.postprocess(r, e, ctx) for r, e in zip(results, examples)]
+        return outputs[0] if single else outputs
 
 
 class Task(ABC, Generic[C]):
@@ -78,6 +146,9 @@ class Task(ABC, Generic[C]):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
     preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
     quick: ClassVar[dict[str, Any]] = {}  # `taskzoo bench --quick`: tiny data, cut budgets
+    # init= from weights of another label set: tensors of another shape (the head) are
+    # re-initialised and listed instead of refused (vision tasks; text tasks keep their labels)
+    init_reinit_mismatched: ClassVar[bool] = False
 
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg

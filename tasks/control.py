@@ -28,7 +28,7 @@ from taskzoo.errors import InputError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.sources import ReplaySource, RolloutSource
-from taskzoo.runtime import rank_seed
+from taskzoo.runtime import Runtime, rank_seed
 from taskzoo.tasks import TASKS
 from taskzoo.rl.report import SolvedStop, learning_curve_png, solved_summary
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
@@ -213,7 +213,7 @@ class ControlTask(Task[ControlConfig]):
 
     # ------------------------------------------------------------ predictor
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
-        return Agent(model, data.spaces, data.env_id)
+        return Agent(model, data.spaces, data.env_id, self.runtime)
 
     quick: ClassVar[dict[str, Any]] = {"total_timesteps": 8_192, "eval_freq": 4_096,
                                        "val_episodes": 2, "eval_episodes": 3}
@@ -261,16 +261,19 @@ def _policy(model: nn.Module, spaces: envs.Spaces):
 
 
 class Agent(Predictor):
-    """A trained policy: observations -> greedy actions.
+    """A trained policy: observations -> greedy actions (a list, also for one observation).
 
     >>> agent = taskzoo.load_run("runs/cartpole")   # doctest: +SKIP
     >>> agent([[0.0, 0.1, 0.02, -0.3]])             # doctest: +SKIP
     [1]
     """
 
-    def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str) -> None:
-        self.model, self.spaces, self.env_id = model, spaces, env_id
-        self.act = _policy(model, spaces)
+    def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str,
+                 runtime: Runtime | None = None) -> None:
+        runtime = runtime or Runtime(device=next(model.parameters()).device)
+        super().__init__(model, runtime, batch_size=4096)
+        self.spaces, self.env_id = spaces, env_id
+        self.act = _policy(model, spaces)  # numpy in, numpy out: what `taskzoo play` steps with
 
     def _expects(self) -> str:
         if self.spaces.num_states:
@@ -292,7 +295,7 @@ class Agent(Predictor):
                                  f"{self._expects()}") from None
         return out
 
-    def __call__(self, inputs: Any) -> list[Any]:
+    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
         if isinstance(inputs, str):
             inputs = self.parse_cli([inputs])[0]
         try:
@@ -306,13 +309,24 @@ class Agent(Predictor):
         if obs.ndim == 0 or obs.shape[1:] != want:
             raise InputError(f"{self.env_id} observations have shape {want}, {self._expects()}; "
                              f"got shape {obs.shape if obs.ndim == 0 else obs.shape[1:]}")
+        if not len(obs):
+            raise InputError("expected at least one observation, got an empty list")
         if not np.isfinite(obs).all():
             raise InputError(f"{self.env_id} observations must be finite numbers")
-        if self.spaces.num_states:
-            if (obs != np.round(obs)).any() or obs.min() < 0 or obs.max() >= self.spaces.num_states:
-                raise InputError(f"{self.env_id} takes {self._expects()}")
-            return self.act(obs.astype(np.int64)).tolist()
-        return self.act(obs.astype(np.float32)).tolist()
+        if self.spaces.num_states and ((obs != np.round(obs)).any() or obs.min() < 0
+                                       or obs.max() >= self.spaces.num_states):
+            raise InputError(f"{self.env_id} takes {self._expects()}")
+        # one observation still gives a list of one action: the policy's natural output
+        return list(obs.astype(np.int64 if self.spaces.num_states else np.float32)), False
+
+    def preprocess(self, item: np.ndarray, index: int, ctx: dict[str, Any]) -> np.ndarray:
+        return item
+
+    def collate(self, examples: list[np.ndarray], ctx: dict[str, Any]) -> torch.Tensor:
+        return envs.encode_obs(np.stack(examples), self.spaces, torch.device("cpu"))
+
+    def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[Any]:
+        return envs.to_env_actions(self.model.act(batch, deterministic=True), self.spaces).tolist()
 
 
 # ---------------------------------------------------------------- the tasks and their recipes

@@ -310,60 +310,63 @@ class Tagger(Predictor):
 
     def __init__(self, model: nn.Module, data: PosData, runtime: Any, *, max_word_chars: int = 20,
                  batch_size: int = 256) -> None:
-        self.model = model.eval()
+        super().__init__(model, runtime, batch_size=batch_size)
         self.vocab, self.chars, self.labels = data.vocab, data.chars, data.labels
-        self.runtime, self.max_word_chars, self.batch_size = runtime, max_word_chars, batch_size
+        self.max_word_chars = max_word_chars
 
-    def _sentences(self, inputs: Any, tokenized: bool) -> tuple[list[list[str]], bool]:
+    def items(self, inputs: Any, *, tokenized: bool = False, **options: Any) -> tuple[list[Any], bool]:
         if tokenized:
             # a list holding any string is one sentence; otherwise a list of sentences
             single = isinstance(inputs, (list, tuple)) and any(isinstance(w, (str, bytes))
                                                                 for w in inputs)
-            batch = [inputs] if single else inputs
         else:
             single = isinstance(inputs, (str, bytes))
-            batch = [inputs] if single else inputs
+        batch = [inputs] if single else inputs
         if not isinstance(batch, (list, tuple)):
             raise InputError(f"expected a string or a list of strings, got {type(inputs).__name__}")
         if not batch:
             raise InputError("expected at least one sentence, got an empty list")
-        out = []
-        for i, item in enumerate(batch):
-            if tokenized:
-                if not isinstance(item, (list, tuple)):
-                    raise InputError(f"sentence {i}: with tokenized=True expected a list of words, "
-                                     f"got {type(item).__name__}")
-                words = [as_text(w, f"sentence {i} word {j}") for j, w in enumerate(item)]
-                if not words or any(not w.strip() for w in words):
-                    raise InputError(f"sentence {i}: expected non-empty words, got {item!r:.80}")
-            else:
-                text = as_text(item, f"text {i}")
-                words = split_words(text)
-                if not words:
-                    raise InputError(f"text {i} is empty or whitespace only: nothing to tag")
-            out.append([w.strip() for w in words])
-        return out, single
+        return list(batch), single
 
-    def __call__(self, inputs: Any, *, tokenized: bool = False) -> Any:
-        sentences, single = self._sentences(inputs, tokenized)
-        table = CharTable(self.chars, self.max_word_chars)
-        rows = [(*encode_words(s, self.vocab, table), torch.zeros(len(s), dtype=torch.long))
-                for s in sentences]
-        results: list[Any] = [None] * len(rows)
-        with self.runtime.inference():
-            for idx, batch in eval_batches(rows, batch_size=self.batch_size,
-                                           collate=partial(collate, table=table.tensor()),
-                                           lengths=[len(s) for s in sentences]):
-                batch = self.runtime.to_device(batch)
-                probs = self.model(batch.words, batch.lengths, batch.chars,
-                                   batch.char_index).float().softmax(-1).cpu()
-                score, best = probs.max(-1)
-                for j, i in enumerate(idx):
-                    n = len(sentences[i])
-                    results[i] = {"tokens": sentences[i],
-                                  "tags": [self.labels[k] for k in best[j, :n].tolist()],
-                                  "scores": [round(x, 4) for x in score[j, :n].tolist()]}
-        return results[0] if single else results
+    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
+        # one character table for the call: each word form is encoded once, whatever batch
+        return {**options, "table": CharTable(self.chars, self.max_word_chars)}
+
+    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> tuple:
+        if ctx.get("tokenized"):
+            if not isinstance(item, (list, tuple)):
+                raise InputError(f"sentence {index}: with tokenized=True expected a list of "
+                                 f"words, got {type(item).__name__}")
+            words = [as_text(w, f"sentence {index} word {j}") for j, w in enumerate(item)]
+            if not words or any(not w.strip() for w in words):
+                raise InputError(f"sentence {index}: expected non-empty words, got {item!r:.80}")
+        else:
+            words = split_words(as_text(item, f"text {index}"))
+            if not words:
+                raise InputError(f"text {index} is empty or whitespace only: nothing to tag")
+        words = [w.strip() for w in words]
+        ids, forms = encode_words(words, self.vocab, ctx["table"])
+        return ids, forms, torch.zeros(len(words), dtype=torch.long), words
+
+    def length(self, example: tuple) -> int:
+        return len(example[3])
+
+    def collate(self, examples: list[tuple], ctx: dict[str, Any]) -> TagBatch:
+        if "chars" not in ctx:  # every example is encoded by now: the table is complete
+            ctx["chars"] = ctx["table"].tensor()
+        return collate([e[:3] for e in examples], table=ctx["chars"])
+
+    def forward(self, batch: TagBatch, ctx: dict[str, Any]) -> list[tuple[list[int], list[float]]]:
+        probs = self.model(batch.words, batch.lengths, batch.chars,
+                           batch.char_index).float().softmax(-1).cpu()
+        score, best = probs.max(-1)
+        return [(best[j, :n].tolist(), score[j, :n].tolist())
+                for j, n in enumerate(batch.lengths.tolist())]
+
+    def postprocess(self, result: tuple, example: tuple, ctx: dict[str, Any]) -> dict[str, Any]:
+        best, score = result
+        return {"tokens": example[3], "tags": [self.labels[k] for k in best],
+                "scores": [round(x, 4) for x in score]}
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """One line of word/TAG pairs, for the command line."""

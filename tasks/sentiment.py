@@ -197,40 +197,37 @@ class SentimentPredictor(Predictor):
     """
 
     def __init__(self, model: nn.Module, vocab: Vocab, labels: list[str], runtime: Any, *,
-                 max_tokens: PositiveInt = 256, batch_size: int = 512) -> None:
-        self.model = model.eval()
-        self.vocab, self.labels, self.runtime = vocab, labels, runtime
-        self.max_tokens, self.batch_size = max_tokens, batch_size
+                 max_tokens: int = 256, batch_size: int = 512) -> None:
+        super().__init__(model, runtime, batch_size=batch_size)
+        self.vocab, self.labels, self.max_tokens = vocab, labels, max_tokens
 
-    def _check(self, texts: Any) -> list[str]:
-        if isinstance(texts, (str, bytes)):
-            texts = [texts]
-        if not isinstance(texts, (list, tuple)):
-            raise InputError(f"expected a string or a list of strings, got {type(texts).__name__}")
-        if not texts:
+    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
+        if isinstance(inputs, (str, bytes)):
+            return [inputs], True
+        if not isinstance(inputs, (list, tuple)):
+            raise InputError(f"expected a string or a list of strings, got {type(inputs).__name__}")
+        if not inputs:
             raise InputError("expected at least one text, got an empty list")
-        out = []
-        for i, t in enumerate(texts):
-            t = as_text(t, f"text {i}")
-            if not t.strip():
-                raise InputError(f"text {i} is empty or whitespace only: nothing to classify")
-            out.append(t)
-        return out
+        return list(inputs), False
 
-    def __call__(self, texts: Any) -> Any:
-        single = isinstance(texts, (str, bytes))
-        texts = self._check(texts)
-        rows = [(torch.tensor(self.vocab.encode(tokenize(t)[: self.max_tokens]) or [1]), 0)
-                for t in texts]
-        probs = torch.empty(len(rows), len(self.labels))
-        with self.runtime.inference():
-            for idx, batch in eval_batches(rows, batch_size=self.batch_size, collate=collate,
-                                           lengths=[len(r[0]) for r in rows]):
-                batch = self.runtime.to_device(batch)
-                probs[idx] = self.model(batch.ids, batch.lengths).float().softmax(-1).cpu()
-        out = [{"label": self.labels[int(p.argmax())], "score": round(float(p.max()), 4)}
-               for p in probs]
-        return out[0] if single else out
+    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        text = as_text(item, f"text {index}")
+        if not text.strip():
+            raise InputError(f"text {index} is empty or whitespace only: nothing to classify")
+        ids = self.vocab.encode(tokenize(text)[: self.max_tokens]) or [self.vocab.unk_id]
+        return torch.tensor(ids), 0
+
+    def length(self, example: tuple[torch.Tensor, int]) -> int:
+        return len(example[0])
+
+    def collate(self, examples: list[Any], ctx: dict[str, Any]) -> TextBatch:
+        return collate(examples)
+
+    def forward(self, batch: TextBatch, ctx: dict[str, Any]) -> list[torch.Tensor]:
+        return list(self.model(batch.ids, batch.lengths).float().softmax(-1).cpu())
+
+    def postprocess(self, probs: torch.Tensor, example: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+        return {"label": self.labels[int(probs.argmax())], "score": round(float(probs.max()), 4)}
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """label<TAB>score<TAB>text, for the command line."""

@@ -211,7 +211,7 @@ class TabularTask(Task[TabularConfig]):
             xlabel="environment steps" if runner is not None else "Bellman sweeps")}
 
     def predictor(self, model: nn.Module, data: MDPData) -> Agent:
-        return Agent(model, data.spaces, data.env_id)
+        return Agent(model, data.spaces, data.env_id, self.runtime)
 
     quick: ClassVar[dict[str, Any]] = {"eval_episodes": 200}
 

@@ -154,12 +154,25 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     else:
         data = task_obj.build_data()
     model = task_obj.build_model(data)
+    reinit: dict[str, Any] = {}
     if init and not resume:
-        load_into(model, tensors, source=card.name)
+        reinit = load_into(model, tensors, source=card.name,
+                           reinit_mismatched=task_cls.init_reinit_mismatched)
+        if reinit:
+            import warnings
+
+            from taskzoo.errors import InitWarning
+
+            warnings.warn(InitWarning(
+                f"init={init}: re-initialised {len(reinit)} tensor(s) of another shape: "
+                + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in reinit.items())), stacklevel=3)
     run_dir.mkdir(parents=True, exist_ok=True)
     if runtime.is_main:
         write_json(run_dir / "config.json", _config_record(cfg, task_cls.name))
         write_json(run_dir / "data.json", task_obj.data_state(data))
+        if init and not resume:  # what the run started from, and what did not fit
+            write_json(run_dir / "init.json", {"init": init, "weights": card.name,
+                                               "reinitialised": reinit})
     source = task_obj.batches(data, model)
 
     def evaluate(m: Any) -> dict[str, float]:

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from taskzoo import __version__
@@ -262,6 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = os.environ.get("TASKZOO_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():  # restored on return: main() may be called from Python
+        if not debug:
+            warnings.showwarning = _one_line_warning
+        return _dispatch(args, parser, debug)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: object = None, line: str | None = None) -> None:
+    """taskzoo's own warnings as one line, like its errors; others as Python prints them."""
+    from taskzoo.errors import InitWarning
+
+    if issubclass(category, InitWarning):
+        print(f"taskzoo: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser, debug: bool) -> int:
     try:
         if args.command == "list":
             return _cmd_list()

@@ -94,16 +94,22 @@ class TrainConfig(RunConfig):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # torch.optim class
     lr: PositiveFloat = 1e-3  # peak learning rate
     weight_decay: NonNegativeFloat = 0.0  # decoupled for adamw, L2 for adam/sgd
+    decay_1d: bool = True  # weight decay on biases and norm weights too (false: on matrices only)
     momentum: Annotated[float, Range(0, 1, open_hi=True)] = 0.9  # sgd only
+    nesterov: bool = False  # sgd only: Nesterov momentum
     schedule: Literal["constant", "linear", "cosine"] = "constant"  # lr after warm-up
     warmup_steps: NonNegativeInt = 0  # linear warm-up from 0 to lr
     grad_clip: NonNegativeFloat = 0.0  # max global gradient norm; 0 disables clipping
-    batch_size: PositiveInt = 64  # examples per optimizer step
+    batch_size: PositiveInt = 64  # examples per batch
+    accumulate: PositiveInt = 1  # batches whose gradients add up to one optimizer step
+    ema: Annotated[float, Range(0, 1, open_hi=True)] = 0.0  # EMA decay of the weights (evaluated, delivered); 0 = off
     epochs: int = 1  # passes over the training data, >= 1 (ignored when max_steps > 0)
     max_steps: NonNegativeInt = 0  # optimizer steps budget; 0 means epochs decide
     eval_every: NonNegativeInt = 0  # evaluate every N steps; 0 means at the end of each epoch
     patience: NonNegativeInt = 0  # stop after N evaluations without improvement; 0 disables
     keep: Literal["best", "last"] = "best"  # weights a run delivers: best evaluation or last step
+    save_every: NonNegativeInt = 0  # also write last.ckpt every N optimizer steps; 0 = at evaluations
+    save_minutes: NonNegativeFloat = 0.0  # also write last.ckpt every M minutes; 0 = off
     log_every: PositiveInt = 50  # steps between train/loss records in metrics.jsonl
     init: str = ""  # start from weights: a released name (bilstm.sst2) or a .safetensors + card
 

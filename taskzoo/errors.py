@@ -54,6 +54,11 @@ class CheckpointError(TaskzooError):
     """A checkpoint or run directory is missing, incomplete or incompatible."""
 
 
+class InitWarning(UserWarning):
+    """`init=` weights were loaded only in part: tensors of another shape (a head for another
+    number of classes) kept their fresh initialisation. The message lists them."""
+
+
 def closest(name: str, valid: Iterable[str]) -> str | None:
     """The valid name most similar to `name`, or None when nothing is close.
 

@@ -230,6 +230,22 @@ class Runtime:
             return out
         return [obj]
 
+    def broadcast_flag(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every process (a decision taken from a clock must be one)."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            t = torch.tensor([int(flag)], device=self.device if self.device.type == "cuda"
+                             else "cpu")
+            torch.distributed.broadcast(t, src=0)
+            return bool(t.item())
+        return flag
+
+    def no_sync(self, model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        """With `skip`, DDP does not all-reduce this backward's gradients (they accumulate
+        locally until the step's last batch); a no-op when not distributed."""
+        if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
     def barrier(self) -> None:
         """Wait for every process (no-op when not distributed)."""
         if self.world_size > 1 and torch.distributed.is_initialized():

@@ -234,17 +234,26 @@ def build_predictor(card: WeightCard, tensors: dict[str, Any], *, device: str = 
     return task_obj.predictor(model.to(runtime.device).eval(), data)
 
 
-def load_into(model: Any, tensors: dict[str, Any], *, source: str) -> None:
-    """Copy `tensors` into `model`, cast to each parameter's dtype (fp16 files into fp32 nets)."""
+def load_into(model: Any, tensors: dict[str, Any], *, source: str,
+              reinit_mismatched: bool = False) -> dict[str, tuple[list[int], list[int]]]:
+    """Copy `tensors` into `model`, cast to each parameter's dtype (fp16 files into fp32 nets).
+
+    Names missing on either side mean another architecture: a CheckpointError. A tensor of
+    another shape (a head for another number of classes) is an error too, unless
+    `reinit_mismatched`: then the model keeps its fresh initialisation there, and the
+    returned {name: (shape in the file, shape in the model)} says which ones."""
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
-    shapes = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
-    if missing or unexpected or shapes:
+    shapes = {k: (list(tensors[k].shape), list(own[k].shape)) for k in own
+              if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)}
+    if missing or unexpected or (shapes and not reinit_mismatched):
         raise CheckpointError(
             f"{source} does not fit this model: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, shape mismatch {shapes[:5]}")
-    model.load_state_dict({k: tensors[k].to(own[k].dtype) for k in own})
+            f"{unexpected[:5]}, shape mismatch {list(shapes)[:5]}")
+    model.load_state_dict({k: own[k] if k in shapes else tensors[k].to(own[k].dtype)
+                           for k in own})
+    return shapes
 
 
 def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: str | None = None,

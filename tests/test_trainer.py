@@ -373,3 +373,97 @@ def test_final_figures_are_those_of_the_delivered_predictor(tmp_path, monkeypatc
     assert mine == taskzoo.load_run(tmp_path / "bf16", device="cpu")(texts)  # scores included
     accuracy = sum(o["label"] == ("positive" if y else "negative") for o, (_, y) in zip(mine, dev))
     assert accuracy / len(dev) == result.metrics["dev/accuracy"]
+
+
+# ---------------------------------------------------------------- vision recipe additions
+def _linear_fit(tmp_path, cfg: dict, n: int = 10, resume: bool = False, callbacks=()):
+    """SGD on a linear regression over LoaderSource batches; returns (trainer, fit, model)."""
+    from taskzoo.data.loader import LoaderSource
+    from taskzoo.runtime import Runtime
+    from taskzoo.trainer import StepOutput, Trainer
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
+    rows = list(zip(x, y))
+    source = LoaderSource(rows, batch_size=cfg.pop("batch_size"), seed=0,
+                          collate=lambda b: (torch.stack([r[0] for r in b]),
+                                             torch.stack([r[1] for r in b])))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+
+    def step(m, batch):
+        return StepOutput(torch.nn.functional.mse_loss(m(batch[0]), batch[1]), size=len(batch[0]))
+
+    trainer = Trainer(TrainConfig(**{"optimizer": "sgd", "momentum": 0.0, "lr": 0.1, **cfg}),
+                      Runtime.create(device="cpu"), list(callbacks), progress=False)
+    fit = trainer.fit(step, model, source, None, tmp_path, resume=resume)
+    return trainer, fit, model
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    # 10 examples: batches of 4, 4, 2 with accumulate=2 are the steps (4+4) and (2), exactly
+    # the batches of 8 and 2; each step's gradient is the mean over its examples either way
+    _, fit_acc, acc = _linear_fit(tmp_path / "a", {"batch_size": 4, "accumulate": 2, "epochs": 3})
+    _, fit_big, big = _linear_fit(tmp_path / "b", {"batch_size": 8, "epochs": 3})
+    assert fit_acc.state.step == fit_big.state.step == 6  # 2 optimizer steps per epoch
+    torch.testing.assert_close(acc.weight, big.weight, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(acc.bias, big.bias, rtol=1e-6, atol=1e-7)
+    _, fit_one, one = _linear_fit(tmp_path / "c", {"batch_size": 4, "epochs": 3})
+    assert fit_one.state.step == 9 and not torch.allclose(one.weight, big.weight)
+
+
+def test_ema_weights_are_evaluated_and_delivered(tmp_path):
+    raw = []
+
+    class Record(Callback):
+        def on_step_end(self, trainer, state):
+            raw.append(trainer.runtime.unwrap(trainer.model).weight.detach().clone())
+
+    _, fit, model = _linear_fit(tmp_path, {"batch_size": 2, "epochs": 2, "ema": 0.8},
+                                callbacks=[Record()])
+    ema = raw[0]  # the first update copies the weights, then e = 0.8 e + 0.2 w
+    for w in raw[1:]:
+        ema = 0.8 * ema + 0.2 * w
+    torch.testing.assert_close(model.weight.detach(), ema)
+    assert not torch.allclose(model.weight.detach(), raw[-1])
+    delivered = load_file(str(tmp_path / "best.safetensors"))
+    torch.testing.assert_close(delivered["weight"], ema)
+
+
+def test_biases_and_norm_weights_can_skip_weight_decay():
+    from taskzoo.trainer import build_optimizer
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(torch.zeros(1, 1, 5, 5))
+    opt = build_optimizer(TrainConfig(weight_decay=0.05, decay_1d=False), net)
+    decays = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    for name, p in net.named_parameters():
+        assert decays[id(p)] == (0.05 if p.ndim > 1 else 0.0), name
+    opt = build_optimizer(TrainConfig(weight_decay=0.05), net)  # the default decays all
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05]
+
+
+def test_periodic_checkpoints_resume_exactly_between_evaluations(tmp_path):
+    cfg = {"batch_size": 2, "epochs": 4, "save_every": 3, "log_every": 2}
+    _, full, full_model = _linear_fit(tmp_path / "full", dict(cfg))
+    with pytest.raises(_Killed):  # 20 steps, checkpoints at 3, 6, 9...; killed at 14
+        _linear_fit(tmp_path / "cut", dict(cfg), callbacks=[KillAt(14)])
+    ckpt = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
+    assert ckpt["state"]["step"] == 12
+    _, resumed, model = _linear_fit(tmp_path / "cut", dict(cfg), resume=True)
+    assert resumed.state.step == full.state.step == 20
+    assert torch.equal(model.weight, full_model.weight) and torch.equal(model.bias, full_model.bias)
+    # the pending train/loss sums travel in the checkpoint: the logs are identical too
+    assert _records(tmp_path / "full") == _records(tmp_path / "cut")
+
+
+def test_checkpoints_every_few_minutes(tmp_path, monkeypatch):
+    import taskzoo.trainer as trainer_module
+
+    clock = iter(range(0, 10**6, 61))  # every reading of the clock is 61 s after the last
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(_Killed):  # the clock is read at log_every (5) boundaries only
+        _linear_fit(tmp_path, {"batch_size": 2, "epochs": 4, "save_minutes": 1.0,
+                               "log_every": 5}, callbacks=[KillAt(12)])
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["state"]["step"] == 10

@@ -331,3 +331,20 @@ def test_fine_tuning_starts_from_the_weights_and_their_architecture(asset, tmp_p
     assert res.metrics["dev/accuracy"] == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)
     with pytest.raises(UnknownNameError, match="not a released weights name or a file"):
         taskzoo.run("sentiment", init="bilstm.nowhere", dataset="tiny", out=tmp_path / "x")
+
+
+def test_load_into_reinitialises_a_head_of_another_shape_only_when_asked():
+    torch.manual_seed(0)
+    src = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 10))
+    dst = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+    fresh_head = dst[1].weight.detach().clone()
+    tensors = {k: v.detach().clone() for k, v in src.state_dict().items()}
+    with pytest.raises(CheckpointError, match="shape mismatch \\['1.weight', '1.bias'\\]"):
+        weights.load_into(dst, tensors, source="src")
+    reinit = weights.load_into(dst, tensors, source="src", reinit_mismatched=True)
+    assert reinit == {"1.weight": ([10, 8], [3, 8]), "1.bias": ([10], [3])}
+    assert torch.equal(dst[0].weight, src[0].weight)  # what fits is loaded
+    assert torch.equal(dst[1].weight, fresh_head)  # the head keeps its fresh initialisation
+    with pytest.raises(CheckpointError, match="missing \\['1.bias'\\]"):  # another architecture
+        weights.load_into(dst, {k: v for k, v in tensors.items() if k != "1.bias"},
+                          source="src", reinit_mismatched=True)

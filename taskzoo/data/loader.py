@@ -1,4 +1,12 @@
-"""The supervised BatchSource: seeded, resumable epochs over an indexable dataset."""
+"""The supervised BatchSource: seeded, resumable epochs over an indexable dataset.
+
+The engine fixes the order of every epoch itself, as a pure function of (seed, epoch): that
+is what makes resume exact. A `torch.utils.data.DataLoader` then does the loading, taking
+that order as its batch sampler: worker processes, pinned memory on CUDA, prefetching.
+Random per-sample work (augmentation, noise) draws from a generator seeded by
+(seed, epoch, sample index), so the pixels a sample gets do not depend on the number of
+workers, on which worker loads it, or on whether the run was resumed.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,59 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from taskzoo.errors import ConfigError, DataError
 from taskzoo.trainer import SourceBase, TrainState
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random draws in one epoch (a 63-bit mix of the three).
+
+    >>> sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 2, 2)
+    True
+    """
+    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB)
+    x &= 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31  # splitmix64's finaliser: nearby inputs give unrelated seeds
+    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 29)) >> 1
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """`dataset[i]`, passed through `transform` under the torch RNG seeded for
+    (seed, epoch, i). Keys are (epoch, i) pairs; transforms.v2 draw from torch's RNG, which
+    is forked, so neither the caller's stream nor other samples' draws are touched."""
+
+    def __init__(self, dataset: Sequence[Any], transform: Callable[[Any], Any] | None,
+                 seed: int) -> None:
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, i = key
+        item = self.dataset[i]
+        if self.transform is None:
+            return item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, i))
+            return self.transform(item)
+
+
+def data_loader(samples: SeededSamples, batches: Sequence[Sequence[tuple[int, int]]], *,
+                collate: Callable[[list[Any]], Any], workers: int = 0,
+                pin_memory: bool = False) -> Iterator[Any]:
+    """Collated batches of `samples` for the given keys, loaded by `workers` processes."""
+    if not batches:
+        return iter(())
+    # A private generator: making an iterator draws a base seed, and drawing it from torch's
+    # global RNG would shift the dropout masks of a resumed run against an unbroken one.
+    loader = DataLoader(samples, batch_sampler=batches, collate_fn=collate, num_workers=workers,
+                        pin_memory=pin_memory, prefetch_factor=2 if workers else None,
+                        generator=torch.Generator().manual_seed(0))
+    return iter(loader)
 
 
 class LoaderSource(SourceBase):
@@ -16,7 +74,8 @@ class LoaderSource(SourceBase):
 
     With `lengths`, examples of similar length are batched together (shuffle, cut into
     pools of 50 batches, sort each pool by length, shuffle the batches): far less padding
-    for RNNs at no cost in randomness that matters.
+    for RNNs at no cost in randomness that matters. `transform` is applied to each example
+    with its (seed, epoch, index) generator; `workers` > 0 loads in that many processes.
 
     >>> src = LoaderSource(list(range(10)), batch_size=4, collate=list, seed=0)
     >>> src.steps_per_epoch
@@ -35,9 +94,13 @@ class LoaderSource(SourceBase):
         lengths: Sequence[int] | None = None,
         pool: int = 50,
         shard: tuple[int, int] = (0, 1),
+        transform: Callable[[Any], Any] | None = None,
+        workers: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected >= 1")
+        if workers < 0:
+            raise ConfigError(f"workers={workers}: expected >= 0")
         self.dataset = dataset
         self.batch_size = batch_size
         self.collate = collate
@@ -47,6 +110,9 @@ class LoaderSource(SourceBase):
         self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self.pool = pool
         self.rank, self.world = shard
+        self.samples = SeededSamples(dataset, transform, seed)
+        self.workers = workers
+        self.pin_memory = False
         n = len(dataset)
         if n == 0:
             raise DataError("the training split is empty: there is nothing to train on")
@@ -60,6 +126,10 @@ class LoaderSource(SourceBase):
                 f"{batch_size}{', drop_last' if drop_last else ''}) but {self.world} processes "
                 f"each need at least one per epoch: lower batch_size to {max(1, n // self.world)} "
                 "or below, or start fewer processes")
+
+    def setup(self, model: torch.nn.Module, runtime: Any) -> None:
+        # page-locked host memory makes the copy to the GPU asynchronous
+        self.pin_memory = runtime.device.type == "cuda"
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The index lists of one epoch; a pure function of (seed, epoch)."""
@@ -89,18 +159,29 @@ class LoaderSource(SourceBase):
         return batches
 
     def batches(self, state: TrainState) -> Iterator[Any]:
-        for idx in self.epoch_batches(state.epoch)[state.batch_in_epoch:]:
-            yield self.collate([self.dataset[i] for i in idx])
+        epoch = state.epoch
+        keys = [[(epoch, i) for i in idx]
+                for idx in self.epoch_batches(epoch)[state.batch_in_epoch:]]
+        yield from data_loader(self.samples, keys, collate=self.collate, workers=self.workers,
+                               pin_memory=self.pin_memory)
 
 
 def eval_batches(
     dataset: Sequence[Any], *, batch_size: int, collate: Callable[[list[Any]], Any],
-    lengths: Sequence[int] | None = None,
+    lengths: Sequence[int] | None = None, transform: Callable[[Any], Any] | None = None,
+    workers: int = 0,
 ) -> Iterator[tuple[list[int], Any]]:
-    """(indices, batch) in length order for fast evaluation; callers scatter back by index."""
+    """(indices, batch) in length order for fast evaluation; callers scatter back by index.
+    `transform` must be deterministic here (evaluation draws nothing)."""
     order = list(range(len(dataset)))
     if lengths is not None:
         order.sort(key=lambda i: lengths[i])
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        yield idx, collate([dataset[j] for j in idx])
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if transform is None and workers == 0:  # text: nothing to load, skip the DataLoader
+        for idx in chunks:
+            yield idx, collate([dataset[j] for j in idx])
+        return
+    samples = SeededSamples(dataset, transform, 0)
+    loaded = data_loader(samples, [[(0, j) for j in idx] for idx in chunks], collate=collate,
+                         workers=workers)
+    yield from zip(chunks, loaded)
