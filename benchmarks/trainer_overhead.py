@@ -1,8 +1,9 @@
-"""Trainer overhead: the default sentiment model trained for a fixed number of steps by the
+"""Trainer overhead: a task's default model trained for a fixed number of steps by the
 Trainer and by a plain hand-written PyTorch loop, over the same batches, in one process.
 
     TASKZOO_MIRROR=../shared/data python benchmarks/trainer_overhead.py [--steps 300]
-        [--dataset sst2|tiny] [--device cpu] [--precision 32] [--repeats 3] [--json F]
+        [--task sentiment|image_classification] [--dataset sst2|tiny|fashion_mnist|digits]
+        [--device cpu] [--precision 32] [--repeats 3] [--json F]
 
 Prints both throughputs (steps/s) and the ratio Trainer / plain (target >= 0.95). Runs
 alternate (plain, Trainer, plain, Trainer, ...) so drift in machine speed hits both alike;
@@ -27,10 +28,12 @@ from taskzoo.trainer import Trainer, TrainState, build_optimizer, lr_lambda
 
 
 def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
-    """What a user would write by hand: same model, optimizer, schedule, clipping, batches."""
+    """What a user would write by hand: same model, loss, optimizer, schedule, clipping and
+    batches (the task's own data pipeline)."""
     seed_everything(cfg.seed)
-    model = task.build_model(data).to(runtime.device).train()
+    model = runtime.place(task.build_model(data)).train()
     source = task.batches(data, model)
+    source.setup(model, runtime)
     opt = build_optimizer(cfg, model)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
     state = TrainState()
@@ -41,10 +44,11 @@ def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
         for batch in source.batches(state):
             batch = runtime.to_device(batch)
             with runtime.autocast():
-                loss = F.cross_entropy(model(batch.ids, batch.lengths), batch.labels)
+                loss = task.step(model, batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             done += 1
@@ -69,16 +73,19 @@ def trainer_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--dataset", default="sst2")
+    ap.add_argument("--task", default="sentiment", choices=("sentiment", "image_classification"))
+    ap.add_argument("--dataset", default=None, help="default: sst2 / fashion_mnist")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="32")
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--json", default=None, help="also write the setup and ratio row here")
     args = ap.parse_args()
-    task_cls = resolve_task("sentiment")
-    cfg = make_config(task_cls, {"dataset": args.dataset, "max_steps": args.steps,
+    task_cls = resolve_task(args.task)
+    dataset = args.dataset or {"sentiment": "sst2"}.get(args.task, "fashion_mnist")
+    cfg = make_config(task_cls, {"dataset": dataset, "max_steps": args.steps,
                                  "device": args.device, "precision": args.precision})
-    runtime = Runtime.create(device=cfg.device, precision=cfg.precision)
+    runtime = Runtime.create(device=cfg.device, precision=cfg.precision,
+                             channels_last=getattr(cfg, "channels_last", False))
     task = task_cls(cfg, runtime)
     data = task.build_data()
     plain, ours = [], []
@@ -100,8 +107,8 @@ def main() -> None:
     print(f"plain loop : {p:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in plain)})")
     print(f"Trainer    : {t:8.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in ours)})")
     print(f"ratio Trainer/plain = {t / p:.3f}  (target >= 0.95)")
-    write_report(args.json, setup, [peer_row("Trainer vs plain PyTorch loop", t, p,
-                                             "steps/s", "higher", ">= 0.95")],
+    name = "Trainer vs plain PyTorch loop" + (" (images)" if args.task != "sentiment" else "")
+    write_report(args.json, setup, [peer_row(name, t, p, "steps/s", "higher", ">= 0.95")],
                  plain_runs=plain, trainer_runs=ours)
 
 

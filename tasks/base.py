@@ -47,9 +47,10 @@ class Reference:
 class Predictor:
     """Raw inputs -> outputs, the shape of Hugging Face pipelines:
     `items` (one input or many) -> `preprocess` each on the CPU -> `collate` batches ->
-    `forward` on the device -> `postprocess` each result with its example. The base owns batching (by length when
-    examples have one), device placement, inference mode and precision (its runtime's), so a
-    task only says how one input becomes an example and one result becomes an output.
+    `forward` on the device -> `postprocess` each result with its example. The base owns
+    batching (by length when examples have one), device placement, inference mode and
+    precision (its runtime's), so a task only says how one input becomes an example and one
+    result becomes an output.
 
     `parse_cli` turns the command line's strings into inputs; `format` prints one result.
 
@@ -144,6 +145,7 @@ class Task(ABC, Generic[C]):
     references: ClassVar[tuple[Reference, ...]] = ()
     models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
+    throughput_unit: ClassVar[str] = "samples"  # what train/samples_per_s counts (bench column)
     preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
     quick: ClassVar[dict[str, Any]] = {}  # `taskzoo bench --quick`: tiny data, cut budgets
     # init= from weights of another label set: tensors of another shape (the head) are
@@ -155,10 +157,19 @@ class Task(ABC, Generic[C]):
         self.runtime = runtime or Runtime.create(device="cpu")
 
     def loader(self, dataset: Sequence[Any], *, collate: Any,
-               lengths: Sequence[int] | None = None) -> LoaderSource:
-        """The standard supervised BatchSource: seeded by cfg.seed, sharded under DDP."""
+               lengths: Sequence[int] | None = None, transform: Any = None,
+               workers: int = 0) -> LoaderSource:
+        """The standard supervised BatchSource: seeded by cfg.seed, sharded under DDP;
+        `transform` draws from each example's (seed, epoch, index) generator."""
         return LoaderSource(dataset, batch_size=self.cfg.batch_size, collate=collate,
-                            seed=self.cfg.seed, lengths=lengths, shard=self.runtime.shard)
+                            seed=self.cfg.seed, lengths=lengths, shard=self.runtime.shard,
+                            transform=transform, workers=workers)
+
+    @classmethod
+    def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Overrides that others imply, applied before the preset is picked (an image task:
+        `data=PATH` means `dataset=folder`). The user's own overrides still win."""
+        return {}
 
     @abstractmethod
     def build_data(self, state: dict[str, Any] | None = None) -> DataBundle:
@@ -195,6 +206,10 @@ class Task(ABC, Generic[C]):
     def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
         """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
         return {}
+
+    def train_rate(self, metrics: dict[str, float]) -> tuple[float, str]:
+        """(training throughput, its unit) from a run's metrics, for `taskzoo bench`."""
+        return float(metrics.get("train/samples_per_s", 0.0)), self.throughput_unit
 
     def example_inputs(self, n: int) -> list[Any]:
         """`n` raw inputs for the predictor (the benchmark times it on them), offline."""

@@ -225,6 +225,9 @@ class ControlTask(Task[ControlConfig]):
         finally:
             env.close()
 
+    def train_rate(self, metrics: dict[str, float]) -> tuple[float, str]:
+        return metrics["train/env_steps"] / max(metrics["train/time_s"], 1e-9), "env steps"
+
     def dataset_card(self) -> dict[str, Any]:
         return envs.env_card(self.cfg.env)
 

@@ -142,6 +142,7 @@ class PosTask(Task[PosConfig]):
     name = "pos"
     Config = PosConfig
     description = "part-of-speech tags per word (UD English-EWT); char-CNN + BiLSTM/BiGRU taggers"
+    throughput_unit = "sentences"
     monitor = "dev/upos_accuracy"
     models = ("bilstm_tagger", "bigru_tagger")
     eval_splits = ("dev",)

@@ -81,6 +81,7 @@ class SentimentTask(Task[SentimentConfig]):
     name = "sentiment"
     Config = SentimentConfig
     description = "binary sentiment of a sentence (SST-2); RNN / TextCNN classifiers"
+    throughput_unit = "sentences"
     monitor = "dev/accuracy"
     models = ("lstm", "gru", "bilstm", "bigru", "textcnn")
     eval_splits = ("dev",)

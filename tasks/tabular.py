@@ -197,7 +197,10 @@ class TabularTask(Task[TabularConfig]):
 
     def summarize(self, fit: FitResult) -> dict[str, float]:
         self._history = fit.history
-        return solved_summary(fit.history, self._threshold, key="val/expected_return")
+        out = solved_summary(fit.history, self._threshold, key="val/expected_return")
+        if self.cfg.algo == "q_learning":
+            out["train/env_steps"] = float(self.source.env_steps)
+        return out
 
     def reports(self, model: nn.Module, data: MDPData) -> dict[str, str | bytes]:
         runner = getattr(getattr(self, "source", None), "runner", None)
@@ -218,6 +221,11 @@ class TabularTask(Task[TabularConfig]):
     def example_inputs(self, n: int) -> list[Any]:
         states = envs.spaces_of(self.cfg.env).num_states
         return [i % states for i in range(n)]
+
+    def train_rate(self, metrics: dict[str, float]) -> tuple[float, str]:
+        if self.cfg.algo == "q_learning":
+            return metrics["train/env_steps"] / max(metrics["train/time_s"], 1e-9), "env steps"
+        return metrics["train/steps"] / max(metrics["train/time_s"], 1e-9), "Bellman sweeps"
 
     def dataset_card(self) -> dict[str, Any]:
         return envs.env_card(self.cfg.env)

@@ -42,6 +42,7 @@ def resolve_task(name: str) -> Any:
 def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
     """Defaults <- the dataset's preset (if any) <- overrides; every step type-checked."""
     cfg = task_cls.Config()
+    overrides = {**task_cls.implied_overrides(overrides), **overrides}
     key = task_cls.preset_key
     if key in overrides:
         cfg = cfgmod.apply_overrides(cfg, {key: overrides[key]})
@@ -114,7 +115,8 @@ def run(
     if resume:
         _check_resume(run_dir, cfg, task_cls.name)
     runtime = Runtime.create(device=cfg.device, precision=cfg.precision,
-                             threads=getattr(cfg, "threads", 0))
+                             threads=getattr(cfg, "threads", 0),
+                             channels_last=getattr(cfg, "channels_last", False))
     # Threads, denormal flushing, TF32, the CUDA device and the random streams are the
     # caller's again when run() returns (or fails).
     with runtime.activate(), preserved_rng():
@@ -203,6 +205,12 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     metrics.update(task_obj.summarize(fit))
     if runtime.is_main:
         write_json(run_dir / "metrics.json", metrics)
+        from taskzoo.report import read_records, training_curves_png
+
+        curves = training_curves_png(read_records(run_dir / "metrics.jsonl"),
+                                     title=f"{task_cls.name}: {run_dir.name}")
+        if curves is not None:
+            write_bytes(run_dir / "training_curves.png", curves)
         with infer.inference():
             for name, content in task_obj.reports(model, data).items():
                 if isinstance(content, bytes):
@@ -235,7 +243,8 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     task_cls = resolve_task(saved.get("_task", ""))
     cfg = cfgmod.from_dict(task_cls.Config, saved)
-    runtime = Runtime.create(device=device, precision="32")
+    runtime = Runtime.create(device=device, precision="32",
+                             channels_last=getattr(cfg, "channels_last", False))
     task_obj = task_cls(cfg, runtime)
     data = task_obj.data_from_state(json.loads((run_dir / "data.json").read_text(encoding="utf-8")))
     with preserved_rng():  # initialising layers draws random numbers: not the caller's
@@ -244,7 +253,7 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
         model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     except Exception as exc:  # a foreign or damaged weights file
         raise CheckpointError(f"{run_dir / 'best.safetensors'} does not fit this model: {exc}") from None
-    return task_obj.predictor(model.to(runtime.device).eval(), data)
+    return task_obj.predictor(runtime.place(model).eval(), data)
 
 
 def list_tasks() -> list[str]:

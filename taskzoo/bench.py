@@ -84,10 +84,7 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
     metric = headline_metric(task_obj, first.metrics)
     values = [r.metrics[metric] for r in results]
     m = first.metrics
-    if "train/env_steps" in m:  # RL: environment steps per second of training
-        rate, unit = m["train/env_steps"] / max(m["train/time_s"], 1e-9), "env steps"
-    else:
-        rate, unit = m.get("train/samples_per_s", 0.0), "samples"
+    rate, unit = task_obj.train_rate(m)  # each task says what it trains on per second
     predictor = first.predictor
     inputs = task_obj.example_inputs(max(1, int(getattr(first.config, "batch_size", 64))))
     # timed under the run's own settings (RL tasks: one thread), which run() has restored

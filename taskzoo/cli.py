@@ -57,12 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", metavar="INPUT",
                     help="inputs in the task's form: text (sentiment, pos), a JSON array for an "
                          "observation vector (cartpole: '[0.01,0.2,-0.03,-0.3]'), a state "
-                         "number (frozenlake, taxi); '-' reads one input per line from stdin")
+                         "number (frozenlake, taxi), image paths, globs or folders "
+                         "(image_classification); '-' reads one input per line from stdin")
     pr.add_argument("--from", dest="run_dir", help="run directory of `taskzoo run`")
     pr.add_argument("--weights", help="released name, .safetensors file (card beside it) or URL")
     pr.add_argument("--sha256", help="sha256 of --weights when it is an https URL")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--top-k", type=int, default=0, metavar="K",
+                    help="image tasks: also the K most likely labels")
 
     pl = sub.add_parser("play", help="watch a trained RL agent (and record it)",
                         description="Play greedy episodes of a finished RL run; optionally "
@@ -196,9 +199,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else inputs.append(item)
     predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
                  load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
-    # each task reads the command line's strings its own way: text as is, vectors as JSON
-    outputs = predictor(predictor.parse_cli(inputs))
-    for text, out in zip(inputs, outputs):
+    # each task reads the command line's strings its own way: text as is, vectors as JSON,
+    # images as paths, globs and folders (which may expand to more inputs than were typed)
+    parsed = predictor.parse_cli(inputs)
+    options = {"top_k": args.top_k} if args.top_k else {}
+    outputs = predictor(parsed, **options)
+    names = inputs if len(parsed) == len(inputs) else [str(p) for p in parsed]
+    for text, out in zip(names, outputs):
         if args.json:
             print(json.dumps({"input": text, **out} if isinstance(out, dict) else
                              {"input": text, "output": out}))

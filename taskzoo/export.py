@@ -104,11 +104,11 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
                                   "vocabulary or label set); cannot measure these weights on it")
         metrics: dict[str, float] = {}
         with torch.inference_mode():
-            for split in task_cls.final_splits:
+            for split in task_obj.final_splits:  # a task may set its splits from the data
                 metrics.update(task_obj.evaluate(model.eval(), data, split))
         measured = f"measured by `taskzoo export` on the {dtype} weights"
     else:
-        finals = tuple(f"{s}/" for s in task_cls.final_splits)
+        finals = tuple(f"{s}/" for s in task_obj.final_splits)
         metrics = {k: v for k, v in run_metrics.items() if k.startswith(finals)}
         measured = "copied from the run's metrics.json (fp32 weights), not re-measured"
     card = WeightCard(
@@ -134,7 +134,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
 def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:
     """The figure a table shows: the monitored metric on the last final split (test over dev)."""
     name = (task_obj.monitor or "").partition("/")[2]
-    for split in reversed(type(task_obj).final_splits):
+    for split in reversed(task_obj.final_splits):
         if f"{split}/{name}" in metrics:
             return f"{split}/{name}"
     return next(iter(sorted(metrics)), "")

@@ -41,6 +41,10 @@ class Peer:
 PEERS = (
     Peer("trainer_overhead.py", "the Trainer vs a plain PyTorch loop (sentiment)",
          ("--dataset", "sst2"), ("--dataset", "tiny", "--steps", "20", "--repeats", "2"), True),
+    Peer("trainer_overhead.py", "the Trainer vs a plain PyTorch loop (image classification)",
+         ("--task", "image_classification", "--steps", "200"),
+         ("--task", "image_classification", "--dataset", "digits", "--steps", "20",
+          "--repeats", "2"), True),
     Peer("rl_vs_sb3.py", "PPO and DQN vs Stable-Baselines3 (CartPole-v1)",
          ("--seeds", "0,1,2"), ("--quick", "--seeds", "0"), False),
     Peer("sentiment_vs_hf.py", "sentiment inference vs a DistilBERT-size Hugging Face model",
@@ -139,9 +143,10 @@ def format_peers(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         lines.append(" ".join(c.ljust(w) if i == 0 else c.rjust(w)
                               for i, (c, (_, w)) in enumerate(zip(cells, _COLS))))
     lines.append("ratio = taskzoo / peer; better: which way the ratio is good")
-    setups = {r["script"]: r["setup"] for r in rows if "setup" in r}
+    # a script may run twice (the Trainer on text and on images): one line per setup
+    setups = dict.fromkeys((r["script"], r["setup"]) for r in rows if "setup" in r)
     lines += [textwrap.fill(f"{script}: {setup}", width=99, subsequent_indent="    ")
-              for script, setup in setups.items()]
+              for script, setup in setups]
     return "\n".join(lines)
 
 
@@ -157,6 +162,6 @@ def peers_markdown(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
             target = _target(r)
             out.append(f"| {r['comparison']} | {_num(r['taskzoo'])} | {_num(r['peer'])} | "
                        f"{r['unit']} | {r['ratio']:.3g}x | {r['better']} | {target} |")
-    setups = {r["script"]: r["setup"] for r in rows if "setup" in r}
-    out += ["", *(f"- `{script}`: {setup}" for script, setup in setups.items())] if setups else []
+    setups = dict.fromkeys((r["script"], r["setup"]) for r in rows if "setup" in r)
+    out += ["", *(f"- `{script}`: {setup}" for script, setup in setups)] if setups else []
     return "\n".join(out) + "\n"

@@ -462,9 +462,10 @@ class Trainer:
         kept = (f"{where} is from step {self._ckpt_step}, before it" if self._ckpt_step is not None
                 else "no checkpoint was written before it")
         lr = self.cfg.lr
+        clip = "" if self.cfg.grad_clip else " or gradient clipping (grad_clip=1)"
         raise DivergenceError(
-            f"train/loss became {value} at step {step}: training diverged and stopped; {kept}. Try a lower learning rate than lr={lr:g} (e.g. "
-            f"lr={lr / 10:g})" + ("" if self.cfg.grad_clip else " or gradient clipping (grad_clip=1)"))
+            f"train/loss became {value} at step {step}: training diverged and stopped; {kept}. "
+            f"Try a lower learning rate than lr={lr:g} (e.g. lr={lr / 10:g}){clip}")
 
     # ------------------------------------------------------------------ checkpoints
     def _save_best(self, path: Path) -> None:

@@ -225,13 +225,14 @@ def build_predictor(card: WeightCard, tensors: dict[str, Any], *, device: str = 
 
     task_cls = resolve_task(card.task)
     cfg = cfgmod.from_dict(task_cls.Config, {**card.config, "device": device})
-    runtime = Runtime.create(device=device, precision="32")
+    runtime = Runtime.create(device=device, precision="32",
+                             channels_last=getattr(cfg, "channels_last", False))
     task_obj = task_cls(cfg, runtime)
     data = task_obj.data_from_state(card.data)
     with preserved_rng():  # initialising layers draws random numbers: not the caller's
         model = task_obj.build_model(data)
     load_into(model, tensors, source=card.name)
-    return task_obj.predictor(model.to(runtime.device).eval(), data)
+    return task_obj.predictor(runtime.place(model).eval(), data)
 
 
 def load_into(model: Any, tensors: dict[str, Any], *, source: str,

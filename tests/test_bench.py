@@ -65,6 +65,7 @@ def test_a_failed_task_is_a_row_not_a_crash():
 # comparison -> (unit, which way is better, target): time is better lower, speed higher
 PEER_ROWS = {
     "Trainer vs plain PyTorch loop": ("steps/s", "higher", ">= 0.95"),
+    "Trainer vs plain PyTorch loop (images)": ("steps/s", "higher", ">= 0.95"),
     "PPO CartPole time-to-solve vs SB3": ("s", "lower", "<= 0.5"),
     "PPO CartPole training speed vs SB3": ("steps/s", "higher", ""),
     "DQN CartPole time-to-solve vs SB3": ("s", "lower", "<= 0.5"),

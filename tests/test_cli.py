@@ -170,8 +170,11 @@ def test_predict_cartpole_from_a_json_array(cli_env):
         _no_traceback(proc)
 
 
-def test_every_task_predicts_from_the_command_line(capsys):
+def test_every_task_predicts_from_the_command_line(capsys, tmp_path):
     """Each task's default weights, fed its example input the way a shell passes it."""
+    import numpy as np
+    from PIL import Image
+
     from taskzoo.api import make_config, resolve_task
     from taskzoo.cli import main
     from taskzoo.tasks import names
@@ -179,7 +182,11 @@ def test_every_task_predicts_from_the_command_line(capsys):
     for task in names():
         cls = resolve_task(task)
         example = cls(make_config(cls, {})).example_inputs(1)[0]
-        text = example if isinstance(example, str) else json.dumps(example)
+        if isinstance(example, np.ndarray):  # an image: a shell passes its path
+            Image.fromarray(example).save(tmp_path / f"{task}.png")
+            text = str(tmp_path / f"{task}.png")
+        else:
+            text = example if isinstance(example, str) else json.dumps(example)
         assert main(["predict", task, text, "--json", "--device", "cpu"]) == 0, task
         row = json.loads(capsys.readouterr().out)
         assert row["input"] == text, task

@@ -11,10 +11,11 @@ TAGGERS = ["bilstm_tagger", "bigru_tagger"]
 
 
 POLICIES = ["mlp_actor_critic", "cnn_actor_critic", "mlp_qnet", "cnn_qnet", "q_table"]
+CNNS = ["cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small"]
 
 
 def test_every_registered_model_is_covered_by_these_tests():
-    assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES)
+    assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS)
 
 
 def _assert_every_parameter_gets_a_gradient(model):
@@ -180,3 +181,126 @@ def test_padded_rnn_path_equals_the_packed_one(cell, bidirectional):
     torch.testing.assert_close(final_a, final_b)
     torch.testing.assert_close(grad_a, x.grad)
     torch.testing.assert_close(wgrad_a, enc.rnn.weight_hh_l0.grad)
+
+
+# ---------------------------------------------------------------- image classifiers / backbones
+
+
+def _cnn(name, **kwargs):
+    """A CNN from the zoo; `small_input` is passed only to the builders that take it."""
+    import inspect
+
+    from taskzoo.models import MODELS
+
+    if "small_input" not in inspect.signature(MODELS.get(name)).parameters:
+        kwargs.pop("small_input", None)
+    return build(name, **kwargs)
+
+
+# (channels, height, width, classes): MNIST / Fashion-MNIST, CIFAR, ORL faces, sklearn digits.
+# The torchvision nets take their small-input stem up to 64 px, as a task would.
+IMAGE_CASES = [(1, 28, 28, 10), (3, 32, 32, 10), (1, 112, 92, 40), (1, 8, 8, 10)]
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("name", CNNS)
+def test_every_cnn_builds_runs_forward_and_backward(name, case):
+    channels, height, width, classes = case
+    torch.manual_seed(0)
+    model = _cnn(name, in_channels=channels, num_classes=classes,
+                 small_input=max(height, width) <= 64)
+    if min(height, width) < model.min_size:
+        pytest.skip(f"{name} needs at least {model.min_size} px")
+    logits = model(torch.randn(2, channels, height, width))
+    assert logits.shape == (2, classes) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    _assert_every_parameter_gets_a_gradient(model)
+
+
+@pytest.mark.parametrize("name", CNNS)
+def test_cnn_below_its_minimum_size_fails_clearly(name):
+    model = _cnn(name, in_channels=1, num_classes=10)
+    small = model.min_size - 1
+    with pytest.raises(ValueError, match=f"at least {model.min_size}x{model.min_size} pixels"):
+        model(torch.zeros(2, 1, small, model.min_size))
+    with pytest.raises(ValueError, match=r"expects images \[B, 1, H, W\]"):
+        model(torch.zeros(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("small_input", [True, False], ids=["small_input", "standard_stem"])
+@pytest.mark.parametrize("name", CNNS)
+def test_cnn_features_are_the_backbone_maps_forward_uses(name, small_input):
+    """features(x): three maps of the documented channels and strides; forward pools the
+    last one into the head, running the stem and every stage once."""
+    import inspect
+
+    from taskzoo.models import MODELS
+
+    if not small_input and "small_input" not in inspect.signature(MODELS.get(name)).parameters:
+        pytest.skip(f"{name} has one stem")
+    torch.manual_seed(0)
+    model = _cnn(name, in_channels=3, num_classes=7, small_input=small_input).eval()
+    x = torch.randn(1, 3, 64, 64)
+    calls = []
+    for part in [model.stem, *model.stages]:
+        part.register_forward_hook(lambda m, i, o: calls.append(m))
+    with torch.no_grad():
+        maps = model.features(x)
+        assert len(calls) == 1 + len(model.stages)
+        calls.clear()
+        logits = model(x)
+        assert len(calls) == 1 + len(model.stages), "forward runs each stage once"
+        assert [tuple(m.shape[1:]) for m in maps] == [
+            (c, 64 // s, 64 // s) for c, s in zip(model.feature_channels, model.feature_strides)]
+        assert model.feature_strides == tuple(sorted(model.feature_strides))
+        torch.testing.assert_close(logits, model.forward_head(maps[-1]))
+        if not any(True for _ in model.pre_logits.parameters()):  # eval: dropout is identity
+            pooled = torch.nn.functional.adaptive_avg_pool2d(maps[-1], 1).flatten(1)
+            torch.testing.assert_close(logits, model.head(pooled))
+    assert isinstance(model.head, torch.nn.Linear) and model.head.out_features == 7
+    if name.startswith("resnet") and name != "resnet20":
+        assert model.feature_strides == ((2, 4, 8) if small_input else (8, 16, 32))
+
+
+def test_cnn_head_can_be_swapped():
+    model = build("resnet20", in_channels=1, num_classes=10)
+    model.head = torch.nn.Linear(model.head.in_features, 4)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    assert {k for k in model.state_dict() if k.startswith("head.")} == {"head.weight", "head.bias"}
+
+
+def test_resnet20_is_he_et_al_cifar_size():
+    model = build("resnet20")  # 3 channels, 10 classes: the paper's 0.27M parameters
+    assert sum(p.numel() for p in model.parameters()) == 269_722
+    assert model.feature_channels == (16, 32, 64)
+
+
+def test_resnet20_option_a_shortcut_is_subsample_and_zero_pad():
+    from taskzoo.models.cnn import CifarBasicBlock
+
+    torch.manual_seed(0)
+    block = CifarBasicBlock(4, 8, stride=2).eval()
+    x = torch.randn(2, 4, 7, 5)  # odd sides: ceil(n / 2) cells, like the stride-2 conv
+    with torch.no_grad():
+        branch = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        shortcut = torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 0, 4))
+        torch.testing.assert_close(block(x), torch.relu(branch + shortcut))
+
+
+def test_zero_init_residual_zeroes_the_last_bn_of_each_branch():
+    net = build("resnet20", zero_init_residual=True)
+    gammas = [m.bn2.weight for m in net.modules() if hasattr(m, "bn2")]
+    assert len(gammas) == 9 and all((g == 0).all() for g in gammas)
+    assert all((m.bn1.weight == 1).all() for m in net.modules() if hasattr(m, "bn1"))
+    assert not any((m.bn2.weight == 0).all() for m in build("resnet20").modules()
+                   if hasattr(m, "bn2"))
+
+
+def test_resnet18_small_input_stem_keeps_the_resolution():
+    x = torch.randn(1, 3, 32, 32)
+    small = build("resnet18", small_input=True).eval()
+    standard = build("resnet18", small_input=False).eval()
+    with torch.no_grad():
+        assert small.stem(x).shape[-2:] == (32, 32)
+        assert standard.stem(x).shape[-2:] == (8, 8)  # 7x7 stride-2 conv + stride-2 max-pool
+    assert small.stem[0].kernel_size == (3, 3) and small.stem[0].stride == (1, 1)

@@ -46,13 +46,21 @@ class SeededSamples(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, i = key
-        item = self.dataset[i]
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """One batch (the DataLoader calls this): the caller's RNG state is saved and restored
+        once per batch, not per sample."""
+        items = [self.dataset[i] for _, i in keys]
         if self.transform is None:
-            return item
+            return items
+        cpu = torch.default_generator  # transforms.v2 draw from it; seeding only it is cheap
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, i))
-            return self.transform(item)
+            out = []
+            for (epoch, i), item in zip(keys, items):
+                cpu.manual_seed(sample_seed(self.seed, epoch, i))
+                out.append(self.transform(item))
+            return out
 
 
 def data_loader(samples: SeededSamples, batches: Sequence[Sequence[tuple[int, int]]], *,

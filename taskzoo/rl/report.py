@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from taskzoo.report import new_figure, png_bytes
 from taskzoo.trainer import Callback, Trainer, TrainState
 
 
@@ -40,13 +40,7 @@ def learning_curve_png(episodes: Sequence[tuple[int, float]], history: Sequence[
                        xlabel: str = "environment steps") -> bytes:
     """Return against environment steps: every training episode (faint), their running mean
     over 20 episodes, and the deterministic validation means."""
-    # A Figure on the Agg canvas, not pyplot: no window, no global backend switch, and no
-    # figure left in pyplot's registry of the caller's session.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7, 4)  # on its own Agg canvas: no pyplot, no backend switch
     ax = fig.subplots()
     if episodes:
         steps = np.array([e[0] for e in episodes])
@@ -66,6 +60,4 @@ def learning_curve_png(episodes: Sequence[tuple[int, float]], history: Sequence[
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -1,0 +1,192 @@
+"""Images as training examples: decoding and resizing (deterministic), augmentation with
+torchvision.transforms.v2 (random, drawn from the per-sample generator the loader seeds),
+normalisation, and turning a user's inputs (paths, globs, folders, PIL images, arrays) into
+the tensors a model was trained on.
+
+An example is `(uint8 tensor [C, H, W], label)`. Transforms see a `tv_tensors.Image`, so
+the same pipeline carries boxes (`tv_tensors.BoundingBoxes`) for detection later.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from taskzoo.errors import ConfigError, InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                    ".ppm", ".pnm")
+AUGMENTS = ("none", "crop", "crop_flip", "faces")
+
+
+def to_tensor(image: Any, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """A PIL image, or an array [H, W] / [H, W, C] (uint8, or floats in [0, 1]), or a tensor
+    [C, H, W], as a uint8 tensor [channels, H, W] resized to `size` (bilinear, antialiased)."""
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3:
+            raise InputError(f"an image tensor must be [C, H, W] or [H, W], got {list(t.shape)}")
+        if t.is_floating_point():
+            t = (t.clamp(0, 1) * 255).round()
+        image = t.to(torch.uint8).permute(1, 2, 0).numpy()
+        image = image[..., 0] if image.shape[2] == 1 else image
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype,
+                                                                                 np.integer):
+                raise InputError(f"an image array must hold numbers, got {arr.dtype}")
+            if np.issubdtype(arr.dtype, np.floating):
+                arr = np.clip(arr, 0, 1) * 255  # floats are read as [0, 1]
+            arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise InputError(f"an image array must be [H, W] or [H, W, 3], got {list(arr.shape)}")
+        image = Image.fromarray(arr)
+    if not isinstance(image, Image.Image):
+        raise InputError(f"expected an image (path, PIL image, array or tensor), got "
+                         f"{type(image).__name__}")
+    image = image.convert("L" if channels == 1 else "RGB")
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    arr = np.asarray(image, dtype=np.uint8)
+    t = torch.from_numpy(arr.copy())
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+class ImageExamples(torch.utils.data.Dataset):
+    """`(uint8 [C, H, W], label)` for each image of an ImageSet (taskzoo.data.images): arrays
+    are sliced, files are decoded (in the loader's worker processes) and resized."""
+
+    def __init__(self, images: Any, *, channels: int, size: tuple[int, int] | None,
+                 index: Sequence[int] | None = None) -> None:
+        self.images, self.channels, self.size = images, channels, size
+        self.index = list(range(len(images))) if index is None else list(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = self.index[i]
+        label = int(self.images.labels[j])
+        arrays = getattr(self.images, "arrays", None)
+        if arrays is not None:
+            arr = arrays[j]
+            if self.size is None or tuple(arr.shape[:2]) == tuple(self.size):
+                t = torch.from_numpy(np.ascontiguousarray(arr))
+                t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+                if t.shape[0] == self.channels:
+                    return t, label
+            return to_tensor(arr, self.channels, self.size), label
+        return to_tensor(self.images.image(j), self.channels, self.size), label
+
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.images.labels)[self.index]
+
+
+class OnImage:
+    """Apply a transform to the image of an `(image, label)` example (picklable for workers
+    that are spawned rather than forked)."""
+
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        self.transform = transform
+
+    def __call__(self, example: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, int]:
+        from torchvision import tv_tensors
+
+        image, label = example
+        return self.transform(tv_tensors.Image(image)).as_subclass(torch.Tensor), label
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> Any:
+    """uint8 [C, H, W] (or a batch) -> float32 scaled to [0, 1], minus mean, over std."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+
+def train_transform(augment: str, size: tuple[int, int], *, padding: int = 4) -> OnImage | None:
+    """Augmentation by name, on uint8 images (normalisation happens per batch, in
+    `ImageCollate`). `crop`: random crops of the image padded by `padding` pixels (shifts);
+    `crop_flip`: and mirror images; `faces`: mirror images and small rotations, shifts and
+    zooms (a face is a face a few degrees turned); `none`: nothing (None)."""
+    from torchvision.transforms import v2
+
+    if augment not in AUGMENTS:
+        raise ConfigError(f"augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
+    steps: list[Any] = []
+    if augment in ("crop", "crop_flip") and padding > 0:
+        steps.append(v2.RandomCrop(list(size), padding=padding))
+    if augment in ("crop_flip", "faces"):
+        steps.append(v2.RandomHorizontalFlip())
+    if augment == "faces":
+        steps.append(v2.RandomAffine(degrees=8, translate=(0.06, 0.06), scale=(0.92, 1.08)))
+    return OnImage(v2.Compose(steps)) if steps else None
+
+
+class ImageCollate:
+    """(uint8 image, label) examples -> (float32 [B, C, H, W] normalised, int64 [B]): one
+    vectorised normalisation per batch instead of one per image."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.stack([b[0] for b in batch]).float().div_(255)
+        return images.sub_(self.mean).div_(self.std), torch.tensor([b[1] for b in batch])
+
+
+def channel_stats(examples: ImageExamples, *, limit: int = 2000,
+                  seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the pixels in [0, 1], over at most `limit` examples (a
+    seeded sample: decoding a large folder of photos twice is not worth a rounding digit)."""
+    n = len(examples)
+    idx = range(n) if n <= limit else np.random.default_rng(seed).choice(n, limit, replace=False)
+    total = sq = None
+    count = 0
+    for i in idx:
+        x = examples[int(i)][0].double().div_(255).flatten(1)
+        total = x.sum(1) if total is None else total + x.sum(1)
+        sq = (x * x).sum(1) if sq is None else sq + (x * x).sum(1)
+        count += x.shape[1]
+    mean = total / count
+    std = (sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    return [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std]
+
+
+def expand_image_args(args: Sequence[str]) -> list[Path]:
+    """Command-line image arguments as files: a path, a glob (`photos/*.jpg`) or a folder
+    (its images, sorted). InputError naming the argument that matches no image."""
+    out: list[Path] = []
+    for arg in args:
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                           and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"{arg}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+            out.extend(found)
+        elif any(c in arg for c in "*?[") and not path.exists():
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(arg), recursive=True)
+                           if Path(p).is_file())
+            if not found:
+                raise InputError(f"{arg}: the pattern matches no file")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise InputError(f"{arg}: no such file (expected an image path, a glob or a folder)")
+    return out
