@@ -115,9 +115,11 @@ class ImageClassification(Task[ImageConfig]):
     init_reinit_mismatched = True  # fine-tune a Fashion-MNIST net on your classes: a new head
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"augment": "crop", "epochs": 8},
-        # 200 training faces: many short epochs, shifts/flips/turns, no dev to spare
-        "orl": {"augment": "faces", "epochs": 60, "batch_size": 32, "warmup_steps": 50,
-                "dev_fraction": 0.0, "image_size": 0},
+        # 200 training faces: many short epochs, flips and small turns, no dev to spare;
+        # 56 px squares beat the full 112x92 (0.982 vs 0.977 on tuning splits 100-102) and
+        # 120 epochs beat 60 (0.985): chosen on those splits, never on the reported 0-4
+        "orl": {"augment": "faces", "epochs": 120, "batch_size": 32, "warmup_steps": 50,
+                "dev_fraction": 0.0, "image_size": 56},
         "digits": {"augment": "crop", "crop_padding": 1, "epochs": 20, "batch_size": 64,
                    "warmup_steps": 20, "model": "cnn_small", "width": 16},
         "folder": {"image_size": 64, "dev_fraction": 0.2},
