@@ -59,6 +59,8 @@ class Predictor:
     [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
     """
 
+    input_noun: ClassVar[str] = "input"  # what the error messages call one input
+
     def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
         self.model = model.eval()
         self.runtime = runtime
@@ -69,7 +71,7 @@ class Predictor:
         """The inputs as a list, and whether one input was given (one output is returned)."""
         if isinstance(inputs, (list, tuple)):
             if not inputs:
-                raise InputError("expected at least one input, got an empty list")
+                raise InputError(f"expected at least one {self.input_noun}, got an empty list")
             return list(inputs), False
         return [inputs], True
 

@@ -363,19 +363,14 @@ class ImagePredictor(Predictor):
     {'label': 'Ankle boot', 'score': 0.9912}
     """
 
+    input_noun = "image"  # what the error messages call one input
+
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], channels: int,
                  size: tuple[int, int], mean: list[float], std: list[float],
                  batch_size: int = 256) -> None:
         super().__init__(model, runtime, batch_size=batch_size)
         self.labels, self.channels, self.size = labels, channels, tuple(size)
         self.norm = vision.normalize(mean, std)
-
-    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
-        if isinstance(inputs, (list, tuple)):
-            if not inputs:
-                raise InputError("expected at least one image, got an empty list")
-            return list(inputs), False
-        return [inputs], True
 
     def parse_cli(self, args: Any) -> list[Any]:
         return vision.expand_image_args(args)

@@ -104,11 +104,12 @@ def _cmd_list() -> int:
     from taskzoo.tasks import TASKS, names
 
     print("tasks:")
+    width = max(len(n) for n in names()) + 2  # the longest name still leaves a gap
     for name in names():
         cls = TASKS.get(name)
         aliases = TASKS.aliases_of(name)
         alias_txt = f" (aliases: {', '.join(aliases)})" if aliases else ""
-        print(f"  {name:<14}{cls.description}{alias_txt}")
+        print(f"  {name:<{width}}{cls.description}{alias_txt}")
     from taskzoo.models import names as model_names
 
     print("models:")
@@ -273,7 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():  # restored on return: main() may be called from Python
         if not debug:
             warnings.showwarning = _one_line_warning
-        return _dispatch(args, parser, debug)
+        try:
+            return _dispatch(args, parser, debug)
+        except BrokenPipeError:  # `taskzoo list | head`: the reader left; no traceback
+            # Python would report the pipe again when it flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # what shells report for SIGPIPE
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,

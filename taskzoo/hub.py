@@ -213,6 +213,16 @@ def _locked(path: Path, timeout: float, what: str) -> contextlib.AbstractContext
             f"other taskzoo process is running, delete {lock_path}") from None
 
 
+def _locked_source(path: Path, timeout: float,
+                   what: str) -> contextlib.AbstractContextManager[object]:
+    """`_locked` for one source of several: a lock timeout means this source is stuck, and
+    the next one may still work, so it is `_Permanent` for this source only."""
+    try:
+        return _locked(path, timeout, what)
+    except DownloadError as e:
+        raise _Permanent(str(e)) from None
+
+
 def sha256_file(path: Path) -> str:
     """Lowercase hex sha256 of a file's bytes, read in 1 MiB chunks.
 
@@ -579,10 +589,7 @@ def _fetch_archive(url: str, get: _Get, wait: float, *,
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        held = _locked(dest, wait, f"archive {url}")
-    except DownloadError as e:  # this source is stuck; the next one may still work
-        raise _Permanent(str(e)) from None
+    held = _locked_source(dest, wait, f"archive {url}")
     with held:
         if dest.is_file():
             return dest
@@ -1275,10 +1282,7 @@ def _pinned_archive(a: RemoteArchive, group: str, copy: Callable[[Path], None],
     if verified_file(target, rf.sha256, rf.size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        held = _locked(target, wait, f"{group}/{a.name}")
-    except DownloadError as e:  # this source is stuck; the next one may still work
-        raise _Permanent(str(e)) from None
+    held = _locked_source(target, wait, f"{group}/{a.name}")
     with held:
         if _cached_ok(target, rf) or _adopt_sibling(rf, target):
             return target

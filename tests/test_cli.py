@@ -31,6 +31,20 @@ def test_list(cli_env):
     assert "bilstm_tagger" in proc.stdout
     for model in ("lstm", "gru", "bilstm", "bigru", "textcnn"):
         assert model in proc.stdout
+    tasks = proc.stdout.split("models:")[0].splitlines()[1:]
+    assert any(line.split()[0] == "image_classification" for line in tasks)
+    for line in tasks:  # the longest name is still apart from its description
+        assert line[2:].split(" ")[0].isidentifier() and "  " in line[2:], line
+
+
+def test_list_into_a_closed_pipe_is_quiet(cli_env):
+    # `taskzoo list | head -1`: the reader has gone before taskzoo writes
+    proc = subprocess.Popen([*CLI, "list"], env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_unknown_task_suggests_and_exits_2(cli_env):
