@@ -193,12 +193,14 @@ def test_default_weights_reproduce_their_card_offline(monkeypatch, tmp_path, cli
     out = clf(list(test.arrays))
     accuracy = np.mean([o["label"] == test.classes[y] for o, y in zip(out, test.labels)])
     assert accuracy == pytest.approx(card.metrics["test/accuracy"], abs=0.002)
-    for i in range(2):
-        Image.fromarray(test.arrays[i]).save(tmp_path / f"{i}.png")
+    files = [tmp_path / "a.png", tmp_path / "b.jpg"]  # the issue's `predict a.png b.jpg`
+    for i, f in enumerate(files):
+        Image.fromarray(test.arrays[i]).save(f)
     proc = subprocess.run([sys.executable, "-m", "taskzoo.cli", "predict", "image_classification",
-                           str(tmp_path / "0.png"), str(tmp_path / "1.png")],
+                           *map(str, files)],
                           env={**cli_env, "TASKZOO_OFFLINE": "1"}, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     labels = [line.split("\t")[0] for line in proc.stdout.splitlines()]
-    assert labels == [out[0]["label"], out[1]["label"]]
+    assert labels == [o["label"] for o in clf([str(f) for f in files])]  # what the API reads
+    assert labels[0] == out[0]["label"]  # PNG is lossless: the same as the array
