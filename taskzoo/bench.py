@@ -209,19 +209,27 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def format_table(rows: list[dict], header: str = "") -> str:
-    """The table for people: aligned, under 100 columns."""
+    """The table for people: aligned, about 100 columns (wider only for long task names or
+    figures, which widen their own column rather than shift the rest)."""
     lines = [header] if header else []
     if any(r.get("quick") for r in rows):
         lines.append("QUICK: tiny embedded data, cut budgets: smoke figures, NOT benchmark results; "
                      "no references")
-    lines.append(" ".join(h.rjust(w) if i else h.ljust(w) for i, (_, h, w, _) in enumerate(COLUMNS)))
+    table = [[_cell(row, k, f) for k, _, _, f in COLUMNS] for row in rows if "error" not in row]
+    widths = [max([w, *(len(cells[i]) for cells in table)])
+              for i, (_, _, w, _) in enumerate(COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        return " ".join(c.rjust(w) if i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines.append(line([h for _, h, _, _ in COLUMNS]))
+    cells_of = iter(table)
     for row in rows:
         if "error" in row:
-            lines.append(f"{row['task']:<11} FAILED: {row['error'][:80]}")
-            continue
-        cells = [_cell(row, k, f) for k, _, _, f in COLUMNS]
-        lines.append(" ".join(c.rjust(w) if i else c.ljust(w)
-                              for i, (c, (_, _, w, _)) in enumerate(zip(cells, COLUMNS))))
+            lines.append(f"{row['task']:<{widths[0]}} FAILED: {row['error'][:80]}")
+        else:
+            lines.append(line(next(cells_of)))
     notes = [f"{r['task']}: {r['infer_note']}" for r in rows if r.get("infer_note")]
     units = sorted({f"{r['train_unit']}" for r in rows if "train_unit" in r})
     lines.append(textwrap.fill(f"train/s: {' or '.join(units)} per second of training; infer/s at "

@@ -62,6 +62,17 @@ def test_a_failed_task_is_a_row_not_a_crash():
     assert "FAILED: RuntimeError: boom" in to_markdown(rows)
 
 
+def test_long_task_names_and_wide_figures_keep_the_columns_aligned():
+    figures = {"metric": "test/accuracy", "quality": 0.9349, "reference": 0.949,
+               "gap": -0.0141, "train_s": 600.0, "train_rate": 918.0, "p50_ms": 0.4,
+               "p95_ms": 0.5, "infer_rate": 10297.0, "peak_mb": 833.0, "params": 288170}
+    rows = [{"task": "taxi", **figures}, {"task": "image_classification", **figures}]
+    table = format_table(rows).splitlines()[:3]  # the header and the two rows
+    assert table[2].startswith("image_classification ")
+    assert len({len(line) for line in table}) == 1, table  # every column ends where its header does
+    assert "0.949 (-0.0141)" in table[2]
+
+
 # comparison -> (unit, which way is better, target): time is better lower, speed higher
 PEER_ROWS = {
     "Trainer vs plain PyTorch loop": ("steps/s", "higher", ">= 0.95"),
