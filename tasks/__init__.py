@@ -10,7 +10,7 @@ from taskzoo.registry import Registry
 TASKS: Registry[Any] = Registry("task")
 
 # Every task module, imported on first lookup so `import taskzoo` stays light.
-_MODULES = ("sentiment", "pos", "control", "tabular", "image_classification")
+_MODULES = ("sentiment", "pos", "control", "tabular", "image_classification", "autoencoder")
 
 
 def _load_all() -> None:

@@ -11,13 +11,14 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from taskzoo.config import RunConfig, TrainConfig
-from taskzoo.errors import InputError
+from taskzoo.errors import InputError, UsageError
 from taskzoo.data.loader import LoaderSource
 from taskzoo.runtime import Runtime
 from taskzoo.trainer import BatchSource, Callback, FitResult, StepOutput
@@ -107,6 +108,16 @@ class Predictor:
         they expect.
         """
         return list(args)
+
+    def save(self, output: Any, path: Path) -> Path:
+        """Write one output to `path` (its suffix may change) for `taskzoo predict --save DIR`;
+        tasks whose outputs are images or files override it."""
+        raise UsageError("--save writes the outputs of tasks that make images; this task's "
+                         "outputs are printed (use --json for a machine-readable form)")
+
+    def to_json(self, output: Any) -> Any:
+        """One output as JSON-able data (`taskzoo predict --json`)."""
+        return output
 
     def format(self, text: str, output: Any) -> str:
         """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""

@@ -13,6 +13,8 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from taskzoo import __version__
 from taskzoo.errors import TaskzooError, UsageError
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--top-k", type=int, default=0, metavar="K",
                     help="image tasks: also the K most likely labels")
+    pr.add_argument("--save", metavar="DIR",
+                    help="tasks that output images (autoencoder): write them into DIR as PNG")
 
     pl = sub.add_parser("play", help="watch a trained RL agent (and record it)",
                         description="Play greedy episodes of a finished RL run; optionally "
@@ -206,13 +210,40 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     options = {"top_k": args.top_k} if args.top_k else {}
     outputs = predictor(parsed, **options)
     names = inputs if len(parsed) == len(inputs) else [str(p) for p in parsed]
+    saved = _save_outputs(predictor, names, outputs, Path(args.save)) if args.save else {}
     for text, out in zip(names, outputs):
         if args.json:
-            print(json.dumps({"input": text, **out} if isinstance(out, dict) else
-                             {"input": text, "output": out}))
+            out = predictor.to_json(out)
+            record = {"input": text, **out} if isinstance(out, dict) else \
+                {"input": text, "output": out}
+            print(json.dumps({**record, **({"saved": str(saved[text])} if text in saved else {})}))
+        elif text in saved:
+            print(f"{text}\t{saved[text]}")
         else:
             print(predictor.format(text, out))
     return 0
+
+
+def _save_outputs(predictor: Any, names: list[str], outputs: list[Any],
+                  folder: Path) -> dict[str, Path]:
+    """Each output written into `folder` under its input's file name (`a.jpg` -> `a.png`;
+    a second `a` becomes `a-2`), never over an input."""
+    folder = folder.expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save {folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = {Path(n).expanduser().resolve() for n in names}
+    saved: dict[str, Path] = {}
+    taken: set[str] = set()
+    for i, (name, out) in enumerate(zip(names, outputs)):
+        stem = Path(name).stem if Path(name).suffix else f"output_{i}"
+        candidate, k = stem, 1
+        while candidate in taken or (folder / f"{candidate}.png").resolve() in inputs:
+            k += 1
+            candidate = f"{stem}-{k}"
+        taken.add(candidate)
+        saved[name] = predictor.save(out, folder / candidate)
+    return saved
 
 
 def _cmd_play(args: argparse.Namespace) -> int:

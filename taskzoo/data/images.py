@@ -1,5 +1,6 @@
 """Image datasets behind one return type, `ImageSet`: MNIST, Fashion-MNIST, the AT&T/ORL
-faces, scikit-learn's 8x8 digits, and a user's own class-per-folder images.
+faces, scikit-learn's 8x8 digits, a user's own class-per-folder images (`load_image_folder`)
+and a user's plain folder of images without classes (`load_image_files`, for autoencoders).
 
     >>> from taskzoo.data.images import load_mnist, load_image_folder
     >>> train = load_mnist("train")                      # doctest: +SKIP
@@ -56,8 +57,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["ImageSet", "read_image", "read_idx", "load_mnist", "load_fashion_mnist",
-           "load_orl", "load_digits", "load_image_folder", "IMAGE_EXTENSIONS",
-           "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES", "orl_folder"]
+           "load_orl", "load_digits", "load_image_folder", "load_image_files",
+           "IMAGE_EXTENSIONS", "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES",
+           "orl_folder"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff",
                               ".webp", ".pgm", ".ppm", ".pnm"})
@@ -453,6 +455,24 @@ def _files_under(folder: Path) -> list[Path]:
     return out
 
 
+def _decode_modes(files: list[Path]) -> tuple[list[str | None], dict[Path, str]]:
+    """Decode every file once: its mode ("L"/"RGB"), or None with the reason in the dict."""
+
+    def check(path: Path) -> str | None:
+        try:
+            return _decode(path).mode
+        except _Unreadable as e:
+            reasons[path] = str(e)
+            return None
+
+    reasons: dict[Path, str] = {}
+    # Pillow decodes without the GIL: a few threads go through a large folder faster
+    workers = min(8, os.cpu_count() or 1) if len(files) > 64 else 1
+    with ThreadPoolExecutor(workers) as pool:
+        modes = list(pool.map(check, files))
+    return modes, reasons
+
+
 @dataclass
 class _Scan:
     by_class: dict[str, list[Path]]  # class -> readable files, in order
@@ -467,19 +487,7 @@ def _scan(folder: Path) -> _Scan:
     skipped = [(str(p), "not inside a class folder") for p in sorted(folder.iterdir())
                if p.is_file() and _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
     files = [(c, p) for c in classes for p in _files_under(folder / c)]
-
-    def check(item: tuple[str, Path]) -> str | None:  # the decoded mode, or None
-        try:
-            return _decode(item[1]).mode
-        except _Unreadable as e:
-            reasons[item[1]] = str(e)
-            return None
-
-    reasons: dict[Path, str] = {}
-    # Pillow decodes without the GIL: a few threads go through a large folder faster
-    workers = min(8, os.cpu_count() or 1) if len(files) > 64 else 1
-    with ThreadPoolExecutor(workers) as pool:
-        modes = list(pool.map(check, files))
+    modes, reasons = _decode_modes([p for _, p in files])
     by_class: dict[str, list[Path]] = {}
     grey: dict[Path, bool] = {}
     for (c, p), mode in zip(files, modes, strict=True):
@@ -583,3 +591,41 @@ def load_image_folder(root: str | os.PathLike[str], *, seed: int = 0,
         if name in scans:
             out[name] = _image_set(items(scans[name]), classes, channels, scans[name].skipped)
     return out
+
+
+def load_image_files(root: str | os.PathLike[str], *, recursive: bool = True) -> ImageSet:
+    """Every image file under a folder, without classes (for autoencoders and colorization:
+    `data=PATH`): labels all 0, classes ["image"], `paths` read on demand.
+
+    Files are found by extension (IMAGE_EXTENSIONS), in subfolders too unless
+    `recursive=False`, hidden files and folders ignored, in natural order ("2.png" before
+    "10.png"; a folder's own files before its subfolders'). Every file is decoded once here:
+    unreadable or truncated ones are left out and listed, with the reason, in `skipped`.
+    `channels` is 1 when every image is grey, else 3.
+
+    >>> photos = load_image_files("my_photos")  # doctest: +SKIP
+    >>> len(photos), photos.channels, photos.skipped[:1]  # doctest: +SKIP
+    (120, 3, [('my_photos/broken.jpg', 'UnidentifiedImageError: cannot identify ...')])
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (expected a folder of image files)")
+    if recursive:
+        files = _files_under(root)
+    else:
+        files = [p for p in sorted(root.iterdir(), key=lambda p: _natural(p.name))
+                 if p.is_file() and _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
+    modes, reasons = _decode_modes(files)
+    kept = [(p, m) for p, m in zip(files, modes, strict=True) if m is not None]
+    skipped = [(str(p), reasons[p]) for p, m in zip(files, modes, strict=True) if m is None]
+    if not kept:
+        extra = (f"; {len(skipped)} files could not be read, e.g. {skipped[0][0]}: "
+                 f"{skipped[0][1]}" if skipped else "")
+        sub = "" if recursive else " (subfolders not searched: recursive=False)"
+        raise DataError(f"no images found in {root}{sub}: expected image files with the "
+                        f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}{extra}")
+    channels = 1 if all(m == "L" for _, m in kept) else 3
+    return ImageSet(labels=np.zeros(len(kept), dtype=np.int64), classes=["image"],
+                    paths=[p for p, _ in kept], channels=channels, skipped=skipped)
