@@ -1,6 +1,6 @@
-"""The autoencoder task's final figures and pictures: codes as features against PCA
-(`mode=features`), and each mode's PNGs (input | output grids, VAE samples and a latent
-traversal, colorizations)."""
+"""The autoencoder task's figures and pictures: PSNR/SSIM per image (torchmetrics), codes as
+features against PCA (`mode=features`), and each mode's PNGs (input | output grids, VAE
+samples and a latent traversal, colorizations)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def probe_metrics(task: Any, model: nn.Module, data: Any) -> dict[str, float]:
     """The autoencoder's code against PCA with as many components, on the same images: test
     reconstruction error, and the test accuracy of one logistic-regression probe trained on
     each set of training codes (and on every code layer of a stack)."""
-    from taskzoo.probe import linear_probe, pca_codes
+    from taskzoo.probe import fit_probe, pca_codes
 
     train_layers, train_px, _ = _codes_and_pixels(task, model, data.train)
     test_layers, test_px, test_recon = _codes_and_pixels(task, model, data.splits["test"])
@@ -49,12 +49,38 @@ def probe_metrics(task: Any, model: nn.Module, data: Any) -> dict[str, float]:
     task._codes = (test_layers[-1], y_test)  # for the 2-D picture
     if len(np.unique(y_train)) < 2:  # a folder of unlabelled images: nothing to probe
         return out
-    out["test/probe_accuracy_pca"] = linear_probe(pca.train, y_train, pca.test, y_test)
-    accs = [linear_probe(a, y_train, b, y_test) for a, b in zip(train_layers, test_layers)]
-    out["test/probe_accuracy_ae"] = accs[-1]
-    if len(accs) > 1:
-        out.update({f"test/probe_accuracy_layer{k}": a for k, a in enumerate(accs, 1)})
+    # the same probes scored on dev too: recipes are chosen on those, never on test's
+    scored = [("test", test_px, test_layers, y_test)]
+    if "dev" in data.splits:
+        dev_layers, dev_px, _ = _codes_and_pixels(task, model, data.splits["dev"])
+        scored.append(("dev", dev_px, dev_layers, data.splits["dev"].labels()))
+    pca_probe = fit_probe(pca.train, y_train)
+    ae_probes = [fit_probe(codes, y_train) for codes in train_layers]
+    for split, px, layers, y in scored:
+        out[f"{split}/probe_accuracy_pca"] = float(pca_probe.score(pca.pca.transform(px), y))
+        accs = [float(p.score(c, y)) for p, c in zip(ae_probes, layers)]
+        out[f"{split}/probe_accuracy_ae"] = accs[-1]
+        if len(accs) > 1:
+            out.update({f"{split}/probe_accuracy_layer{k}": a for k, a in enumerate(accs, 1)})
     return out
+
+
+def image_figures(pred: torch.Tensor, target: torch.Tensor, *,
+                  data_range: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per image: mse, psnr (dB) and ssim, from torchmetrics (SSIM's Gaussian window shrinks
+    to fit images smaller than 11 pixels)."""
+    from torchmetrics.functional.image import (peak_signal_noise_ratio,
+                                               structural_similarity_index_measure)
+
+    pred, target = pred.float(), target.float()
+    side = min(pred.shape[-2:])
+    kernel = min(11, side if side % 2 else side - 1)
+    mse = (pred - target).pow(2).flatten(1).mean(1) / data_range ** 2
+    psnr = peak_signal_noise_ratio(pred, target, data_range=data_range, reduction="none",
+                                   dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(pred, target, data_range=data_range,
+                                               kernel_size=kernel, reduction="none")
+    return {"mse": mse, "psnr": psnr, "ssim": ssim}
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:

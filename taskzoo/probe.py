@@ -13,12 +13,14 @@ autoencoder every nonlinear one must beat.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 
 @dataclass
 class PCACodes:
+    pca: Any  # the fitted sklearn PCA (transform more images with it)
     train: np.ndarray  # [N_train, k] components of the training images
     test: np.ndarray  # [N_test, k]
     test_mse: float  # mean squared error per pixel of the k-component reconstruction
@@ -33,20 +35,24 @@ def pca_codes(train: np.ndarray, test: np.ndarray, k: int, *, seed: int = 0) -> 
     pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(train)
     test_codes = pca.transform(test)
     recon = pca.inverse_transform(test_codes)
-    return PCACodes(pca.transform(train), test_codes, float(np.mean((recon - test) ** 2)))
+    return PCACodes(pca, pca.transform(train), test_codes, float(np.mean((recon - test) ** 2)))
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                 test_y: np.ndarray, *, max_iter: int = 1000) -> float:
-    """Test accuracy of a logistic regression on standardised features (the same probe for
-    every feature set, so only the features differ)."""
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, *, max_iter: int = 1000) -> Any:
+    """A logistic regression on standardised features (the same probe for every feature set,
+    so only the features differ), fitted; `.score(x, y)` gives its accuracy."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-    probe.fit(train_x, train_y)
-    return float(probe.score(test_x, test_y))
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter)).fit(
+        train_x, train_y)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                 test_y: np.ndarray, *, max_iter: int = 1000) -> float:
+    """Test accuracy of `fit_probe` trained on (train_x, train_y)."""
+    return float(fit_probe(train_x, train_y, max_iter=max_iter).score(test_x, test_y))
 
 
 def codes_2d_png(codes: np.ndarray, labels: np.ndarray, classes: list[str], *,

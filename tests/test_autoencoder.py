@@ -153,3 +153,32 @@ def test_bad_combinations_are_clear_errors(tmp_path, features_run):
         features_run.predictor.save([0.0], tmp_path / "a")
     with pytest.raises(UsageError, match="draws from a VAE"):
         features_run.predictor.sample(2)
+
+
+RELEASED = {"conv_ae.fashion_mnist": "reconstruct", "conv_ae.fashion_mnist_features": "features",
+            "unet_small.fashion_mnist_denoise": "denoise", "vae.mnist": "vae",
+            "unet_small.flickr8k_colorize": "colorize"}
+
+
+def test_released_weights_of_every_mode_load_offline_and_do_their_job(monkeypatch):
+    from taskzoo import weights
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    assert weights.resolve("autoencoder").name == "conv_ae.fashion_mnist"  # the default
+    digit = np.kron(load_digits().arrays[3], np.ones((4, 4), np.uint8))[2:30, 2:30]  # 28x28
+    for name, mode in RELEASED.items():
+        card = weights.resolve(name)
+        assert card.task == "autoencoder" and card.size <= 10_000_000, name
+        model = taskzoo.load("autoencoder", weights=name, device="cpu")
+        assert model.mode == mode, name
+        if mode == "features":
+            assert len(model(digit)) == 32
+        elif mode == "vae":
+            assert len(model.sample(2)) == 2 and model(digit).size == (28, 28)
+        elif mode == "colorize":
+            photo = np.stack([digit] * 3, axis=-1)  # grey in, colour out, at the input's size
+            out = model(photo)
+            assert out.mode == "RGB" and out.size == (28, 28)
+        else:
+            out = np.asarray(model(digit), dtype=float)
+            assert out.shape == (28, 28) and np.abs(out - digit).mean() < 60, name
