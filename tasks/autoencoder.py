@@ -302,20 +302,17 @@ class Autoencoder(Task[AutoencoderConfig]):
                                     size=data.size, batch_size=self.cfg.eval_batch_size)
 
     def example_inputs(self, n: int) -> list[Any]:
-        from taskzoo.data.images import load_digits
+        from taskzoo.data.images import example_images
 
-        digits = load_digits()
-        return [digits.arrays[i % len(digits)] for i in range(n)]
+        return example_images(n)
 
     def dataset_card(self) -> dict[str, Any]:
+        from taskzoo.data.images import LICENSES
+
         data = getattr(self, "_data", None)
-        licenses = {"mnist": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
-                    "fashion_mnist": "MIT (Zalando SE)",
-                    "digits": "CC BY 4.0 (UCI optdigits, via scikit-learn)",
-                    "flickr8k": "research use only (Hodosh et al. 2013; Flickr photos)"}
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
-                "license": licenses.get(self.cfg.dataset, "the user's own")}
+                "license": LICENSES.get(self.cfg.dataset, "the user's own")}
 
     def data_state(self, data: AEData) -> dict[str, Any]:
         return {"mode": data.mode, "channels": data.channels, "size": list(data.size),
@@ -353,16 +350,7 @@ class AutoencoderPredictor(Predictor):
         return vision.expand_image_args(args)
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Any:
-        if isinstance(item, (str, Path)):
-            from taskzoo.data.images import read_image
-
-            path = Path(item).expanduser()
-            if not path.is_file():
-                raise InputError(f"image {index}: no such file {str(item)!r}")
-            try:
-                item = read_image(path)
-            except DataError as exc:
-                raise InputError(f"image {index}: {exc}") from None
+        item = vision.open_input(item, index)
         try:
             if self.mode == "colorize":  # full-resolution lightness, chroma predicted at `size`
                 from taskzoo.data.color import split_lab

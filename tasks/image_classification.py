@@ -284,20 +284,17 @@ class ImageClassification(Task[ImageConfig]):
                               batch_size=self.cfg.eval_batch_size)
 
     def example_inputs(self, n: int) -> list[Any]:
-        from taskzoo.data.images import load_digits
+        from taskzoo.data.images import example_images
 
-        digits = load_digits()
-        return [digits.arrays[i % len(digits)] for i in range(n)]
+        return example_images(n)
 
     def dataset_card(self) -> dict[str, Any]:
+        from taskzoo.data.images import LICENSES
+
         data = getattr(self, "_data", None)
-        licenses = {"mnist": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
-                    "fashion_mnist": "MIT (Zalando SE)",
-                    "orl": "no formal license; credit Olivetti Research Laboratory",
-                    "digits": "CC BY 4.0 (UCI optdigits, via scikit-learn)"}
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
-                "license": licenses.get(self.cfg.dataset, "the user's own")}
+                "license": LICENSES.get(self.cfg.dataset, "the user's own")}
 
     def data_state(self, data: ImageData) -> dict[str, Any]:
         return {"labels": data.labels, "channels": data.channels, "size": list(data.size),
@@ -376,16 +373,7 @@ class ImagePredictor(Predictor):
         return vision.expand_image_args(args)
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> torch.Tensor:
-        if isinstance(item, (str, Path)):
-            from taskzoo.data.images import read_image
-
-            path = Path(item).expanduser()
-            if not path.is_file():
-                raise InputError(f"image {index}: no such file {str(item)!r}")
-            try:
-                item = read_image(path)
-            except DataError as exc:
-                raise InputError(f"image {index}: {exc}") from None
+        item = vision.open_input(item, index)
         try:
             image = vision.to_tensor(item, self.channels, self.size)
         except InputError as exc:

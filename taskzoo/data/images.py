@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["ImageSet", "read_image", "read_idx", "load_mnist", "load_fashion_mnist",
-           "load_orl", "load_digits", "load_image_folder", "load_image_files",
+           "load_orl", "load_digits", "load_image_folder", "LICENSES", "example_images", "load_image_files",
            "IMAGE_EXTENSIONS", "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES",
            "orl_folder"]
 
@@ -417,6 +417,20 @@ def load_orl() -> ImageSet:
 
 
 # ---------------------------------------------------------------- scikit-learn digits
+
+
+LICENSES = {"mnist": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+            "fashion_mnist": "MIT (Zalando SE)",
+            "orl": "no formal license; credit Olivetti Research Laboratory",
+            "digits": "CC BY 4.0 (UCI optdigits, via scikit-learn)",
+            "flickr8k": "research use only (Hodosh et al. 2013; Flickr photos)"}
+"""What a weights card says about the license of each dataset's images."""
+
+
+def example_images(n: int) -> list[np.ndarray]:
+    """`n` offline example inputs for an image predictor: the digits, cycled."""
+    digits = load_digits()
+    return [digits.arrays[i % len(digits)] for i in range(n)]
 
 
 def load_digits() -> ImageSet:

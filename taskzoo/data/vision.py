@@ -65,6 +65,23 @@ def to_tensor(image: Any, channels: int, size: tuple[int, int] | None) -> torch.
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
 
 
+def open_input(item: Any, index: int) -> Any:
+    """A predictor's input as an image: a path is read (`read_image`'s conversions), other
+    inputs pass through for `to_tensor`. InputError naming the input's position."""
+    if not isinstance(item, (str, os.PathLike)):
+        return item
+    from taskzoo.data.images import read_image
+    from taskzoo.errors import DataError
+
+    path = Path(item).expanduser()
+    if not path.is_file():
+        raise InputError(f"image {index}: no such file {str(item)!r}")
+    try:
+        return read_image(path)
+    except DataError as exc:
+        raise InputError(f"image {index}: {exc}") from None
+
+
 class ImageExamples(torch.utils.data.Dataset):
     """`(uint8 [C, H, W], label)` for each image of an ImageSet (taskzoo.data.images): arrays
     are sliced, files are decoded (in the loader's worker processes) and resized."""
