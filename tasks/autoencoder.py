@@ -30,7 +30,8 @@ from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import ConfigError, DataError, InputError, UsageError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Predictor, Reference
+from taskzoo.tasks.image_task import ImageTask
 from taskzoo.trainer import StepOutput
 
 MODES = ("reconstruct", "denoise", "vae", "colorize", "features")
@@ -86,14 +87,13 @@ class AEData(DataBundle):
 
 # ---------------------------------------------------------------------------- the task
 @TASKS.register("autoencoder", aliases=("autoencoders", "ae"))
-class Autoencoder(Task[AutoencoderConfig]):
+class Autoencoder(ImageTask[AutoencoderConfig]):
     name = "autoencoder"
     Config = AutoencoderConfig
     description = "autoencoders: reconstruct, denoise, VAE, colorize photos, codes vs PCA"
     monitor = "dev/psnr"
     models = ("conv_ae", "vae", "unet_small")
     preset_key = "mode"
-    throughput_unit = "images"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "denoise": {"model": "unet_small", "depth": 2, "epochs": 6},
         "vae": {"model": "vae", "dataset": "mnist", "width": 32, "epochs": 12, "lr": 1e-3},
@@ -300,19 +300,6 @@ class Autoencoder(Task[AutoencoderConfig]):
     def predictor(self, model: nn.Module, data: AEData) -> AutoencoderPredictor:
         return AutoencoderPredictor(model, self.runtime, mode=data.mode, channels=data.channels,
                                     size=data.size, batch_size=self.cfg.eval_batch_size)
-
-    def example_inputs(self, n: int) -> list[Any]:
-        from taskzoo.data.images import example_images
-
-        return example_images(n)
-
-    def dataset_card(self) -> dict[str, Any]:
-        from taskzoo.data.images import LICENSES
-
-        data = getattr(self, "_data", None)
-        return {"name": data.name if data else self.cfg.dataset,
-                "files": data.files if data else [],
-                "license": LICENSES.get(self.cfg.dataset, "the user's own")}
 
     def data_state(self, data: AEData) -> dict[str, Any]:
         return {"mode": data.mode, "channels": data.channels, "size": list(data.size),

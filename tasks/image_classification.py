@@ -28,7 +28,8 @@ from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import DataError, InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Predictor, Reference
+from taskzoo.tasks.image_task import ImageTask
 from taskzoo.trainer import FitResult, StepOutput
 
 DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "folder")
@@ -103,7 +104,7 @@ def _per_class(labels: np.ndarray, k: int, seed: int) -> tuple[list[int], list[i
 
 # ---------------------------------------------------------------------------- the task
 @TASKS.register("image_classification", aliases=("classify", "image_classify", "faces"))
-class ImageClassification(Task[ImageConfig]):
+class ImageClassification(ImageTask[ImageConfig]):
     name = "image_classification"
     Config = ImageConfig
     description = "image classes (Fashion-MNIST, MNIST, ORL faces, your folders); CNN/ResNet zoo"
@@ -111,7 +112,6 @@ class ImageClassification(Task[ImageConfig]):
     models = ("cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small")
     eval_splits = ("dev",)
     final_splits = ("dev", "test")
-    throughput_unit = "images"
     init_reinit_mismatched = True  # fine-tune a Fashion-MNIST net on your classes: a new head
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"augment": "crop", "epochs": 8},
@@ -282,19 +282,6 @@ class ImageClassification(Task[ImageConfig]):
         return ImagePredictor(model, self.runtime, labels=data.labels, channels=data.channels,
                               size=data.size, mean=data.mean, std=data.std,
                               batch_size=self.cfg.eval_batch_size)
-
-    def example_inputs(self, n: int) -> list[Any]:
-        from taskzoo.data.images import example_images
-
-        return example_images(n)
-
-    def dataset_card(self) -> dict[str, Any]:
-        from taskzoo.data.images import LICENSES
-
-        data = getattr(self, "_data", None)
-        return {"name": data.name if data else self.cfg.dataset,
-                "files": data.files if data else [],
-                "license": LICENSES.get(self.cfg.dataset, "the user's own")}
 
     def data_state(self, data: ImageData) -> dict[str, Any]:
         return {"labels": data.labels, "channels": data.channels, "size": list(data.size),
