@@ -14,7 +14,6 @@ test images always get the same noise.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -119,21 +118,21 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
         """({split: Dataset of (uint8 image, label)}, a name, pinned files)."""
         from taskzoo import hub
         from taskzoo.data import images
-        from taskzoo.tasks.image_classification import _stratified
 
         c = self.cfg
         size = (c.image_size, c.image_size) if c.image_size else None
         if c.dataset in ("mnist", "fashion_mnist", "digits"):
             if c.dataset == "digits":  # 8x8, upsampled: two conv stages need room
                 digits = images.load_digits()
-                rest, test = _stratified(digits.labels, 0.2, c.split_seed)
+                rest, test = vision.stratified_split(digits.labels, 0.2, c.split_seed)
                 train = test_set = digits
                 size = size or (16, 16)
             else:
                 load = images.load_mnist if c.dataset == "mnist" else images.load_fashion_mnist
                 train, test_set = load("train"), load("test")
                 rest, test = list(range(len(train))), list(range(len(test_set)))
-            kept, dev = _stratified(np.asarray(train.labels)[rest], c.dev_fraction, c.split_seed)
+            kept, dev = vision.stratified_split(np.asarray(train.labels)[rest], c.dev_fraction,
+                                                c.split_seed)
             index = {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev]}
             sets = {k: vision.ImageExamples(train, channels=1, size=size, index=v)
                     for k, v in index.items() if v}
@@ -155,8 +154,8 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
             raise DataError("dataset=folder needs data=PATH (a folder of images)")
         found = images.load_image_files(Path(c.data).expanduser())
         size = size or (64, 64)
-        rest, test = _split(len(found), 0.1, c.split_seed)
-        kept, dev = _split(len(rest), c.dev_fraction or 0.1, c.split_seed + 1)
+        rest, test = vision.random_split(len(found), 0.1, c.split_seed)
+        kept, dev = vision.random_split(len(rest), c.dev_fraction or 0.1, c.split_seed + 1)
         sets = {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev], "test": test}
         return ({k: vision.ImageExamples(found, channels=found.channels, size=size, index=v)
                  for k, v in sets.items() if v}, f"images in {c.data}", [])
@@ -195,14 +194,8 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
             return pairs.Binarize(augment)
         return pairs.LabPair(augment) if c.mode == "colorize" else pairs.Clean(augment)
 
-    def _workers(self, data: AEData, training: bool = True) -> int:
-        """Loader processes: in memory, one makes the next batch's noise while the model
-        trains; photos want more for decoding; evaluation of arrays has nothing to hand off."""
-        if self.cfg.workers >= 0:
-            return self.cfg.workers
-        if self.cfg.dataset not in ("flickr8k", "folder"):
-            return 1 if training else 0
-        return min(4, max(2, (os.cpu_count() or 2) - 1))
+    def in_memory(self, data: AEData) -> bool:
+        return self.cfg.dataset not in ("flickr8k", "folder")  # photos are files
 
     def batches(self, data: AEData, model: nn.Module) -> LoaderSource:
         return self.loader(data.train, collate=pairs.PairCollate(), transform=self._pairs(True),
@@ -308,13 +301,6 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
     def data_from_state(self, state: dict[str, Any]) -> AEData:
         return AEData(train=None, labels=list(state["labels"]), mode=str(state["mode"]),
                       channels=int(state["channels"]), size=tuple(state["size"]))
-
-
-def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (kept, held out) of n items, `fraction` held out, seeded (no classes)."""
-    perm = np.random.default_rng(seed).permutation(n)
-    k = max(1, round(n * fraction)) if n > 2 else 0
-    return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
 
 
 class AutoencoderPredictor(Predictor):

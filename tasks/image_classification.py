@@ -12,7 +12,6 @@ with scikit-learn: eigenfaces (PCA) + 1-nearest-neighbour and eigenfaces + SVM.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -78,17 +77,6 @@ class ImageData(DataBundle):
     name: str = ""  # what the data is, for a weights card
 
 
-def _stratified(labels: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (kept, held out): `fraction` of each class held out, seeded."""
-    if fraction <= 0:
-        return list(range(len(labels))), []
-    from sklearn.model_selection import train_test_split
-
-    kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, random_state=seed,
-                                  stratify=labels)
-    return sorted(kept.tolist()), sorted(held.tolist())
-
-
 def _per_class(labels: np.ndarray, k: int, seed: int) -> tuple[list[int], list[int]]:
     """The ORL protocol: `k` seeded images of every class for training, the rest for test."""
     rng = np.random.default_rng(seed)
@@ -146,7 +134,7 @@ class ImageClassification(ImageTask[ImageConfig]):
         if c.dataset in ("mnist", "fashion_mnist"):
             load = images.load_mnist if c.dataset == "mnist" else images.load_fashion_mnist
             train, test = load("train"), load("test")
-            kept, dev = _stratified(train.labels, c.dev_fraction, c.split_seed)
+            kept, dev = vision.stratified_split(train.labels, c.dev_fraction, c.split_seed)
             files = images.MNIST_FILES if c.dataset == "mnist" else images.FASHION_MNIST_FILES
             name = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[c.dataset]
             return ({"train": train, "dev": train, "test": test},
@@ -160,8 +148,9 @@ class ImageClassification(ImageTask[ImageConfig]):
                     f"split_seed {c.split_seed})", [])
         if c.dataset == "digits":
             digits = images.load_digits()
-            rest, test = _stratified(digits.labels, 0.2, c.split_seed)
-            kept, dev = _stratified(digits.labels[rest], c.dev_fraction or 0.1, c.split_seed)
+            rest, test = vision.stratified_split(digits.labels, 0.2, c.split_seed)
+            kept, dev = vision.stratified_split(digits.labels[rest], c.dev_fraction or 0.1,
+                                                c.split_seed)
             return ({"train": digits, "dev": digits, "test": digits},
                     {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev],
                      "test": test}, "scikit-learn digits (8x8, 1,797 images)", [])
@@ -203,16 +192,6 @@ class ImageClassification(ImageTask[ImageConfig]):
                                size=size, mean=mean, std=std, skipped=skipped, files=files,
                                name=name)
         return self._data
-
-    def _workers(self, data: ImageData, *, training: bool = True) -> int:
-        """Loader processes. In memory, one worker augments the next batch while the model
-        trains (Fashion-MNIST on 2 cores: 911 images/s against 794 without); files want
-        more for decoding. Evaluation of in-memory images has nothing to hand off."""
-        if self.cfg.workers >= 0:
-            return self.cfg.workers
-        if getattr(data.train.images, "arrays", None) is not None:
-            return 1 if training else 0
-        return min(4, max(2, (os.cpu_count() or 2) - 1))
 
     def batches(self, data: ImageData, model: nn.Module) -> LoaderSource:
         tf = vision.train_transform(self.cfg.augment, data.size, padding=self.cfg.crop_padding)

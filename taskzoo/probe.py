@@ -6,7 +6,7 @@ reference is PCA with the same number of dimensions on the same pixels, the line
 autoencoder every nonlinear one must beat.
 
     >>> pca = pca_codes(train_pixels, test_pixels, 32)           # doctest: +SKIP
-    >>> linear_probe(pca.train, y_train, pca.test, y_test)        # doctest: +SKIP
+    >>> fit_probe(pca.train, y_train).score(pca.test, y_test)     # doctest: +SKIP
     0.8153
 """
 
@@ -47,12 +47,6 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, *, max_iter: int = 1000)
 
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter)).fit(
         train_x, train_y)
-
-
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                 test_y: np.ndarray, *, max_iter: int = 1000) -> float:
-    """Test accuracy of `fit_probe` trained on (train_x, train_y)."""
-    return float(fit_probe(train_x, train_y, max_iter=max_iter).score(test_x, test_y))
 
 
 def codes_2d_png(codes: np.ndarray, labels: np.ndarray, classes: list[str], *,

@@ -47,7 +47,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def training_curves_png(records: Sequence[dict[str, Any]], *, title: str) -> bytes | None:
-    """Training loss (left) and each evaluation metric (right) against optimizer steps; None
+    """Training loss and each evaluation metric (a panel each) against optimizer steps; None
     when there is nothing to draw."""
     loss = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
     evals: dict[str, list[tuple[int, float]]] = {}
@@ -59,8 +59,14 @@ def training_curves_png(records: Sequence[dict[str, Any]], *, title: str) -> byt
                 evals.setdefault(key, []).append((r["step"], float(value)))
     if not loss and not evals:
         return None
-    fig = new_figure(10, 3.8)
-    ax_loss, ax_eval = fig.subplots(1, 2)
+    # at most 6 metrics, the most informative first: accuracy-like, then the rest; each on
+    # its own axes, as scales differ (PSNR ~20 dB beside an MSE of 0.007 would be a flat line)
+    keys = sorted(evals, key=lambda k: (not any(w in k for w in ("acc", "return", "f1")), k))[:6]
+    cols = min(1 + len(keys), 4)
+    rows = math.ceil((1 + len(keys)) / cols)
+    fig = new_figure(3.3 * cols, 3.2 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    ax_loss = axes[0]
     if loss:
         steps, values = zip(*loss)
         ax_loss.plot(steps, values, color="tab:blue", lw=1.2)
@@ -68,15 +74,13 @@ def training_curves_png(records: Sequence[dict[str, Any]], *, title: str) -> byt
             ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="train/loss", title="training loss")
     ax_loss.grid(alpha=0.3)
-    # at most 6 metrics, the most informative first: accuracy-like, then the rest
-    keys = sorted(evals, key=lambda k: (not any(w in k for w in ("acc", "return", "f1")), k))[:6]
-    for key in keys:
+    for ax, key in zip(axes[1:], keys):
         xs, ys = zip(*evals[key])
-        ax_eval.plot(xs, ys, "o-", ms=3, lw=1.2, label=key)
-    ax_eval.set(xlabel="step", title="evaluations")
-    ax_eval.grid(alpha=0.3)
-    if keys:
-        ax_eval.legend(fontsize=7, loc="best")
+        ax.plot(xs, ys, "o-", ms=3, lw=1.2, color="tab:orange")
+        ax.set(xlabel="step", title=key)
+        ax.grid(alpha=0.3)
+    for ax in axes[1 + len(keys):]:
+        ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return png_bytes(fig)

@@ -386,22 +386,23 @@ def zip_with(name: str, data: bytes = b"x", mode: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+# each builder takes tmp_path: the absolute-path member points into it, not at the machine
 UNSAFE = {
-    "absolute path (tar)": ("tar.gz", lambda: make_tar(TREE, extra=[
-        tar_entry("/tmp/evil", tarfile.REGTYPE, 3)]), "absolute path"),
-    "absolute path (zip)": ("zip", lambda: zip_with("/ds/evil"), "absolute path"),
-    "dotdot (zip)": ("zip", lambda: zip_with("ds/../../evil"), r"outside the folder \('\.\.'\)"),
-    "dotdot (tar)": ("tar.gz", lambda: make_tar(TREE, extra=[
+    "absolute path (tar)": ("tar.gz", lambda t: make_tar(TREE, extra=[
+        tar_entry(str(t / "abs_evil"), tarfile.REGTYPE, 3)]), "absolute path"),
+    "absolute path (zip)": ("zip", lambda t: zip_with("/ds/evil"), "absolute path"),
+    "dotdot (zip)": ("zip", lambda t: zip_with("ds/../../evil"), r"outside the folder \('\.\.'\)"),
+    "dotdot (tar)": ("tar.gz", lambda t: make_tar(TREE, extra=[
         tar_entry("ds/../evil", tarfile.REGTYPE, 3)]), r"'\.\.'"),
-    "symlink out (tar)": ("tar.gz", lambda: make_tar(TREE, extra=[
+    "symlink out (tar)": ("tar.gz", lambda t: make_tar(TREE, extra=[
         tar_entry("ds/link", tarfile.SYMTYPE, link="../../../outside")]), "symbolic link"),
-    "hardlink (tar)": ("tar.gz", lambda: make_tar(TREE, extra=[
-        tar_entry("ds/hard", tarfile.LNKTYPE, link="/etc/passwd")]), "hard link"),
-    "symlink (zip)": ("zip", lambda: zip_with("ds/link", b"../../outside", 0o120777),
+    "hardlink (tar)": ("tar.gz", lambda t: make_tar(TREE, extra=[
+        tar_entry("ds/hard", tarfile.LNKTYPE, link=str(t / "outside"))]), "hard link"),
+    "symlink (zip)": ("zip", lambda t: zip_with("ds/link", b"../../outside", 0o120777),
                       "symbolic link"),
-    "device (tar)": ("tar.gz", lambda: make_tar(TREE, extra=[
+    "device (tar)": ("tar.gz", lambda t: make_tar(TREE, extra=[
         tar_entry("ds/dev", tarfile.CHRTYPE)]), "device"),
-    "too many bytes (zip)": ("zip", lambda: make_zip({**TREE, "a/2.bin": b"\0" * (8 << 20)}),
+    "too many bytes (zip)": ("zip", lambda t: make_zip({**TREE, "a/2.bin": b"\0" * (8 << 20)}),
                              r"'ds/a/2\.bin' is larger than its pinned 3000 bytes"),
 }
 
@@ -409,7 +410,7 @@ UNSAFE = {
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 def test_unsafe_archives_refused(monkeypatch, tmp_path, case):
     kind, build, why = UNSAFE[case]
-    write_tree(tmp_path / "m" / "grp", {f"ds.{kind}": build()})
+    write_tree(tmp_path / "m" / "grp", {f"ds.{kind}": build(tmp_path)})
     monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "m"))
     folder = folder_of(TREE, RemoteArchive(f"ds.{kind}", root="ds"))
     with pytest.raises(IntegrityError, match=why) as e:
@@ -417,7 +418,7 @@ def test_unsafe_archives_refused(monkeypatch, tmp_path, case):
     if "too many" not in case:
         assert "unsafe archive, refused" in str(e.value)
     assert not cached_folder(folder).exists() and not leftovers(folder)
-    assert not (tmp_path / "outside").exists() and not Path("/tmp/evil").exists()
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "abs_evil").exists()
     assert not list((tmp_path / "home").rglob("evil"))
 
 

@@ -65,6 +65,25 @@ def to_tensor(image: Any, channels: int, size: tuple[int, int] | None) -> torch.
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
 
 
+def stratified_split(labels: np.ndarray, fraction: float,
+                     seed: int) -> tuple[list[int], list[int]]:
+    """Indices (kept, held out): `fraction` of each class held out, seeded."""
+    if fraction <= 0:
+        return list(range(len(labels))), []
+    from sklearn.model_selection import train_test_split
+
+    kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, random_state=seed,
+                                  stratify=labels)
+    return sorted(kept.tolist()), sorted(held.tolist())
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (kept, held out) of n unlabelled items, `fraction` held out, seeded."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, round(n * fraction)) if n > 2 else 0
+    return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+
 def open_input(item: Any, index: int) -> Any:
     """A predictor's input as an image: a path is read (`read_image`'s conversions), other
     inputs pass through for `to_tensor`. InputError naming the input's position."""
