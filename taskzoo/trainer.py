@@ -3,194 +3,52 @@
 It iterates a BatchSource (not a DataLoader) and owns optimisation, precision, evaluation,
 early stopping, checkpoints with exact resume, progress and metrics.jsonl. It never branches
 on what task it trains: a task that needs something new gets a hook.
+
+Its parts live beside it: the shared types in taskzoo.train_types, the optimizer and schedule
+in taskzoo.optim, the log in taskzoo.train_log and the checkpoint files in taskzoo.checkpoints.
+The names those modules held here before are re-exported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from taskzoo import runtime as rt
+from taskzoo.checkpoints import (
+    CKPT_FORMAT,
+    load_weights,
+    read_checkpoint,
+    rng_from_tensors,
+    rng_to_tensors,
+    save_weights,
+    write_checkpoint,
+)
 from taskzoo.config import TrainConfig
 from taskzoo.errors import CheckpointError, ConfigError, DataError, DivergenceError
-from taskzoo.files import atomic_path
+from taskzoo.optim import build_ema, build_optimizer, lr_lambda, param_groups
+from taskzoo.train_log import TrainLog, truncate_log
+from taskzoo.train_types import (
+    BatchSource,
+    Callback,
+    FitResult,
+    SourceBase,
+    StepOutput,
+    TrainState,
+    check_source,
+)
 
-CKPT_FORMAT = 2  # 2: world size and per-process RNG/source states; 1 is still read
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved in last.ckpt and restored on resume."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # epochs started (an RL source's "epoch" is one rollout)
-    batch_in_epoch: int = 0  # batches consumed in the current epoch
-    samples: int = 0  # examples (or env transitions) trained on
-    total_steps: int = 0  # the step budget
-    best: float | None = None  # best monitored value so far
-    best_step: int = -1  # step at which `best` was reached
-    bad_evals: int = 0  # evaluations since the last improvement
-    stopped_early: bool = False
-    train_time: float = 0.0  # seconds spent in training steps (evaluation excluded)
-
-
-@dataclass
-class StepOutput:
-    """What a task's `step` returns: the loss to minimise, scalar logs and the batch size."""
-
-    loss: torch.Tensor
-    logs: dict[str, torch.Tensor | float] = field(default_factory=dict)
-    size: int = 0
-
-
-@runtime_checkable
-class BatchSource(Protocol):
-    """What the Trainer iterates. Subclass `SourceBase`, which supplies the defaults.
-
-    - `setup(model, runtime)` runs once the model sits on its device, before a checkpoint
-      is restored (RL: the target network is copied from the placed model here);
-    - `batches(state)` yields the batches of the current epoch starting at
-      `state.batch_in_epoch` (so a resumed run continues mid-epoch in the same order);
-    - `after_update(state)` runs after each optimizer step (RL: sync target nets);
-    - `eval_due(state)` is asked after each step when `schedules_evaluation` is True
-      (RL: every N environment steps); otherwise the Trainer evaluates every `eval_every`
-      steps or at the end of each epoch;
-    - `metrics()` returns source-side figures (RL: episode returns);
-    - `state_dict()` / `load_state_dict()` hold what a checkpoint must restore.
-    """
-
-    steps_per_epoch: int  # optimizer steps in one epoch; at least 1
-    total_steps: int  # the source's own budget of optimizer steps; 0 = epochs decide
-    schedules_evaluation: bool  # True: eval_due(state) decides when to evaluate
-
-    def setup(self, model: nn.Module, runtime: rt.Runtime) -> None: ...
-
-    def batches(self, state: TrainState) -> Iterator[Any]: ...
-
-    def after_update(self, state: TrainState) -> None: ...
-
-    def eval_due(self, state: TrainState) -> bool: ...
-
-    def metrics(self) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class SourceBase:
-    """Defaults of the BatchSource protocol: a subclass sets `steps_per_epoch` and
-    implements `batches`; everything else is optional."""
-
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    schedules_evaluation: bool = False
-
-    def setup(self, model: nn.Module, runtime: rt.Runtime) -> None:
-        return None
-
-    def batches(self, state: TrainState) -> Iterator[Any]:
-        raise NotImplementedError
-
-    def after_update(self, state: TrainState) -> None:
-        return None
-
-    def eval_due(self, state: TrainState) -> bool:
-        return False
-
-    def metrics(self) -> dict[str, float]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
-
-
-class Callback:
-    """Hooks into the loop; override what you need."""
-
-    def on_step_end(self, trainer: Trainer, state: TrainState) -> None: ...
-
-    def on_eval_end(self, trainer: Trainer, state: TrainState, metrics: dict[str, float]) -> None: ...
-
-
-@dataclass
-class FitResult:
-    state: TrainState
-    best_metrics: dict[str, float]  # evaluation at the best step (or the last one)
-    history: list[dict[str, Any]]  # every evaluation record
-    steps_per_sec: float
-    samples_per_sec: float
-
-
-def _check_source(source: Any) -> None:
-    """A TypeError naming what a source lacks, instead of an AttributeError mid-run."""
-    if not isinstance(source, BatchSource):
-        missing = [m for m in ("steps_per_epoch", "total_steps", "schedules_evaluation", "setup",
-                               "batches", "after_update", "eval_due", "metrics", "state_dict",
-                               "load_state_dict") if not hasattr(source, m)]
-        raise TypeError(f"{type(source).__name__} is not a BatchSource: it lacks "
-                        f"{', '.join(missing)} (subclass taskzoo.trainer.SourceBase for defaults)")
-
-
-def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
-    """The trainable parameters in optimizer groups: with `decay_1d=False`, biases and norm
-    weights (every 1-D tensor) get no weight decay, as in most vision recipes (decaying a
-    BatchNorm scale only fights the norm); everything else gets `weight_decay`."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.decay_1d or not cfg.weight_decay:
-        return [{"params": params, "weight_decay": cfg.weight_decay}]
-    matrices = [p for p in params if p.ndim > 1]
-    vectors = [p for p in params if p.ndim <= 1]
-    return [g for g in ({"params": matrices, "weight_decay": cfg.weight_decay},
-                        {"params": vectors, "weight_decay": 0.0}) if g["params"]]
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    if cfg.optimizer not in kinds:
-        raise ConfigError(f"optimizer={cfg.optimizer!r}: expected adamw, adam or sgd")
-    groups = param_groups(cfg, model)
-    kwargs: dict[str, Any] = {"lr": cfg.lr}
-    if cfg.optimizer == "sgd":
-        kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    try:
-        # One fused kernel per step instead of a loop over tensors: on CPU, AdamW over a
-        # 2M-parameter tagger took 24 ms a step unfused and 4 ms fused.
-        return kinds[cfg.optimizer](groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused kernel
-        return kinds[cfg.optimizer](groups, **kwargs)
-
-
-def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    warm = max(0, cfg.warmup_steps)
-    decay = max(1, total_steps - warm)
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / decay)
-        if cfg.schedule == "linear":
-            return 1.0 - progress
-        if cfg.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
+__all__ = [
+    "CKPT_FORMAT", "BatchSource", "Callback", "FitResult", "SourceBase", "StepOutput",
+    "TrainState", "Trainer", "build_optimizer", "lr_lambda", "param_groups",
+]
 
 
 class Trainer:
@@ -235,7 +93,7 @@ class Trainer:
         *,
         resume: bool = False,
     ) -> FitResult:
-        _check_source(source)
+        check_source(source)
         with self.runtime.activate():
             return self._fit(step, model, source, evaluate, Path(run_dir), resume)
 
@@ -251,7 +109,7 @@ class Trainer:
         self.model = model
         source.setup(runtime.unwrap(model), runtime)
         self.optimizer = build_optimizer(cfg, model)
-        self.ema = _ema(runtime.unwrap(model), cfg.ema)
+        self.ema = build_ema(runtime.unwrap(model), cfg.ema)
         # optimizer steps per epoch: an epoch's last group may hold fewer than `acc` batches
         steps_per_epoch = -(-per_epoch // acc)
         # An RL source knows its budget (environment steps turned into batches).
@@ -262,7 +120,7 @@ class Trainer:
         best_metrics: dict[str, float] = {}
         self._ckpt_step: int | None = None
         self.run_dir = run_dir
-        self._log = _TrainLog(None, runtime.device)
+        self._log = TrainLog(None, runtime.device)
         if resume and (run_dir / "last.ckpt").exists():
             state, best_metrics = self._load_checkpoint(run_dir / "last.ckpt", source)
             self._ckpt_step = state.step
@@ -472,15 +330,11 @@ class Trainer:
         if not self.runtime.is_main:
             return
         model = self._evaluated_model()
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "pt"})
+        save_weights(model, path)
 
     def _load_best(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
         model = self.runtime.unwrap(self.model)
-        model.load_state_dict(load_file(str(path), device=str(self.runtime.device)))
+        model.load_state_dict(load_weights(path, self.runtime.device))
         if self.ema is not None:  # keep the average in step with what is delivered
             self.ema.module.load_state_dict(model.state_dict())
 
@@ -491,7 +345,7 @@ class Trainer:
         self._last_save = time.monotonic()
         # Every process's random streams and source (its envs, its replay buffer): under DDP
         # rank r resumes with its own, so the processes stay as different as they were.
-        ranks = self.runtime.gather({"rng": _rng_to_tensors(rt.rng_state()),
+        ranks = self.runtime.gather({"rng": rng_to_tensors(rt.rng_state()),
                                      "source": source.state_dict()})
         if not self.runtime.is_main:
             return
@@ -511,26 +365,11 @@ class Trainer:
             # train/ sums since the last metrics.jsonl record: a resumed log stays identical
             "log": self._log.state_dict(),
         }
-        with atomic_path(path) as tmp:
-            torch.save(ckpt, tmp)
+        write_checkpoint(path, ckpt)
         self._ckpt_step = state.step
 
     def _load_checkpoint(self, path: Path, source) -> tuple[TrainState, dict[str, float]]:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt or foreign file: say so instead of a torch traceback
-            raise CheckpointError(f"Cannot read checkpoint {path}: {exc}") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CKPT_FORMAT):
-            raise CheckpointError(f"{path} is not a taskzoo checkpoint (format {CKPT_FORMAT})")
-        if ckpt["format"] == 1:  # one process; rng and source at the top level
-            ckpt["ranks"] = [{"rng": ckpt["rng"], "source": ckpt.get("source") or {}}]
-        world, now = int(ckpt.get("world_size", 1)), self.runtime.world_size
-        if world != now:
-            # each process's share of every epoch and its random streams depend on the count
-            raise CheckpointError(
-                f"{path} was written by a run of {world} process(es), this one has {now}: resume "
-                f"it with {world} (" + ("no torchrun" if world == 1 else
-                                        f"torchrun --nproc_per_node {world} ...") + ")")
+        ckpt = read_checkpoint(path, self.runtime.world_size)
         model = self.runtime.unwrap(self.model)
         model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -546,144 +385,11 @@ class Trainer:
         mine = ckpt["ranks"][self.runtime.rank]
         if mine.get("source"):
             source.load_state_dict(mine["source"])
-        rt.set_rng_state(_rng_from_tensors(mine["rng"]))
+        rt.set_rng_state(rng_from_tensors(mine["rng"]))
         self.history = list(ckpt.get("history", []))
         return TrainState(**ckpt["state"]), dict(ckpt.get("best_metrics", {}))
 
     @staticmethod
     def _truncate_log(path: Path, step: int) -> None:
         """Drop records written after the checkpoint so the resumed log equals an unbroken one."""
-        if not path.exists():
-            return
-        keep = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                break  # a line cut by the kill
-        path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-
-
-class _TrainLog:
-    """Running sums of the step logs, turned into one metrics.jsonl record every log_every steps.
-
-    Sums stay on the device so logging costs no host sync per step."""
-
-    def __init__(self, log_file: Any, device: torch.device) -> None:
-        self.file = log_file
-        self.loss = torch.zeros((), device=device)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.keys: tuple[str, ...] = ()
-        self.acc: torch.Tensor | None = None  # [loss, *logs] summed since the last fold
-        self.rows: list[tuple[int, torch.Tensor]] = []  # (step, row) of each batch since the flush
-        self.n = 0
-
-    def add(self, out: StepOutput, step: int) -> None:
-        keys = tuple(out.logs)
-        if keys != self.keys:
-            self._fold()  # a step with other log keys: keep what was summed so far
-            self.keys = keys
-        # one stacked add instead of one per value: on CPU each tiny op costs ~8 us, which
-        # is a fifth of an RL agent's whole optimizer step
-        vals = [out.loss.detach().float().reshape(())]
-        for v in out.logs.values():
-            vals.append(v.detach().float().reshape(()) if isinstance(v, torch.Tensor)
-                        else torch.tensor(float(v)))
-        row = torch.stack([v.to(self.loss.device) for v in vals])
-        self.acc = row if self.acc is None else self.acc + row
-        self.rows.append((step, row))
-        self.n += 1
-
-    def first_nonfinite(self, state: TrainState) -> tuple[int, float] | None:
-        """(step, loss) of the first NaN or infinite loss since the last flush, else None.
-
-        A NaN or inf poisons the running sum, so one check of it suffices while all is well;
-        the rows are searched only when it is not finite."""
-        if not self.rows:
-            return None
-        total = self.loss + (self.acc[0] if self.acc is not None else 0.0)
-        if bool(torch.isfinite(total)):
-            return None
-        losses = torch.stack([r[0] for _, r in self.rows])
-        bad = torch.nonzero(~torch.isfinite(losses))
-        first = int(bad[0, 0]) if len(bad) else len(losses) - 1  # finite ones summing to inf
-        return self.rows[first][0], float(losses[first])
-
-    def state_dict(self) -> dict[str, Any]:
-        """The sums since the last record, exactly (a resumed run adds to the same floats)."""
-        return {"loss": self.loss.detach().cpu(), "n": self.n, "keys": list(self.keys),
-                "acc": None if self.acc is None else self.acc.detach().cpu(),
-                "sums": {k: v.detach().cpu() for k, v in self.sums.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        dev = self.loss.device
-        self.loss = state["loss"].to(dev)
-        self.n, self.keys = int(state["n"]), tuple(state["keys"])
-        self.acc = None if state["acc"] is None else state["acc"].to(dev)
-        self.sums = {k: v.to(dev) for k, v in state["sums"].items()}
-        self.rows = []
-
-    def _fold(self) -> None:
-        if self.acc is not None:
-            self.loss += self.acc[0]
-            for k, v in zip(self.keys, self.acc[1:]):
-                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.acc = None
-
-    def flush(self, state: TrainState) -> dict[str, Any] | None:
-        if self.n == 0:
-            return None
-        self._fold()
-        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch,
-                                  "train/loss": float(self.loss) / self.n}
-        record.update({f"train/{k}": float(v) / self.n for k, v in self.sums.items()})
-        self.loss.zero_()
-        self.sums.clear()
-        self.rows.clear()
-        self.n = 0
-        return record
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file is None:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-
-
-def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
-    """An exponential moving average of the weights (and of BatchNorm's running statistics),
-    updated after every optimizer step; None when decay is 0."""
-    if not decay:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-def _rng_to_tensors(state: dict[str, Any]) -> dict[str, Any]:
-    # weights_only loading accepts tensors and plain containers, not numpy arrays.
-    version, internal, gauss = state["python"]
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    out = {
-        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                  float(cached)],
-        "torch": state["torch"],
-    }
-    if "cuda" in state:
-        out["cuda"] = state["cuda"]
-    return out
-
-
-def _rng_from_tensors(state: dict[str, Any]) -> dict[str, Any]:
-    version, internal, gauss = state["python"]
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    out = {
-        "python": (version, tuple(int(x) for x in internal.tolist()), gauss),
-        "numpy": (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached),
-        "torch": state["torch"],
-    }
-    if "cuda" in state:
-        out["cuda"] = state["cuda"]
-    return out
+        truncate_log(path, step)
