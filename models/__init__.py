@@ -15,7 +15,8 @@ from taskzoo.registry import Registry
 MODELS: Registry[Any] = Registry("model")
 
 # Families register themselves on import; list them here so every name is known up front.
-_FAMILIES = ("rnn", "textcnn", "tagger", "policy", "cnn", "autoencoder")
+_FAMILIES = ("rnn", "textcnn", "tagger", "policy", "cnn", "autoencoder", "fastestdet", "csp",
+             "yolo")
 
 
 def _load_all() -> None:

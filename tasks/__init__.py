@@ -10,7 +10,8 @@ from taskzoo.registry import Registry
 TASKS: Registry[Any] = Registry("task")
 
 # Every task module, imported on first lookup so `import taskzoo` stays light.
-_MODULES = ("sentiment", "pos", "control", "tabular", "image_classification", "autoencoder")
+_MODULES = ("sentiment", "pos", "control", "tabular", "image_classification", "autoencoder",
+            "detection")
 
 
 def _load_all() -> None:

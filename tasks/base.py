@@ -61,11 +61,25 @@ class Predictor:
     """
 
     input_noun: ClassVar[str] = "input"  # what the error messages call one input
+    call_options: ClassVar[tuple[str, ...]] = ()  # keyword options of a call (conf=, top_k=)
 
     def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
         self.model = model.eval()
         self.runtime = runtime
         self.batch_size = batch_size
+
+    def configure(self, **options: Any) -> Predictor:
+        """Set defaults of the call options (`taskzoo.load(task, conf=0.5)`); a task with
+        options overrides it. An option this predictor does not take is an InputError."""
+        if options:
+            raise InputError(f"unknown option(s) {', '.join(sorted(options))}: this predictor "
+                             f"takes {', '.join(self.call_options) or 'none'}")
+        return self
+
+    def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
+        """`taskzoo predict`'s hook for inputs processed as streams rather than examples (a
+        video): None when `inputs` are ordinary; else one summary (with `format()`) each."""
+        return None
 
     # -- what a task defines
     def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:

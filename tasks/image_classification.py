@@ -327,6 +327,7 @@ class ImagePredictor(Predictor):
     """
 
     input_noun = "image"  # what the error messages call one input
+    call_options = ("top_k",)
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], channels: int,
                  size: tuple[int, int], mean: list[float], std: list[float],

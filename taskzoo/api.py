@@ -47,7 +47,7 @@ def make_config(task_cls: Any, overrides: dict[str, Any]) -> Any:
     if key in overrides:
         cfg = cfgmod.apply_overrides(cfg, {key: overrides[key]})
     preset = task_cls.presets.get(getattr(cfg, key, None), {})
-    if overrides.get("init"):  # fine-tuning: the starting weights fix the architecture
+    if cfgmod.init_spec(overrides.get("init")):  # fine-tuning: the weights fix the architecture
         from taskzoo.weights import init_overrides
 
         preset = {**preset, **init_overrides(task_cls, str(overrides["init"]))}
@@ -147,7 +147,7 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     task_obj = task_cls(cfg, runtime)
-    init = getattr(cfg, "init", "")
+    init = cfgmod.init_spec(getattr(cfg, "init", ""))
     if init:  # the data is encoded with the starting weights' vocabulary and labels
         from taskzoo.weights import init_tensors, load_into
 
@@ -221,7 +221,7 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
                      model=model, predictor=task_obj.predictor(model, data))
 
 
-def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
+def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", **options: Any) -> Any:
     """The predictor of a finished run directory (config.json, data.json, best.safetensors).
 
     >>> clf = taskzoo.load_run("runs/demo")        # doctest: +SKIP
@@ -253,7 +253,7 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> Any:
         model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     except Exception as exc:  # a foreign or damaged weights file
         raise CheckpointError(f"{run_dir / 'best.safetensors'} does not fit this model: {exc}") from None
-    return task_obj.predictor(runtime.place(model).eval(), data)
+    return task_obj.predictor(runtime.place(model).eval(), data).configure(**options)
 
 
 def list_tasks() -> list[str]:

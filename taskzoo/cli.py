@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=0, metavar="K",
                     help="image tasks: also the K most likely labels")
     pr.add_argument("--save", metavar="DIR",
-                    help="tasks that output images (autoencoder): write them into DIR as PNG")
+                    help="tasks that output images (autoencoder, detection): write them into "
+                         "DIR as PNG; a video (detection): the annotated OUT.mp4, OUT.jsonl beside")
+    pr.add_argument("--conf", type=float, metavar="C", help="detection: score threshold")
+    pr.add_argument("--iou", type=float, metavar="T", help="detection: NMS IoU threshold")
 
     pl = sub.add_parser("play", help="watch a trained RL agent (and record it)",
                         description="Play greedy episodes of a finished RL run; optionally "
@@ -204,10 +207,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else inputs.append(item)
     predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
                  load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
+    options = {k: v for k, v in (("top_k", args.top_k or None), ("conf", args.conf),
+                                 ("iou", args.iou)) if v is not None}
+    unknown = sorted(set(options) - set(predictor.call_options))
+    if unknown:
+        raise UsageError(f"--{unknown[0].replace('_', '-')} is not an option of {args.task}'s "
+                         f"predictor (it takes: {', '.join(predictor.call_options) or 'none'})")
+    streamed = predictor.stream_cli(inputs, args.save, **options)
+    if streamed is not None:  # videos: each is tracked and written, then summarised
+        for text, summary in zip(inputs, streamed):
+            print(json.dumps({"input": text, **summary.to_json()}) if args.json
+                  else f"{text}\t{summary.format()}")
+        return 0
     # each task reads the command line's strings its own way: text as is, vectors as JSON,
     # images as paths, globs and folders (which may expand to more inputs than were typed)
     parsed = predictor.parse_cli(inputs)
-    options = {"top_k": args.top_k} if args.top_k else {}
     outputs = predictor(parsed, **options)
     names = inputs if len(parsed) == len(inputs) else [str(p) for p in parsed]
     saved = _save_outputs(predictor, names, outputs, Path(args.save)) if args.save else {}

@@ -111,13 +111,23 @@ class TrainConfig(RunConfig):
     save_every: NonNegativeInt = 0  # also write last.ckpt every N optimizer steps; 0 = at evaluations
     save_minutes: NonNegativeFloat = 0.0  # also write last.ckpt every M minutes; 0 = off
     log_every: PositiveInt = 50  # steps between train/loss records in metrics.jsonl
-    init: str = ""  # start from weights: a released name (bilstm.sst2) or a .safetensors + card
+    init: str = ""  # start from weights: a released name (bilstm.sst2), a .safetensors + card; none = fresh
 
     def validate(self) -> None:
         super().validate()
         if self.epochs < 0 or (self.epochs == 0 and self.max_steps == 0):
             raise ConfigError(f"epochs={self.epochs}: expected >= 1 (or max_steps > 0, which "
                               "then decides the length of training)")
+
+
+def init_spec(value: Any) -> str:
+    """`init=`'s weights, or "" for none ("" or "none": a preset's starting weights declined).
+
+    >>> init_spec("none"), init_spec("bilstm.sst2")
+    ('', 'bilstm.sst2')
+    """
+    text = str(value or "").strip()
+    return "" if text.lower() == "none" else text
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -258,7 +258,7 @@ def load_into(model: Any, tensors: dict[str, Any], *, source: str,
 
 
 def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: str | None = None,
-         device: str = "auto") -> Any:
+         device: str = "auto", **options: Any) -> Any:
     """A ready predictor from released weights, a local file or an https URL.
 
     `name` is a task (its default weights) or a weights name. `weights` overrides the file:
@@ -267,10 +267,12 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
 
     >>> clf = taskzoo.load("sentiment")                                     # doctest: +SKIP
     >>> clf = taskzoo.load("sentiment", weights="exports/bilstm.sst2.safetensors")  # doctest: +SKIP
+    >>> det = taskzoo.load("detection", conf=0.5, iou=0.6)  # call options' defaults  # doctest: +SKIP
     """
     if weights is None:
         card = resolve(name)
-        return build_predictor(card, read_weights(weights_file(card)), device=device)
+        return build_predictor(card, read_weights(weights_file(card)),
+                               device=device).configure(**options)
     spec = str(weights)
     if _NAME_RE.match(spec) and spec in _released():
         card = _released()[spec]
@@ -284,7 +286,7 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
         card = read_card(_card_path(path))
         _check_local(path, card, sha256)
     _check_task(name, card)
-    return build_predictor(card, read_weights(path), device=device)
+    return build_predictor(card, read_weights(path), device=device).configure(**options)
 
 
 def _check_local(path: Path, card: WeightCard, sha256: str | None = None) -> None:

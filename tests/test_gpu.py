@@ -110,3 +110,16 @@ def test_autoencoder_modes_train_on_cuda_in_bf16(tmp_path, mode):
     else:
         assert -177 < m["test/elbo"] < 0  # better than a coin per pixel (256 ln 2 nats)
         assert len(result.predictor.sample(4)) == 4
+
+
+@pytest.mark.parametrize("model", ["fastestdet", "yolo_tiny"])
+def test_detection_trains_on_cuda_in_bf16(tmp_path, model):
+    assert torch.cuda.is_available(), "gpu tests need CUDA"
+    result = taskzoo.run("detection", dataset="shapes", model=model, epochs=4, device="cuda",
+                         precision="bf16-mixed", out=tmp_path / model, progress=False)
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert all(v == v for v in result.metrics.values())  # no NaN from bf16 boxes
+    import numpy as np
+
+    out = result.predictor(np.zeros((96, 128, 3), np.uint8), conf=0.0, max_det=3)
+    assert len(out["boxes"]) <= 3 and all(0 <= b[2] <= 128 for b in out["boxes"])
