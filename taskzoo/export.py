@@ -98,7 +98,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     load_into(model, read_weights(weights_path), source=str(weights_path))  # what users get
 
     if evaluate:
-        data = task_obj.build_data()
+        data = task_obj.build_data(state)  # the run's labels (a fine-tune keeps its init's)
         if json.loads(json.dumps(task_obj.data_state(data))) != state:
             raise CheckpointError(f"the data now differs from {run_dir / 'data.json'} (another "
                                   "vocabulary or label set); cannot measure these weights on it")

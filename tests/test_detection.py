@@ -38,7 +38,9 @@ def test_released_fastestdet_coco_is_the_published_weights_value_for_value(mirro
     for k, v in theirs.items():
         assert torch.equal(ours[k], v.to(ours[k].dtype)), k
     # strictly into the architecture, and the upstream backbone file into its trunk
-    net = taskzoo.models.build("fastestdet", num_classes=80)
+    from taskzoo.models import build
+
+    net = build("fastestdet", num_classes=80)
     net.load_state_dict(theirs, strict=True)
     net.backbone.load_state_dict(pretrained.shufflenetv2_state(), strict=True)
 
@@ -124,11 +126,18 @@ def _write_yolo_folder(root: Path) -> Path:
 
 
 def test_a_users_yolo_folder_trains_and_bad_labels_name_file_and_line(tmp_path):
+    from taskzoo.errors import InitWarning
+
     yaml_path = _write_yolo_folder(tmp_path / "set")
-    result = taskzoo.run("detection", data=str(yaml_path), model="fastestdet", image_size=128,
-                         max_steps=2, out=tmp_path / "run", progress=False)
-    assert result.config.dataset == "folder" and result.config.init == ""
-    assert "dev/map" in result.metrics  # val is dev; no test split was given
+    # fine-tuned from the COCO weights: square, disc and bar are not COCO classes, so the
+    # class layer is new (and said so); the rest starts from COCO
+    with pytest.warns(InitWarning, match="cls_layers"):
+        result = taskzoo.run("detection", data=str(yaml_path), image_size=128, max_steps=2,
+                             out=tmp_path / "run", progress=False)
+    assert result.config.dataset == "folder" and result.config.init == "fastestdet.coco"
+    assert "dev/map" in result.metrics and "test/map" not in result.metrics  # val is dev
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["labels"] == \
+        ["square", "disc", "bar"]
     (tmp_path / "set" / "labels" / "train" / "3.txt").write_text("7 0.5 0.5 0.2 0.2\n")
     from taskzoo.errors import DataError
 
