@@ -234,7 +234,7 @@ class Detection(ImageTask[DetectionConfig]):
     def build_model(self, data: DetectionData) -> nn.Module:
         c = self.cfg
         model = build(c.model, num_classes=len(data.labels))
-        if c.pretrained_backbone:
+        if c.pretrained_backbone and data.train is not None:  # not when rebuilt to predict
             from taskzoo.pretrained import shufflenetv2_state
 
             if not hasattr(model, "backbone") or c.model != "fastestdet":

@@ -14,6 +14,7 @@ table. Ratios are always taskzoo / peer; the `better` column says which way is g
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +37,7 @@ class Peer:
     full: tuple[str, ...]  # arguments of the measured run
     quick: tuple[str, ...]  # arguments of the smoke run (seconds, tiny data)
     takes_device: bool  # whether --device is passed on
+    requires: str = ""  # a module installed only for this comparison; skipped (said so) without it
 
 
 PEERS = (
@@ -49,6 +51,8 @@ PEERS = (
          ("--seeds", "0,1,2"), ("--quick", "--seeds", "0"), False),
     Peer("sentiment_vs_hf.py", "sentiment inference vs a DistilBERT-size Hugging Face model",
          (), ("--quick",), True),
+    Peer("detection_vs_ultralytics.py", "yolo_tiny vs Ultralytics YOLOv8n from scratch (PennFudan)",
+         ("--minutes", "15"), ("--quick",), True, requires="ultralytics"),
 )
 
 
@@ -95,6 +99,11 @@ def run_peers(*, quick: bool = False, device: str | None = None,
         for i, peer in enumerate(PEERS, 1):
             if progress:
                 print(f"[peer {i}/{len(PEERS)}] {peer.what} ...", file=sys.stderr, flush=True)
+            if peer.requires and importlib.util.find_spec(peer.requires) is None:
+                rows.append({"comparison": peer.what, "script": peer.script,
+                             "skipped": f"needs {peer.requires}, installed only for this "
+                                        f"comparison: pip install {peer.requires}"})
+                continue
             out = Path(tmp) / f"{i}.json"
             args = [*(peer.quick if quick else peer.full), "--json", str(out)]
             if device and peer.takes_device:
@@ -132,6 +141,11 @@ def format_peers(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
         lines.append("QUICK: tiny data, capped runs -- smoke figures, NOT benchmark results")
     lines.append(" ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(_COLS)))
     for r in rows:
+        if "skipped" in r:
+            lines.append(f"{r['comparison'][:60]:<38} skipped:")
+            lines.append(textwrap.fill(r["skipped"], width=99, initial_indent="    ",
+                                       subsequent_indent="    "))
+            continue
         if "error" in r:
             lines.append(f"{r['comparison'][:60]:<38} FAILED ({r['script']}):")
             lines.append(textwrap.fill(r["error"], width=99, initial_indent="    ",
@@ -156,7 +170,9 @@ def peers_markdown(rows: list[dict[str, Any]], *, quick: bool = False) -> str:
     out += ["| comparison | taskzoo | peer | unit | ratio | better | target |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        if "error" in r:
+        if "skipped" in r:
+            out.append(f"| {r['comparison']} | skipped: {r['skipped']} | | | | | |")
+        elif "error" in r:
             out.append(f"| {r['comparison']} | FAILED: {r['error']} | | | | | |")
         else:
             target = _target(r)

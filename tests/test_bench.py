@@ -98,9 +98,17 @@ def test_quick_peers_print_every_ratio_row(tmp_path, capsys, monkeypatch, shared
     out = capsys.readouterr().out
     assert "NOT benchmark results" in out and all(len(x) <= 100 for x in out.splitlines()[1:])
     peers = json.loads(out_json.read_text())["peers"]
+    # a peer installed only for its own comparison (Ultralytics) is skipped, saying so
+    skipped = [r for r in peers if "skipped" in r]
+    assert all("pip install" in r["skipped"] for r in skipped)
+    assert {r["script"] for r in skipped} <= {p.script for p in PEERS if p.requires}
+    for r in skipped:
+        assert any(line.startswith(r["comparison"][:38]) for line in out.splitlines())
+    peers = [r for r in peers if "skipped" not in r]
     assert [r["comparison"] for r in peers] == list(PEER_ROWS)
     assert {r["comparison"]: (r["unit"], r["better"], r["target"]) for r in peers} == PEER_ROWS
-    assert {r["script"] for r in peers} == {p.script for p in PEERS}
+    assert {r["script"] for r in peers} | {r["script"] for r in skipped} == \
+        {p.script for p in PEERS}
     lines = out.splitlines()
     for r in peers:
         assert r["taskzoo"] > 0 and r["peer"] > 0
@@ -139,7 +147,12 @@ def test_a_failed_peer_is_a_row_with_the_install_hint(tmp_path, monkeypatch, cap
     monkeypatch.setenv("TASKZOO_BENCHMARKS", str(tmp_path))
     assert main(["bench", "--peers", "--quick"]) == 1
     out = capsys.readouterr().out
-    assert out.count("FAILED") == len(PEERS) and '.[bench]' in out
+    # a peer whose library is absent is skipped before its script runs (said so)
+    import importlib.util
+
+    absent = [p for p in PEERS if p.requires and importlib.util.find_spec(p.requires) is None]
+    assert out.count("FAILED") == len(PEERS) - len(absent) and '.[bench]' in out
+    assert out.count("skipped:") == len(absent)
 
 
 def test_peer_row_ratio_and_target():

@@ -43,6 +43,19 @@ def test_released_fastestdet_coco_is_the_published_weights_value_for_value(mirro
     net = build("fastestdet", num_classes=80)
     net.load_state_dict(theirs, strict=True)
     net.backbone.load_state_dict(pretrained.shufflenetv2_state(), strict=True)
+    # pretrained_backbone=true: a fresh FastestDet on upstream's ShuffleNetV2 weights
+    from taskzoo.api import make_config
+    from taskzoo.tasks import get_task
+
+    task_cls = get_task("detection")
+    task = task_cls(make_config(task_cls, {"dataset": "shapes", "pretrained_backbone": True}))
+    model = task.build_model(task.build_data())
+    backbone = pretrained.shufflenetv2_state()
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in backbone.items())
+    with pytest.raises(ConfigError, match="model=fastestdet"):
+        task_cls(make_config(task_cls, {"dataset": "shapes", "model": "yolo_tiny",
+                                        "pretrained_backbone": True})).build_model(
+            task.build_data())
 
 
 def test_zero_shot_pennfudan_matches_the_original_code(mirror):
