@@ -14,11 +14,12 @@ POLICIES = ["mlp_actor_critic", "cnn_actor_critic", "mlp_qnet", "cnn_qnet", "q_t
 CNNS = ["cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small"]
 AUTOENCODERS = ["conv_ae", "vae", "unet_small"]  # tested in test_autoencoder_models.py
 DETECTORS = ["fastestdet", "yolo_tiny", "csp_darknet"]  # test_fastestdet.py, test_yolo.py
+CAPTIONERS = ["show_attend_tell"]  # test_captioner.py
 
 
 def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS) | \
-        set(AUTOENCODERS) | set(DETECTORS)
+        set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS)
 
 
 def _assert_every_parameter_gets_a_gradient(model):
