@@ -15,10 +15,10 @@ be a folder (`RemoteFolder`): a manifest of (path, sha256, size) per file, obtai
 mirror folder or from a zip/tar archive (`RemoteArchive`) extracted safely; `fetch_folder`
 returns the verified folder in the cache.
 
-The code lives in four modules, lowest first: `hub_base` (environment, HTTP transport),
-`hub_files` (single files: `fetch`, verification records, `verify_cache`), `hub_archives`
-(`RemoteArchive`, safe extraction) and `hub_folders` (`RemoteFolder`, manifests,
-`fetch_folder`). This module re-exports what callers use, so `from taskzoo.hub import X`
+The code lives in these modules, lowest first: `hub_base` (environment, HTTP transport),
+`hub_verify` (`sha256_file`, verification records), `hub_files` (single files: `fetch`,
+`verify_cache`), `hub_archives` (`RemoteArchive`, safe extraction), `hub_manifests`
+(manifests) and `hub_folders` (`RemoteFolder`, `fetch_folder`). This module re-exports what callers use, so `from taskzoo.hub import X`
 and `hub.X` work as they always did.
 """
 
@@ -29,13 +29,14 @@ from taskzoo import hub_archives as _archives
 from taskzoo import hub_base as _base
 from taskzoo import hub_files as _files
 from taskzoo import hub_folders as _folders
+from taskzoo import hub_manifests as _manifests
 from taskzoo.hub_archives import RemoteArchive
 from taskzoo.hub_base import cache_root, default_lock_timeout, is_offline, mirrors
-from taskzoo.hub_files import (ArchiveMember, RemoteFile, cached_path, fetch, sha256_file,
-                               verified_file)
-from taskzoo.hub_folders import (Manifest, RemoteFolder, build_manifest, cached_folder,
-                                 fetch_folder, format_manifest, parse_manifest, read_manifest,
-                                 write_manifest)
+from taskzoo.hub_files import ArchiveMember, RemoteFile, cached_path, fetch
+from taskzoo.hub_folders import RemoteFolder, cached_folder, fetch_folder
+from taskzoo.hub_manifests import (Manifest, build_manifest, format_manifest, parse_manifest,
+                                   read_manifest, write_manifest)
+from taskzoo.hub_verify import sha256_file, verified_file
 
 __all__ = ["ArchiveMember", "RemoteFile", "RemoteArchive", "RemoteFolder", "Manifest",
            "cache_root", "mirrors", "is_offline", "cached_path", "cached_folder", "fetch",
@@ -52,7 +53,7 @@ CHUNK = _base.CHUNK
 LOCK_TIMEOUT = _base.LOCK_TIMEOUT
 DEFAULT_MAX_BYTES = _folders.DEFAULT_MAX_BYTES
 DEFAULT_MAX_FILES = _folders.DEFAULT_MAX_FILES
-ManifestEntry = _folders.ManifestEntry
+ManifestEntry = _manifests.ManifestEntry
 DataError = _errors.DataError
 DownloadError = _errors.DownloadError
 IntegrityError = _errors.IntegrityError

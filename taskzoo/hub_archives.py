@@ -27,8 +27,8 @@ from typing import BinaryIO
 from taskzoo.errors import IntegrityError
 from taskzoo.hub_base import CHUNK, _Absent, _facade, _Permanent
 from taskzoo.hub_files import (RemoteFile, _adopt_sibling, _cached_ok, _drop_archive,
-                               _locked_source, _part, _remember, _signature, cached_path,
-                               verified_file)
+                               _locked_source, _part, cached_path)
+from taskzoo.hub_verify import _remember, _signature, verified_file
 
 _Want = dict[str, tuple[str, int]]  # path -> (sha256, size)
 
