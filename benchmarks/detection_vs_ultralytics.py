@@ -34,6 +34,9 @@ from taskzoo.peers import peer_row, write_report
 
 def yolo_folder(task: Any, data: Any, root: Path) -> Path:
     """The run's train/dev/test images as an Ultralytics dataset (PNG + YOLO txt + yaml)."""
+    from PIL import Image
+
+    to_data = {m: k for k, m in enumerate(data.label_map)}
     for split, examples in (("train", data.train), *data.splits.items()):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
@@ -41,10 +44,7 @@ def yolo_folder(task: Any, data: Any, root: Path) -> Path:
             image, target = examples[i]
             pic = image.permute(1, 2, 0).numpy()
             h, w = pic.shape[:2]
-            from PIL import Image
-
             Image.fromarray(pic).save(root / "images" / split / f"{i:04d}.png")
-            to_data = {m: k for k, m in enumerate(data.label_map)}
             lines = [f"{to_data[int(c)]} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} "
                      f"{(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}"
                      for b, c in zip(target["boxes"].tolist(), target["labels"].tolist())]

@@ -32,7 +32,7 @@ from taskzoo.errors import ConfigError, DataError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference
-from taskzoo.tasks.detection_predictor import DetectionPredictor
+from taskzoo.tasks.detection_predictor import DetectionPredictor, unwrap_detector
 from taskzoo.tasks.image_task import ImageTask
 from taskzoo.trainer import StepOutput
 
@@ -256,7 +256,7 @@ class Detection(ImageTask[DetectionConfig]):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         outputs = model(self._images(images))
-        loss, parts = _unwrap(model).loss(outputs, targets)
+        loss, parts = unwrap_detector(model).loss(outputs, targets)
         return StepOutput(loss, size=len(images), logs=parts)
 
     # -- evaluate
@@ -265,8 +265,10 @@ class Detection(ImageTask[DetectionConfig]):
         """(predictions, ground truth) per image of `split`, in the original pixels and the
         data's own class ids; predictions of labels outside the data are dropped."""
         c = self.cfg
-        net = _unwrap(model)
-        to_data = {m: k for k, m in enumerate(data.label_map)}
+        net = unwrap_detector(model)
+        # model label -> the data's class id, -1 for labels the data does not have
+        to_data = torch.full((len(data.labels),), -1, dtype=torch.int64)
+        to_data[torch.as_tensor(data.label_map)] = torch.arange(len(data.label_map))
         examples = data.splits[split]
         tf = aug.EvalTransform(size=data.size, resize=data.resize)
         preds: list[dict] = [{}] * len(examples)
@@ -279,15 +281,11 @@ class Detection(ImageTask[DetectionConfig]):
                              max_det=c.max_det)
             for i, d, t in zip(idx, out, targets):
                 sx, sy = t["scale"]
-                lab = d["labels"].cpu()
-                keep = torch.tensor([int(v) in to_data for v in lab], dtype=torch.bool)
+                lab = to_data[d["labels"].cpu()]
+                keep = lab >= 0
                 preds[i] = {"boxes": d["boxes"].float().cpu()[keep] / torch.tensor([sx, sy, sx, sy]),
-                            "scores": d["scores"].float().cpu()[keep],
-                            "labels": torch.tensor([to_data[int(v)] for v in lab[keep]],
-                                                   dtype=torch.int64)}
-                gold[i] = {"boxes": t["orig_boxes"].float(),
-                           "labels": torch.tensor([to_data[int(v)] for v in t["labels"]],
-                                                  dtype=torch.int64)}
+                            "scores": d["scores"].float().cpu()[keep], "labels": lab[keep]}
+                gold[i] = {"boxes": t["orig_boxes"].float(), "labels": to_data[t["labels"]]}
         return preds, gold
 
     def _map(self, preds: list[dict], gold: list[dict], **kw: Any) -> dict[str, Any]:
@@ -342,10 +340,3 @@ class Detection(ImageTask[DetectionConfig]):
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
                 "license": DETECTION_LICENSES.get(self.cfg.dataset, "the user's own")}
-
-
-def _unwrap(model: nn.Module) -> Any:
-    """The detector inside DDP or an EMA wrapper (its `loss` and `decode`)."""
-    while not hasattr(model, "decode") and hasattr(model, "module"):
-        model = model.module
-    return model

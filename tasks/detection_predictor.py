@@ -64,7 +64,7 @@ class DetectionPredictor(Predictor):
         return self
 
     def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.call_options) - {"top_k"})
+        unknown = sorted(set(options) - set(self.call_options))
         if unknown:
             raise InputError(f"unknown option(s) {', '.join(unknown)}: detection takes "
                              f"{', '.join(self.call_options)}")
@@ -94,10 +94,7 @@ class DetectionPredictor(Predictor):
         return torch.stack([e[0] for e in examples])
 
     def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[dict]:
-        net = self.model
-        while not hasattr(net, "decode") and hasattr(net, "module"):
-            net = net.module
-        out = net.decode(self.model(batch.float() / 255), conf=ctx["conf"], iou=ctx["iou"],
+        out = unwrap_detector(self.model).decode(self.model(batch.float() / 255), conf=ctx["conf"], iou=ctx["iou"],
                          max_det=ctx["max_det"])
         return [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()}
                 for d in out]
@@ -171,6 +168,13 @@ class DetectionPredictor(Predictor):
                         "labels": np.asarray([names[n] for n in d["labels"]], np.int64),
                         "names": list(d["labels"])})
         return out
+
+
+def unwrap_detector(model: nn.Module) -> Any:
+    """The detector inside DDP or an EMA wrapper (what has `loss` and `decode`)."""
+    while not hasattr(model, "decode") and hasattr(model, "module"):
+        model = model.module
+    return model
 
 
 def draw_png(image: torch.Tensor, boxes: Sequence[Sequence[float]], labels: Sequence[str],
