@@ -163,6 +163,7 @@ class FastestDet(nn.Module):
 
     input_format = "rgb"  # what `forward` takes; the BGR swap for the weights is inside
     stride = 32  # input sides must be multiples of this (the stride-32 map is upsampled x2)
+    head_modules = ("SPP", "detect_head")  # what a backbone-only user (a captioner) drops
 
     def __init__(self, *, num_classes: int = 80, bgr: bool = True) -> None:
         super().__init__()
@@ -174,7 +175,13 @@ class FastestDet(nn.Module):
         self.avg_pool = nn.AvgPool2d(kernel_size=3, stride=2, padding=1)
         self.SPP = SPP(sum(widths), widths[1])
         self.detect_head = DetectHead(widths[1], num_classes)
+        self.feature_channels = self.backbone.feature_channels
+        self.feature_strides = self.backbone.feature_strides
         _init_weights(self)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The ShuffleNetV2 maps at strides 8, 16 and 32 of RGB `images` in [0, 1]."""
+        return list(self.backbone(images.flip(1) if self.bgr else images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:

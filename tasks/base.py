@@ -230,6 +230,11 @@ class Task(ABC, Generic[C]):
         """Figures drawn from the whole training history, merged into the final metrics."""
         return {}
 
+    def final_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, float]:
+        """Figures measured once on the delivered model after the final evaluation, merged
+        into the final metrics: baselines on the same split, other decoding settings."""
+        return {}
+
     def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
         """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
         return {}

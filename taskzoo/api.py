@@ -195,6 +195,7 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     with infer.inference():
         for split in task_obj.final_splits:
             metrics.update(task_obj.evaluate(model, data, split))
+        metrics.update(task_obj.final_metrics(model, data))
     metrics.update({
         "train/steps": float(fit.state.step),
         "train/best_step": float(fit.state.best_step),

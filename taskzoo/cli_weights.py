@@ -20,6 +20,7 @@ def add_parsers(sub: Any) -> None:
                    help="copy the run's figures instead of measuring the exported weights")
     e.add_argument("--default", action="store_true", help="mark as the task's default weights")
     e.add_argument("--url", default="", help="canonical URL of the file, if not under the hub URL")
+    e.add_argument("--notes", default="", help="what a user should know, written into the card")
 
     d = sub.add_parser("download", help="fetch and verify released weights",
                        description="Fetch weights by name or task (its default weights) into the "
@@ -40,7 +41,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from taskzoo.export import export
 
     weights, card = export(args.run_dir, name=args.name, dtype=args.dtype, out=args.out,
-                           evaluate=not args.no_evaluate, default=args.default, url=args.url)
+                           evaluate=not args.no_evaluate, default=args.default, url=args.url,
+                           notes=args.notes)
     import json
 
     data = json.loads(card.read_text(encoding="utf-8"))

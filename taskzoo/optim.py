@@ -17,17 +17,40 @@ from taskzoo.config import TrainConfig
 from taskzoo.errors import ConfigError
 
 
+_LR_SCALE = "_taskzoo_lr_scale"
+
+
+def scale_lr(module: nn.Module, factor: float) -> None:
+    """Train `module`'s parameters at `factor` times the config's learning rate (a
+    pretrained encoder under a fresh decoder). A task calls it when it builds its model;
+    the mark travels with the parameters, so DDP wrapping keeps it.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    >>> scale_lr(net[0], 0.1)
+    >>> [(g["lr_scale"], len(g["params"])) for g in param_groups(TrainConfig(), net)]
+    [(1.0, 2), (0.1, 2)]
+    """
+    if factor < 0:
+        raise ConfigError(f"a learning-rate factor must be >= 0, got {factor}")
+    for p in module.parameters():
+        setattr(p, _LR_SCALE, float(factor))
+
+
 def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     """The trainable parameters in optimizer groups: with `decay_1d=False`, biases and norm
     weights (every 1-D tensor) get no weight decay, as in most vision recipes (decaying a
-    BatchNorm scale only fights the norm); everything else gets `weight_decay`."""
+    BatchNorm scale only fights the norm); everything else gets `weight_decay`. Parameters
+    marked by `scale_lr` form their own groups at their scaled learning rate."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.decay_1d or not cfg.weight_decay:
-        return [{"params": params, "weight_decay": cfg.weight_decay}]
-    matrices = [p for p in params if p.ndim > 1]
-    vectors = [p for p in params if p.ndim <= 1]
-    return [g for g in ({"params": matrices, "weight_decay": cfg.weight_decay},
-                        {"params": vectors, "weight_decay": 0.0}) if g["params"]]
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for p in params:
+        decay = cfg.weight_decay if (cfg.decay_1d or p.ndim > 1) else 0.0
+        groups.setdefault((getattr(p, _LR_SCALE, 1.0), decay), []).append(p)
+    # unscaled groups first, decayed before not (the order before scale_lr existed, so
+    # older checkpoints' optimizer states still line up)
+    order = sorted(groups, key=lambda k: (k[0] != 1.0, -k[1]))
+    return [{"params": groups[k], "weight_decay": k[1], "lr": cfg.lr * k[0], "lr_scale": k[0]}
+            for k in order]
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -86,3 +86,63 @@ def test_beam_search_finds_a_caption_at_least_as_probable_as_greedy():
         for img, (g, _), (b, _) in zip(images, greedy, beam):
             if len(g) == len(b) == max_len or (len(g) < max_len and len(b) < max_len):
                 assert logprob(img, b) >= logprob(img, g) - 1e-4
+
+
+def test_padding_costs_nothing_and_changes_nothing():
+    """A caption's logits are the same alone or padded in a batch with longer ones, and the
+    packed logits are exactly those of the real (non-padding) targets."""
+    net = _net().eval()
+    images = torch.rand(3, 3, 32, 32)
+    caps = torch.tensor([[START, 5, 6, END, 0, 0], [START, 7, 8, 9, 10, END],
+                         [START, 11, END, 0, 0, 0]])
+    with torch.no_grad():
+        logits, alphas = net(images, caps)
+        packed, _ = net(images, caps, packed=True)
+        for i, n in enumerate([4, 6, 3]):
+            alone, _ = net(images[i:i + 1], caps[i:i + 1, :n])
+            assert torch.allclose(logits[i, :n - 1], alone[0], atol=1e-5)
+            assert alphas[i, n - 1:].abs().sum() == 0  # ended rows attend nowhere
+    mask = caps[:, 1:] != 0
+    assert torch.allclose(packed, logits[mask], atol=1e-6)
+
+
+def test_cached_maps_give_the_same_captions_as_images():
+    net = _net().eval()
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        maps = net.encode(images)
+        a = net.beam_search(images, start_id=START, end_id=END, beam=3, max_len=6)
+        b = net.beam_search(maps, start_id=START, end_id=END, beam=3, max_len=6, encoded=True)
+        per_image = [net.beam_search(images[i:i + 1], start_id=START, end_id=END, beam=3,
+                                     max_len=6)[0] for i in range(4)]
+    assert [x[0] for x in a] == [x[0] for x in b] == [x[0] for x in per_image]
+    for (_, att_a), (_, att_b) in zip(a, per_image):
+        assert torch.allclose(att_a, att_b, atol=1e-5)
+
+
+def test_input_size_resizes_before_the_encoder():
+    torch.manual_seed(0)
+    net = build("show_attend_tell", vocab_size=20, encoder="cnn_small", level=-1, input_size=64,
+                feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8,
+                encoder_kwargs={"width": 8})
+    assert net.encode(torch.rand(1, 3, 32, 32)).shape[-2:] == (16, 16)  # as a 64 px input
+
+
+def test_fastestdet_backbone_as_encoder_drops_the_detection_head():
+    net = build("show_attend_tell", vocab_size=20, encoder="fastestdet", input_size=64)
+    keys = net.encoder.state_dict().keys()
+    assert all(k.startswith("backbone.") for k in keys)
+    assert net.encode(torch.rand(2, 3, 64, 64)).shape == (2, 192, 2, 2)
+
+
+def test_captions_sharing_an_image_encode_it_once():
+    net = _net().eval()
+    images = torch.rand(2, 3, 32, 32)
+    caps = torch.tensor([[START, 5, 6, END], [START, 7, END, 0], [START, 8, 9, END]])
+    owner = torch.tensor([0, 0, 1])
+    with torch.no_grad():
+        shared, _ = net(images, caps, owner=owner)
+        repeated, _ = net(images[owner], caps)
+    assert torch.allclose(shared, repeated, atol=1e-6)
+    with pytest.raises(ValueError, match="owner"):
+        net(images, caps)  # 3 captions, 2 images, no owner

@@ -37,6 +37,7 @@ import functools
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from taskzoo.data.images import ImageSet
 from taskzoo.errors import DataError, DownloadError, UsageError, did_you_mean
 
 __all__ = ["Flickr8kSplit", "flickr8k_folder", "flickr8k_root", "load_flickr8k", "read_captions",
+           "load_flickr8k_original",
            "FLICKR8K_GROUP", "FLICKR8K_COUNTS", "FLICKR8K_URL", "CAPTIONS_PER_IMAGE",
            "IMAGE_SIZE"]
 
@@ -64,8 +66,9 @@ class Flickr8kSplit:
     """One split: the images (files, read on demand; sorted by file name) and their captions
     (`captions[i]`: the 5 captions of image i, in the caption file's #0..#4 order)."""
 
-    images: ImageSet  # paths, channels 3, labels all 0, classes ["image"]
+    images: ImageSet  # paths (or arrays), channels 3, labels all 0, classes ["image"]
     captions: list[list[str]]
+    image_names: list[str] | None = None  # when the images are arrays rather than files
 
     def __post_init__(self) -> None:
         if len(self.captions) != len(self.images):
@@ -78,6 +81,8 @@ class Flickr8kSplit:
     @property
     def names(self) -> list[str]:
         """The image file names, e.g. "1000268201_693b08cb0e.jpg"."""
+        if self.image_names is not None:
+            return list(self.image_names)
         return [p.name for p in self.images.paths or ()]
 
 
@@ -181,3 +186,94 @@ def load_flickr8k(split: str) -> Flickr8kSplit:
     images = ImageSet(labels=np.zeros(len(names), dtype=np.int64), classes=["image"],
                       paths=[root / IMAGE_DIR / n for n in names], channels=3)
     return Flickr8kSplit(images=images, captions=[list(captions[n]) for n in names])
+
+
+# ---------------------------------------------------------------- your own original copy
+def _original_members(path: Path) -> dict[str, Any]:
+    """base name -> a function returning the file's bytes, over a folder (searched
+    recursively, zips inside included) or one zip."""
+    import zipfile
+
+    found: dict[str, Any] = {}
+
+    def add_zip(z: Path) -> None:
+        try:
+            archive = zipfile.ZipFile(z)
+        except (OSError, zipfile.BadZipFile) as e:
+            raise DataError(f"{z}: not a readable zip ({e})") from None
+        for info in archive.infolist():
+            name = info.filename.rsplit("/", 1)[-1]
+            if name and not info.is_dir() and not info.filename.startswith("__MACOSX"):
+                found.setdefault(name, lambda a=archive, i=info: a.read(i))
+
+    if path.is_file() and path.suffix.lower() == ".zip":
+        add_zip(path)
+    elif path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.suffix.lower() == ".zip":
+                add_zip(f)
+            elif f.is_file() and not f.name.startswith("."):
+                found.setdefault(f.name, f.read_bytes)
+    else:
+        raise DataError(f"data={path}: no such folder or zip")
+    return found
+
+
+def _resize_original(raw: bytes, name: str) -> np.ndarray:
+    """Squashed to 224x224, then to 128x128 with Lanczos: how the mirror's files were made
+    (the JPEG round trip of the mirror's is not repeated, so pixels differ slightly)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            im = im.convert("RGB").resize((224, 224), Image.Resampling.LANCZOS)
+            return np.asarray(im.resize(IMAGE_SIZE, Image.Resampling.LANCZOS))
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{name}: not a readable image ({e})") from None
+
+
+def load_flickr8k_original(path: Path) -> dict[str, Flickr8kSplit]:
+    """Your copy of the original Flickr8k as the three standard splits, decoded in memory:
+    a folder (or `Flickr8k_Dataset.zip`, or a folder holding it and `Flickr8k_text.zip`)
+    with the JPEGs anywhere below it and the text files `Flickr8k.token.txt` and
+    `Flickr_8k.{train,dev,test}Images.txt`. Each listed image is squashed to 128x128 the way
+    the mirror's were (`_resize_original`); the pins do not apply to such a copy.
+
+    Raises DataError naming the missing text file or the listed images not found.
+    """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    members = _original_members(path)
+    need = [TOKEN_FILE.rsplit("/", 1)[-1], *(f.rsplit("/", 1)[-1] for f in SPLIT_FILES.values())]
+    if missing := [n for n in need if n not in members]:
+        raise DataError(f"data={path}: {', '.join(missing)} not found (expected the original "
+                        f"Flickr8k_text files beside or inside the images' folder or zip)")
+    with tempfile.TemporaryDirectory() as tmp:
+        token = Path(tmp) / "token.txt"
+        token.write_bytes(members[need[0]]())
+        captions = read_captions(token)
+    out = {}
+    for split, listing in SPLIT_FILES.items():
+        names = sorted({n.strip() for n in members[listing.rsplit("/", 1)[-1]]().decode(
+            "utf-8", "replace").splitlines() if n.strip()})
+        absent = [n for n in names if n not in members]
+        no_caps = [n for n in names if not captions.get(n)]
+        if absent or no_caps:
+            raise DataError(f"data={path}, {split}: {len(absent)} listed images not found "
+                            f"(e.g. {(absent or ['-'])[0]}), {len(no_caps)} without captions "
+                            f"(e.g. {(no_caps or ['-'])[0]})")
+        with ThreadPoolExecutor(4) as pool:
+            arrays = list(tqdm(pool.map(lambda n: _resize_original(members[n](), n), names),
+                               total=len(names), desc=f"Flickr8k {split}: resizing", unit="img",
+                               leave=False))
+        images = ImageSet(labels=np.zeros(len(names), dtype=np.int64), classes=["image"],
+                          arrays=np.stack(arrays) if arrays else
+                          np.zeros((0, *IMAGE_SIZE[::-1], 3), np.uint8), channels=3)
+        out[split] = Flickr8kSplit(images=images, captions=[captions[n] for n in names],
+                                   image_names=names)
+    return out
