@@ -47,7 +47,7 @@ class CaptioningConfig(SupervisedConfig):
     encoder_init: str = "fastestdet.coco"  # encoder weights: released name, run dir, .safetensors; none
     freeze_encoder: Annotated[int, Range(-1)] = 4  # epochs the encoder stays frozen; -1 always, 0 never
     encoder_lr: Annotated[float, Range(0, 10)] = 0.1  # encoder's learning rate, a fraction of lr
-    level: int = -1  # which encoder map holds the regions: -1 the coarsest (stride 32)
+    level: Annotated[int, Range(-3, 2)] = -1  # which encoder map holds the regions: -1 the coarsest (stride 32)
     image_size: Annotated[int, Range(32, 1024)] = 256  # encoder input side (the 128 px images upsampled)
     feature_dim: PositiveInt = 256  # regions projected to this width
     embed_dim: PositiveInt = 256  # word embeddings
