@@ -4,7 +4,6 @@ Attend and Tell), and every test caption beside its references as a table."""
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -27,16 +26,11 @@ def attention_png(image: np.ndarray, words: Sequence[str], maps: torch.Tensor, *
                   title: str = "", cols: int = 5) -> bytes:
     """The image, then one panel per word (and `<end>` when its map is there): the image
     dimmed where the word's attention is low. `maps` [len, h, w]."""
-    from taskzoo.report import new_figure, png_bytes
+    from taskzoo.report import grid_axes, png_bytes
 
     labels = list(words) + ["<end>"] * (len(maps) - len(words))
-    n = 1 + len(maps)
-    cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    fig = new_figure(2.0 * cols, 2.2 * rows + (0.5 if title else 0.1))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
+    fig, axes = grid_axes(1 + len(maps), cols=cols, cell=(2.0, 2.2),
+                          extra=0.5 if title else 0.1)
     axes[0].imshow(image)
     axes[0].set_title("input", fontsize=9)
     h, w = image.shape[:2]
@@ -54,15 +48,9 @@ def attention_png(image: np.ndarray, words: Sequence[str], maps: torch.Tensor, *
 def caption_grid_png(images: Sequence[np.ndarray], generated: Sequence[str],
                      references: Sequence[str], *, title: str, cols: int = 4) -> bytes:
     """Images with the generated caption (bold) and one human reference under each."""
-    from taskzoo.report import new_figure, png_bytes
+    from taskzoo.report import grid_axes, png_bytes
 
-    n = max(1, len(images))
-    cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    fig = new_figure(3.2 * cols, 3.9 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
+    fig, axes = grid_axes(len(images), cols=cols, cell=(3.2, 3.9), extra=0.4)
     for ax, img, gen, ref in zip(axes, images, generated, references):
         ax.imshow(img)
         ax.set_title("\n".join(textwrap.wrap(gen, 34)), fontsize=8, fontweight="bold")

@@ -113,16 +113,24 @@ def confusion_png(gold: np.ndarray, pred: np.ndarray, labels: Sequence[str], *,
     return png_bytes(fig)
 
 
-def image_grid_png(images: Sequence[np.ndarray], captions: Sequence[str], *, title: str,
-                   cols: int = 8) -> bytes:
-    """A grid of images ([H, W] grey or [H, W, 3] uint8) with a caption under each."""
-    n = max(1, len(images))
-    cols = min(cols, n)
+def grid_axes(n: int, *, cols: int, cell: tuple[float, float],
+              extra: float = 0.0) -> tuple[Any, np.ndarray]:
+    """A figure of `n` panels in rows of `cols` (each `cell` inches, `extra` inches of title
+    room), axes switched off, as (figure, flat array of axes)."""
+    n = max(1, n)
+    cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
-    fig = new_figure(1.6 * cols, 1.9 * rows + 0.4)
+    fig = new_figure(cell[0] * cols, cell[1] * rows + extra)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.axis("off")
+    return fig, axes
+
+
+def image_grid_png(images: Sequence[np.ndarray], captions: Sequence[str], *, title: str,
+                   cols: int = 8) -> bytes:
+    """A grid of images ([H, W] grey or [H, W, 3] uint8) with a caption under each."""
+    fig, axes = grid_axes(len(images), cols=cols, cell=(1.6, 1.9), extra=0.4)
     for ax, img, caption in zip(axes, images, captions):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
         ax.set_title(caption, fontsize=7)

@@ -123,3 +123,19 @@ def test_detection_trains_on_cuda_in_bf16(tmp_path, model):
 
     out = result.predictor(np.zeros((96, 128, 3), np.uint8), conf=0.0, max_det=3)
     assert len(out["boxes"]) <= 3 and all(0 <= b[2] <= 128 for b in out["boxes"])
+
+
+@pytest.mark.gpu
+def test_captioning_trains_on_cuda_in_bf16_with_a_frozen_then_trained_encoder(tmp_path):
+    assert torch.cuda.is_available(), "gpu tests need CUDA"
+    result = taskzoo.run("captioning", dataset="shapes", encoder="fastestdet",
+                         encoder_init="fastestdet.coco", image_size=64, freeze_encoder=1,
+                         epochs=3, device="cuda", precision="bf16-mixed", out=tmp_path / "cap",
+                         progress=False)
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert all(v == v for v in result.metrics.values())  # no NaN from bf16 attention
+    assert result.metrics["test/bleu4"] > result.metrics["test/bleu4_prior"]
+    import numpy as np
+
+    out = result.predictor(np.zeros((64, 64, 3), np.uint8), attention=True)
+    assert out["caption"] and len(out["attention"][0]) == out["grid"][0] * out["grid"][1]
