@@ -54,6 +54,8 @@ class AdditiveAttention(nn.Module):
 class ShowAttendTell(nn.Module):
     """CNN regions -> attention decoder (see the module doc)."""
 
+    ddp_unused_parameters = True  # given cached maps (`encoded=True`) the encoder sits out
+
     def __init__(self, *, vocab_size: int, encoder: nn.Module, level: int = -1,
                  input_size: int = 0, feature_dim: int = 256, embed_dim: int = 256,
                  hidden_dim: int = 512, attention_dim: int = 256,

@@ -90,6 +90,10 @@ class CaptionData(DataBundle):
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)  # the encoder's builder kwargs
 
 
+def unwrap_encoder(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model).encoder
+
+
 # ---------------------------------------------------------------------------- the task
 @TASKS.register("captioning", aliases=("caption", "image_captioning"))
 class Captioning(ImageTask[CaptioningConfig]):
@@ -277,9 +281,17 @@ class Captioning(ImageTask[CaptioningConfig]):
         return out
 
     def reports(self, model: nn.Module, data: CaptionData) -> dict[str, str | bytes]:
+        import json
+
         from taskzoo.tasks.captioning_report import caption_reports
 
-        return caption_reports(self, model, data)
+        out = caption_reports(self, model, data)
+        if getattr(self, "encoder_ignored", None) is not None:  # what encoder_init= filled
+            out["encoder_init.json"] = json.dumps(
+                {"encoder_init": self.cfg.encoder_init, "encoder": self.cfg.encoder,
+                 "tensors_loaded": len(unwrap_encoder(model).state_dict()),
+                 "ignored": self.encoder_ignored}, indent=1) + "\n"
+        return out
 
     # -- predictor
     def predictor(self, model: nn.Module, data: CaptionData) -> CaptionPredictor:

@@ -268,7 +268,11 @@ class Runtime:
         model = self.place(model)
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            # a model whose forward may leave parameters out (a captioner's frozen encoder,
+            # whose maps are cached) declares it; DDP then skips them instead of waiting
+            unused = bool(getattr(model, "ddp_unused_parameters", False))
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                        find_unused_parameters=unused)
         return model
 
     def unwrap(self, model: nn.Module) -> nn.Module:

@@ -106,6 +106,9 @@ def test_encoder_init_fills_the_encoder_and_freezing_keeps_it(tmp_path):
     frozen = taskzoo.run("captioning", freeze_encoder=-1, out=tmp_path / "frozen", **common)
     enc = frozen.model.encoder.state_dict()
     assert all(torch.equal(enc[k], coco[k]) for k in enc)  # frozen: the detector's backbone
+    record = json.loads((tmp_path / "frozen" / "encoder_init.json").read_text())
+    assert record["tensors_loaded"] == len(enc)
+    assert any(k.startswith("detect_head.") for k in record["ignored"])
     watch = _Watch()
     taskzoo.run("captioning", freeze_encoder=1, out=tmp_path / "after1", callbacks=[watch],
                 **common)
