@@ -1,0 +1,107 @@
+"""Pretrained Hugging Face encoders through the verified hub.
+
+A model repository is a set of files in the Hugging Face layout, each pinned by sha256 and
+size, with its canonical URL `https://huggingface.co/<repo>/resolve/<revision>/<file>`.
+`hf_folder` fetches and verifies every file (cache, then `<mirror>/<folder>/<file>` of
+TASKZOO_MIRROR, then the URL) and assembles them into one folder that transformers then
+loads with `local_files_only=True`: transformers itself never touches the network.
+
+    >>> from taskzoo.hf import MINILM, hf_folder
+    >>> folder = hf_folder(MINILM)                        # doctest: +SKIP
+    >>> from transformers import AutoModel
+    >>> AutoModel.from_pretrained(folder, local_files_only=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskzoo import hub
+from taskzoo.errors import DownloadError
+
+__all__ = ["HFRepo", "MINILM", "hf_folder"]
+
+
+@dataclass(frozen=True)
+class HFRepo:
+    """A pinned Hugging Face model repository."""
+
+    repo: str  # "owner/name"
+    revision: str  # the commit the files were taken from
+    files: tuple[tuple[str, str, int], ...]  # (file name, sha256, size)
+    license: str  # the model card's license
+    folder: str = ""  # mirror folder name; "" = the repository's name
+
+    @property
+    def group(self) -> str:
+        return self.folder or self.repo.rsplit("/", 1)[-1]
+
+    def remote(self, name: str, sha256: str, size: int) -> hub.RemoteFile:
+        url = f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{name}"
+        return hub.RemoteFile(name, sha256, size, (url,))
+
+
+# sentence-transformers/all-MiniLM-L6-v2: 6 layers, 384 wide, 22.7M parameters, uncased
+# WordPiece; the transformers files only (the sentence-transformers pooling files are not
+# needed: pooling is ours). model.safetensors' sha256 is the Hub's Git LFS id.
+MINILM = HFRepo(
+    "sentence-transformers/all-MiniLM-L6-v2", "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+    (("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612),
+     ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+      90_868_376),
+     ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+      466_247),
+     ("tokenizer_config.json",
+      "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b", 350),
+     ("special_tokens_map.json",
+      "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3", 112),
+     ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+      231_508)),
+    "Apache-2.0")
+
+
+def _link(src: Path, dst: Path) -> None:
+    """`dst` as a hard link to the verified cached file (no second copy of the weights), a
+    copy where links are not possible; written under a temporary name, then renamed."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def hf_folder(repo: HFRepo) -> Path:
+    """A folder holding `repo`'s files, every one verified by sha256, for
+    `from_pretrained(folder, local_files_only=True)`.
+
+    Raises the hub's DownloadError (OfflineError, IntegrityError) naming every file of the
+    repository and where to put them when one cannot be had.
+    """
+    paths = {}
+    try:
+        for name, sha, size in repo.files:
+            paths[name] = hub.fetch(repo.remote(name, sha, size), group=repo.group)
+    except DownloadError as e:
+        listing = ", ".join(f"{n} ({s:,} bytes)" for n, _, s in repo.files)
+        raise type(e)(f"{e}\n{repo.repo} at revision {repo.revision} needs these files: "
+                      f"{listing}. Put them in <mirror>/{repo.group}/ and set "
+                      f"TASKZOO_MIRROR=<mirror>, or allow downloads from "
+                      f"https://huggingface.co/{repo.repo}.") from None
+    target = hub.cache_root() / "hf" / repo.group / repo.revision
+    target.mkdir(parents=True, exist_ok=True)
+    for name, src in paths.items():
+        dst = target / name
+        try:
+            same = dst.exists() and os.path.samefile(src, dst)
+        except OSError:
+            same = False
+        if not same and not (dst.is_file() and dst.stat().st_size == src.stat().st_size
+                             and hub.sha256_file(dst) == dict((n, s) for n, s, _ in
+                                                              repo.files)[name]):
+            _link(src, dst)
+    return target
