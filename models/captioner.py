@@ -142,10 +142,10 @@ class ShowAttendTell(nn.Module):
             regions = regions[owner]
         lengths = (captions[:, 1:] != 0).sum(1)  # decoding steps each row needs
         order = lengths.argsort(descending=True)
-        regions, captions, lengths = regions[order], captions[order], lengths[order]
+        regions, sorted_caps, lengths = regions[order], captions[order], lengths[order]
         projected = self.attend.enc(regions)
         state = self.start(regions)
-        words = self.embed(captions[:, :-1])
+        words = self.embed(sorted_caps[:, :-1])
         steps = captions.shape[1] - 1
         hidden, alphas = [], []
         for t in range(steps):
@@ -164,10 +164,17 @@ class ShowAttendTell(nn.Module):
         back = order.argsort()
         hidden, alphas = hidden[back], alphas[back]
         if packed:
-            return self.logits(hidden[captions[back][:, 1:] != 0]), alphas
+            return self.logits(hidden[captions[:, 1:] != 0]), alphas
         return self.logits(hidden), alphas
 
     # -- decoding
+    def caption(self, images: torch.Tensor, *, start_id: int, end_id: int, beam: int = 1,
+                max_len: int = 20, encoded: bool = False) -> list[tuple[list[int], torch.Tensor]]:
+        """`greedy` when `beam` is 1, else `beam_search` (which gives the same at beam 1,
+        more slowly)."""
+        kw = dict(start_id=start_id, end_id=end_id, max_len=max_len, encoded=encoded)
+        return self.greedy(images, **kw) if beam == 1 else self.beam_search(images, beam=beam, **kw)
+
     @torch.no_grad()
     def greedy(self, images: torch.Tensor, *, start_id: int, end_id: int, max_len: int = 20,
                encoded: bool = False) -> list[tuple[list[int], torch.Tensor]]:

@@ -25,13 +25,14 @@ import torch
 from torch import nn
 
 from taskzoo.config import NonNegativeFloat, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.data import vision
 from taskzoo.data.captions import CaptionVocab, caption_scores
 from taskzoo.errors import ConfigError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.captioning_data import CaptionSource, caption_collate, load_caption_data
-from taskzoo.tasks.captioning_predictor import CaptionPredictor, encoder_maps, normalise
+from taskzoo.tasks.captioning_predictor import CaptionPredictor, encoder_maps
 from taskzoo.tasks.image_task import ImageTask
 from taskzoo.trainer import StepOutput
 
@@ -90,10 +91,6 @@ class CaptionData(DataBundle):
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)  # the encoder's builder kwargs
 
 
-def unwrap_encoder(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model).encoder
-
-
 # ---------------------------------------------------------------------------- the task
 @TASKS.register("captioning", aliases=("caption", "image_captioning"))
 class Captioning(ImageTask[CaptioningConfig]):
@@ -119,6 +116,11 @@ class Captioning(ImageTask[CaptioningConfig]):
         Reference("test/bleu4", 0.16, "Karpathy & Fei-Fei 2015, Flickr8k test",
                   "ImageNet-pretrained VGG, BLEU computed differently (no brevity penalty)"),
     )
+
+    def __init__(self, cfg: CaptioningConfig, runtime: Any = None) -> None:
+        super().__init__(cfg, runtime)
+        # split -> (words, attention) of the latest evaluation with the configured beam
+        self.last_outputs: dict[str, list[tuple[list[str], torch.Tensor]]] = {}
 
     @classmethod
     def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +201,7 @@ class Captioning(ImageTask[CaptioningConfig]):
         if "maps" in batch:  # frozen encoder: its cached maps
             logits, alphas = model(batch["maps"], caps, encoded=True, packed=True, owner=owner)
         else:
-            images = normalise(batch["images"], self._data.mean, self._data.std)
+            images = vision.normalize(self._data.mean, self._data.std)(batch["images"])
             logits, alphas = model(images, caps, packed=True, owner=owner)
         targets = caps[:, 1:]
         mask = targets != 0
@@ -217,14 +219,13 @@ class Captioning(ImageTask[CaptioningConfig]):
         c, vocab = self.cfg, self._data.vocab
         beam = c.beam if beam is None else beam
         maps = self._encode(model, images) if maps is None else maps
-        net = getattr(model, "module", model)
+        net = self.runtime.unwrap(model)
         grid = tuple(maps.shape[-2:])
         out = []
         for i in range(0, len(maps), c.eval_batch_size):
             m = self.runtime.to_device(maps[i:i + c.eval_batch_size])
-            kw = dict(start_id=vocab.start_id, end_id=vocab.end_id, max_len=c.max_words,
-                      encoded=True)
-            res = net.greedy(m, **kw) if beam == 1 else net.beam_search(m, beam=beam, **kw)
+            res = net.caption(m, start_id=vocab.start_id, end_id=vocab.end_id, beam=beam,
+                              max_len=c.max_words, encoded=True)
             out += [(vocab.decode(ids), att.reshape(len(att), *grid)) for ids, att in res]
         return out
 
@@ -236,8 +237,7 @@ class Captioning(ImageTask[CaptioningConfig]):
             out = self.generate(model, data.images[split], beam=beam)
         model.train(was)
         hyps = [" ".join(words) for words, _ in out]
-        if not suffix:
-            self.last_outputs = getattr(self, "last_outputs", {})
+        if not suffix:  # the pictures of the run directory show these
             self.last_outputs[split] = out
         scores = caption_scores(data.references[split], hyps)
         metrics = {f"{split}/{k}{suffix}": v for k, v in scores.items()}
@@ -289,7 +289,7 @@ class Captioning(ImageTask[CaptioningConfig]):
         if getattr(self, "encoder_ignored", None) is not None:  # what encoder_init= filled
             out["encoder_init.json"] = json.dumps(
                 {"encoder_init": self.cfg.encoder_init, "encoder": self.cfg.encoder,
-                 "tensors_loaded": len(unwrap_encoder(model).state_dict()),
+                 "tensors_loaded": len(self.runtime.unwrap(model).encoder.state_dict()),
                  "ignored": self.encoder_ignored}, indent=1) + "\n"
         return out
 

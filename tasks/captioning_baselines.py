@@ -49,10 +49,9 @@ class NearestNeighbourCaptioner:
         self.vectors = np.asarray(train_vectors, np.float32)
         self.texts = [[" ".join(caption_words(c)) for c in caps] for caps in train_captions]
         flat = [t for caps in self.texts for t in caps]
-        self.owner = np.repeat(np.arange(len(self.texts)), [len(c) for c in self.texts])
         self.start = np.concatenate([[0], np.cumsum([len(c) for c in self.texts])])
         # CIDEr's n-gram TF-IDF; words are already split, so split on spaces only
-        self.tfidf = TfidfVectorizer(ngram_range=(1, 4), token_pattern=r"[^ ]+", sublinear_tf=False,
+        self.tfidf = TfidfVectorizer(ngram_range=(1, 4), token_pattern=r"[^ ]+",
                                      norm="l2").fit(flat)
         self.matrix = self.tfidf.transform(flat)
         self.flat = flat
@@ -61,8 +60,7 @@ class NearestNeighbourCaptioner:
         """[Q, k] indices of the k most similar training images."""
         sims = np.asarray(vectors, np.float32) @ self.vectors.T
         k = min(k, sims.shape[1])
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        return part
+        return np.argpartition(-sims, k - 1, axis=1)[:, :k]
 
     def __call__(self, vectors: np.ndarray, *, k: int = 30) -> list[str]:
         """The consensus caption of each query vector's k nearest training images."""

@@ -24,19 +24,12 @@ from taskzoo.errors import InputError, UsageError
 from taskzoo.tasks.base import Predictor
 
 
-def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> the encoder's float input."""
-    x = images.float().div_(255)
-    m = torch.tensor(list(mean), device=x.device)[:, None, None]
-    s = torch.tensor(list(std), device=x.device)[:, None, None]
-    return (x - m) / s
-
-
 def encoder_maps(model: nn.Module, images: np.ndarray, *, runtime: Any, mean: Sequence[float],
                  std: Sequence[float], batch_size: int = 100) -> torch.Tensor:
     """The encoder's feature maps of uint8 images [N, H, W, 3], in eval mode without
     gradients, as float16 on the CPU (a frozen encoder's cache; decoding input)."""
-    net = getattr(model, "module", model)
+    net = runtime.unwrap(model)
+    norm = vision.normalize(mean, std)
     was = net.encoder.training
     net.encoder.eval()
     out = []
@@ -44,7 +37,7 @@ def encoder_maps(model: nn.Module, images: np.ndarray, *, runtime: Any, mean: Se
         with torch.no_grad(), runtime.autocast():
             for i in range(0, len(images), batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size]))
-                x = normalise(runtime.to_device(x.permute(0, 3, 1, 2)), mean, std)
+                x = norm(runtime.to_device(x.permute(0, 3, 1, 2)))
                 out.append(net.encode(x).half().cpu())
     finally:
         net.encoder.train(was)
@@ -71,7 +64,8 @@ class CaptionPredictor(Predictor):
                  mean: Sequence[float], std: Sequence[float], beam: int = 3,
                  max_words: int = 20, batch_size: int = 100) -> None:
         super().__init__(model, runtime, batch_size=batch_size)
-        self.vocab, self.size, self.mean, self.std = vocab, int(size), list(mean), list(std)
+        self.vocab, self.size = vocab, int(size)
+        self.norm = vision.normalize(mean, std)
         self.beam, self.max_words, self.attention = int(beam), int(max_words), False
 
     def configure(self, **options: Any) -> CaptionPredictor:
@@ -120,12 +114,10 @@ class CaptionPredictor(Predictor):
         return image
 
     def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[Any]:
-        net = getattr(self.model, "module", self.model)
-        maps = net.encode(normalise(batch, self.mean, self.std))
-        kw = dict(start_id=self.vocab.start_id, end_id=self.vocab.end_id,
-                  max_len=ctx["max_words"], encoded=True)
-        res = (net.greedy(maps, **kw) if ctx["beam"] == 1
-               else net.beam_search(maps, beam=ctx["beam"], **kw))
+        net = self.runtime.unwrap(self.model)
+        maps = net.encode(self.norm(batch))
+        res = net.caption(maps, start_id=self.vocab.start_id, end_id=self.vocab.end_id,
+                          beam=ctx["beam"], max_len=ctx["max_words"], encoded=True)
         grid = tuple(maps.shape[-2:])
         return [(ids, att.reshape(len(att), *grid)) for ids, att in res]
 
@@ -159,4 +151,4 @@ class CaptionPredictor(Predictor):
         return target
 
 
-__all__ = ["Caption", "CaptionPredictor", "encoder_maps", "normalise"]
+__all__ = ["Caption", "CaptionPredictor", "encoder_maps"]

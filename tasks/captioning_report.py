@@ -75,7 +75,7 @@ def pick_attention_example(outputs: list[tuple[list[str], torch.Tensor]],
 
 def caption_reports(task: Any, model: nn.Module, data: Any) -> dict[str, str | bytes]:
     split = task.final_splits[-1]
-    outputs = getattr(task, "last_outputs", {}).get(split)
+    outputs = task.last_outputs.get(split)
     if outputs is None:
         model.eval()
         with torch.no_grad():

@@ -94,14 +94,8 @@ def hf_folder(repo: HFRepo) -> Path:
                       f"https://huggingface.co/{repo.repo}.") from None
     target = hub.cache_root() / "hf" / repo.group / repo.revision
     target.mkdir(parents=True, exist_ok=True)
-    for name, src in paths.items():
-        dst = target / name
-        try:
-            same = dst.exists() and os.path.samefile(src, dst)
-        except OSError:
-            same = False
-        if not same and not (dst.is_file() and dst.stat().st_size == src.stat().st_size
-                             and hub.sha256_file(dst) == dict((n, s) for n, s, _ in
-                                                              repo.files)[name]):
-            _link(src, dst)
+    for name, sha, size in repo.files:
+        # a hard link is the cached file itself; a copy is re-verified only when it changed
+        if not hub.verified_file(target / name, sha, size):
+            _link(paths[name], target / name)
     return target

@@ -132,8 +132,13 @@ def _read_lines(path: Path) -> list[str]:
 def read_captions(path: Path) -> dict[str, list[str]]:
     """`Flickr8k.token.txt` as image name -> captions in #0..#4 order, whitespace stripped.
     Keys that do not end in ".jpg" (the stray `*.jpg.1#n`) are left out."""
+    return parse_captions(_read_lines(path), path)
+
+
+def parse_captions(lines: list[str], path: Path) -> dict[str, list[str]]:
+    """The lines of a caption file (`read_captions`); `path` names it in errors."""
     numbered: dict[str, dict[int, str]] = {}
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         key, tab, caption = line.partition("\t")
@@ -243,7 +248,6 @@ def load_flickr8k_original(path: Path) -> dict[str, Flickr8kSplit]:
 
     Raises DataError naming the missing text file or the listed images not found.
     """
-    import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -253,10 +257,8 @@ def load_flickr8k_original(path: Path) -> dict[str, Flickr8kSplit]:
     if missing := [n for n in need if n not in members]:
         raise DataError(f"data={path}: {', '.join(missing)} not found (expected the original "
                         f"Flickr8k_text files beside or inside the images' folder or zip)")
-    with tempfile.TemporaryDirectory() as tmp:
-        token = Path(tmp) / "token.txt"
-        token.write_bytes(members[need[0]]())
-        captions = read_captions(token)
+    captions = parse_captions(members[need[0]]().decode("utf-8", "replace").splitlines(),
+                              path / need[0])
     out = {}
     for split, listing in SPLIT_FILES.items():
         names = sorted({n.strip() for n in members[listing.rsplit("/", 1)[-1]]().decode(
