@@ -171,6 +171,7 @@ class Task(ABC, Generic[C]):
     final_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated on the best weights at the end
     references: ClassVar[tuple[Reference, ...]] = ()
     models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
+    model_schemes: ClassVar[tuple[str, ...]] = ()  # model=<scheme>:<id> also valid ("hf": hf:<repo>@<commit>)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
     throughput_unit: ClassVar[str] = "samples"  # what train/samples_per_s counts (bench column)
     preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset

@@ -2,11 +2,14 @@
 
     taskzoo run pos                            # UD EWT r2.16 through the hub, default recipe
     taskzoo run pos dataset=tiny               # 400 generated sentences, offline
+    taskzoo run pos model=minilm_tagger        # fine-tune MiniLM-L6 (pretrained, pinned)
     taskzoo predict pos --from DIR "The old man the boats."
 
 Words feed the model twice: a word embedding (lower-cased, digits as 0) and a character CNN
 over the exact spelling, so a word never seen in training is tagged from its shape and its
-context. Metrics are token accuracy over all words and over words unseen in training.
+context. A pretrained transformer tags each word from its first subword instead
+(tasks/pos_subword.py). Metrics are token accuracy over all words and over words unseen in
+training.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from taskzoo.config import PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import PositiveFloat, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.errors import ConfigError
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.data.text import Vocab, as_text, split_words
+from taskzoo.data.text import Vocab
 from taskzoo.data.ud import TaggedSentence
-from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.pretrained_text import is_pretrained
 from taskzoo.trainer import StepOutput
 
 CHAR_SPECIALS = ["<pad>", "<unk>", "<w>", "</w>"]  # padding, unknown char, word start, word end
@@ -39,7 +43,7 @@ CHAR_SPECIALS = ["<pad>", "<unk>", "<w>", "</w>"]  # padding, unknown char, word
 @dataclass(frozen=True, kw_only=True)
 class PosConfig(SupervisedConfig):
     dataset: Literal["ewt", "tiny"] = "ewt"  # ewt (UD English-EWT r2.16, downloaded) or tiny
-    model: str = "bilstm_tagger"  # bilstm_tagger or bigru_tagger
+    model: str = "bilstm_tagger"  # bilstm_tagger, bigru_tagger, minilm_tagger or hf:<repo>@<commit>
     tagset: Literal["upos", "xpos"] = "upos"  # universal tags (17) or the treebank's PTB tags
     epochs: int = 14  # passes over the training set
     batch_size: int = 32  # sentences per step
@@ -62,6 +66,13 @@ class PosConfig(SupervisedConfig):
     min_freq: PositiveInt = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
     max_word_chars: Annotated[int, Range(2)] = 20  # longer words keep their first and last 10 characters
     eval_batch_size: PositiveInt = 256  # sentences per evaluation batch
+    tag_head: Literal["linear", "bilstm"] = "linear"  # transformer: tags from first subwords, or a BiLSTM over them
+    train_layers: Annotated[int, Range(-1)] = -1  # transformer: top k layers trained; -1 = all
+    train_embeddings: bool = False  # transformer: fine-tune the embeddings too (else frozen, left to the base)
+    layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # transformer: lr factor per layer down
+    teacher: str = ""  # distil from this pos run dir or weights (tasks/distill.py); "" = gold tags only
+    temperature: PositiveFloat = 2.0  # distillation: softmax temperature of teacher and student
+    distill_alpha: Probability = 0.5  # distillation: weight of the soft tags; the rest is gold tags
 
 
 def normalize(word: str) -> str:
@@ -75,6 +86,7 @@ class TagBatch(NamedTuple):
     chars: torch.Tensor  # [U, L] character ids of the batch's distinct words
     char_index: torch.Tensor  # [B, T] row of `chars` for each position
     tags: torch.Tensor  # [B, T] tag ids, -100 at padding
+    teacher: torch.Tensor | None = None  # [B, T, K] a teacher's tag scores when distilling
 
 
 class CharTable:
@@ -123,6 +135,7 @@ def collate(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
         chars=char_ids[unique, : int(char_lens[unique].max())],
         char_index=inverse,
         tags=pad_sequence([r[2] for r in rows], batch_first=True, padding_value=-100),
+        teacher=pad_sequence([r[3] for r in rows], batch_first=True) if len(rows[0]) > 3 else None,
     )
 
 
@@ -133,6 +146,8 @@ class PosData(DataBundle):
     sentences: dict[str, list[TaggedSentence]] = field(default_factory=dict)  # eval splits, raw
     lengths: dict[str, list[int]] = field(default_factory=dict)  # words per sentence, per split
     table: tuple[torch.Tensor, torch.Tensor] | None = None  # CharTable.tensor() of every form
+    subwords: Any = None  # a pretrained encoder's Subwords tokenizer (then vocab, chars unused)
+    teacher: dict[str, Any] | None = None  # what the student was distilled from
     train_words: frozenset[str] = frozenset()  # lower-cased train forms: the OOV test
 
 
@@ -144,7 +159,8 @@ class PosTask(Task[PosConfig]):
     description = "part-of-speech tags per word (UD English-EWT); char-CNN + BiLSTM/BiGRU taggers"
     throughput_unit = "sentences"
     monitor = "dev/upos_accuracy"
-    models = ("bilstm_tagger", "bigru_tagger")
+    models = ("bilstm_tagger", "bigru_tagger", "minilm_tagger", "hf_tagger")
+    model_schemes = ("hf",)  # model=hf:<repo>@<commit>
     eval_splits = ("dev",)
     final_splits = ("dev", "test")
     # 300 tiny sentences repeat each word often: small batches, more epochs, and little word
@@ -178,8 +194,37 @@ class PosTask(Task[PosConfig]):
     def _tags(self, s: TaggedSentence) -> tuple[str, ...]:
         return s.upos if self.cfg.tagset == "upos" else s.xpos
 
+    @classmethod
+    def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        from taskzoo.tasks.pos_subword import implied_recipe
+
+        return implied_recipe(overrides)
+
     def build_data(self, state: dict[str, Any] | None = None) -> PosData:
         sents = self._load()
+        train = sents["train"]
+        if is_pretrained(self.cfg.model):
+            from taskzoo.tasks.pos_subword import subword_data
+
+            data = subword_data(self, sents, state)
+        else:
+            data = self._word_data(sents, state)
+        if state and "teacher" in state:  # rebuilt from a distilled run: its teacher, not again
+            data.teacher = state["teacher"]
+        elif self.cfg.teacher:
+            from taskzoo.tasks.distill import load_teacher, teacher_logits
+
+            teacher, data.teacher = load_teacher(self.cfg.teacher, self.name,
+                                                 device=str(self.runtime.device))
+            if list(teacher.labels) != list(data.labels):
+                raise ConfigError(f"teacher={self.cfg.teacher}: its tags {teacher.labels} are "
+                                  f"not this run's {data.labels}")
+            scores = teacher_logits(teacher, [s.words for s in train], chunk=512)
+            data.train = [(*row, scores[i]) for i, row in enumerate(data.train)]
+        return data
+
+    def _word_data(self, sents: dict[str, list[TaggedSentence]],
+                   state: dict[str, Any] | None) -> PosData:
         train = sents["train"]
         if state:  # fine-tuning: the starting weights' vocabularies and tag set
             vocab, chars = Vocab.from_list(state["vocab"]), Vocab.from_list(state["chars"])
@@ -224,19 +269,41 @@ class PosTask(Task[PosConfig]):
                 "license": "CC BY-SA 4.0"}
 
     def data_state(self, data: PosData) -> dict[str, Any]:
-        return {"labels": data.labels, "vocab": data.vocab.to_list(), "chars": data.chars.to_list()}
+        taught = {"teacher": data.teacher} if data.teacher else {}  # a distilled card names it
+        if data.subwords is not None:
+            from taskzoo.hf_encoders import describe
+
+            return {"labels": data.labels, "encoder": describe(data.subwords.repo), **taught}
+        return {"labels": data.labels, "vocab": data.vocab.to_list(),
+                "chars": data.chars.to_list(), **taught}
 
     def data_from_state(self, state: dict[str, Any]) -> PosData:
+        if "encoder" in state:
+            from taskzoo.hf_encoders import Subwords
+            from taskzoo.tasks.pretrained_text import repo_from_state
+
+            return PosData(train=None, labels=list(state["labels"]),
+                           subwords=Subwords.from_repo(repo_from_state(state)))
         return PosData(train=None, labels=list(state["labels"]),
                        vocab=Vocab.from_list(state["vocab"]), chars=Vocab.from_list(state["chars"]))
 
+    def _collate(self, data: PosData) -> Any:
+        if data.subwords is not None:
+            from taskzoo.tasks.pos_subword import collate as collate_subwords
+
+            return collate_subwords
+        return partial(collate, table=data.table)
+
     def batches(self, data: PosData, model: nn.Module) -> LoaderSource:
-        return self.loader(data.train, collate=partial(collate, table=data.table),
-                           lengths=data.lengths["train"])
+        return self.loader(data.train, collate=self._collate(data), lengths=data.lengths["train"])
 
     # -- model
     def build_model(self, data: PosData) -> nn.Module:
         c = self.cfg
+        if data.subwords is not None:
+            from taskzoo.tasks.pos_subword import build_tagger
+
+            return build_tagger(c, data)
         return build(c.model, vocab_size=len(data.vocab), num_chars=len(data.chars),
                      num_tags=len(data.labels), embed_dim=c.embed_dim, char_dim=c.char_dim,
                      char_filters=c.char_filters, char_width=c.char_width, hidden_dim=c.hidden_dim,
@@ -244,8 +311,22 @@ class PosTask(Task[PosConfig]):
                      word_dropout=c.word_dropout)
 
     # -- step
+    @staticmethod
+    def _scores(model: nn.Module, batch: Any) -> torch.Tensor:
+        if isinstance(batch, TagBatch):
+            return model(batch.words, batch.lengths, batch.chars, batch.char_index)
+        return model(batch.ids, batch.sub_lengths, batch.first, batch.lengths)  # SubTagBatch
+
     def step(self, model: nn.Module, batch: TagBatch) -> StepOutput:
-        scores = model(batch.words, batch.lengths, batch.chars, batch.char_index)
+        scores = self._scores(model, batch)
+        if batch.teacher is not None:
+            from taskzoo.tasks.distill import distill_loss
+
+            real = batch.tags.flatten() != -100
+            loss = distill_loss(scores.flatten(0, 1)[real], batch.teacher.flatten(0, 1)[real],
+                                batch.tags.flatten()[real], temperature=self.cfg.temperature,
+                                alpha=self.cfg.distill_alpha)
+            return StepOutput(loss=loss, size=int(batch.lengths.sum()))
         loss = F.cross_entropy(scores.flatten(0, 1), batch.tags.flatten(), ignore_index=-100)
         return StepOutput(loss=loss, size=int(batch.lengths.sum()))
 
@@ -253,12 +334,12 @@ class PosTask(Task[PosConfig]):
     def _predict_split(self, model: nn.Module, data: PosData, split: str) -> list[torch.Tensor]:
         rows, preds = data.splits[split], [torch.empty(0)] * len(data.splits[split])
         for idx, batch in eval_batches(rows, batch_size=self.cfg.eval_batch_size,
-                                       collate=partial(collate, table=data.table),
+                                       collate=self._collate(data),
                                        lengths=data.lengths[split]):
             batch = self.runtime.to_device(batch)
-            best = model(batch.words, batch.lengths, batch.chars, batch.char_index).argmax(-1).cpu()
+            best = self._scores(model, batch).argmax(-1).cpu()
             for j, i in enumerate(idx):
-                preds[i] = best[j, : len(rows[i][0])]
+                preds[i] = best[j, : len(rows[i][2])]
         return preds
 
     def _gold_and_pred(self, model: nn.Module, data: PosData, split: str):
@@ -291,84 +372,8 @@ class PosTask(Task[PosConfig]):
         return out
 
     # -- predictor
-    def predictor(self, model: nn.Module, data: PosData) -> Tagger:
+    def predictor(self, model: nn.Module, data: PosData) -> Predictor:
+        from taskzoo.tasks.pos_tagger import Tagger
+
         return Tagger(model, data, self.runtime, max_word_chars=self.cfg.max_word_chars,
                       batch_size=self.cfg.eval_batch_size)
-
-
-class Tagger(Predictor):
-    """Raw texts (or token lists) -> {"tokens": [...], "tags": [...], "scores": [...]} each.
-
-    Raw text is split by `taskzoo.data.text.split_words` (punctuation and clitics such as
-    n't / 's split off, case kept; see its docstring); pass `tokenized=True` with lists of
-    words to tag your own tokenisation.
-
-    >>> tagger("The old man the boats.")["tags"]                      # doctest: +SKIP
-    ['DET', 'ADJ', 'NOUN', 'DET', 'NOUN', 'PUNCT']
-    >>> tagger([["I", "saw", "her", "duck"]], tokenized=True)[0]["tags"]  # doctest: +SKIP
-    ['PRON', 'VERB', 'PRON', 'NOUN']
-    """
-
-    def __init__(self, model: nn.Module, data: PosData, runtime: Any, *, max_word_chars: int = 20,
-                 batch_size: int = 256) -> None:
-        super().__init__(model, runtime, batch_size=batch_size)
-        self.vocab, self.chars, self.labels = data.vocab, data.chars, data.labels
-        self.max_word_chars = max_word_chars
-
-    def items(self, inputs: Any, *, tokenized: bool = False, **options: Any) -> tuple[list[Any], bool]:
-        if tokenized:
-            # a list holding any string is one sentence; otherwise a list of sentences
-            single = isinstance(inputs, (list, tuple)) and any(isinstance(w, (str, bytes))
-                                                                for w in inputs)
-        else:
-            single = isinstance(inputs, (str, bytes))
-        batch = [inputs] if single else inputs
-        if not isinstance(batch, (list, tuple)):
-            raise InputError(f"expected a string or a list of strings, got {type(inputs).__name__}")
-        if not batch:
-            raise InputError("expected at least one sentence, got an empty list")
-        return list(batch), single
-
-    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        # one character table for the call: each word form is encoded once, whatever batch
-        return {**options, "table": CharTable(self.chars, self.max_word_chars)}
-
-    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> tuple:
-        if ctx.get("tokenized"):
-            if not isinstance(item, (list, tuple)):
-                raise InputError(f"sentence {index}: with tokenized=True expected a list of "
-                                 f"words, got {type(item).__name__}")
-            words = [as_text(w, f"sentence {index} word {j}") for j, w in enumerate(item)]
-            if not words or any(not w.strip() for w in words):
-                raise InputError(f"sentence {index}: expected non-empty words, got {item!r:.80}")
-        else:
-            words = split_words(as_text(item, f"text {index}"))
-            if not words:
-                raise InputError(f"text {index} is empty or whitespace only: nothing to tag")
-        words = [w.strip() for w in words]
-        ids, forms = encode_words(words, self.vocab, ctx["table"])
-        return ids, forms, torch.zeros(len(words), dtype=torch.long), words
-
-    def length(self, example: tuple) -> int:
-        return len(example[3])
-
-    def collate(self, examples: list[tuple], ctx: dict[str, Any]) -> TagBatch:
-        if "chars" not in ctx:  # every example is encoded by now: the table is complete
-            ctx["chars"] = ctx["table"].tensor()
-        return collate([e[:3] for e in examples], table=ctx["chars"])
-
-    def forward(self, batch: TagBatch, ctx: dict[str, Any]) -> list[tuple[list[int], list[float]]]:
-        probs = self.model(batch.words, batch.lengths, batch.chars,
-                           batch.char_index).float().softmax(-1).cpu()
-        score, best = probs.max(-1)
-        return [(best[j, :n].tolist(), score[j, :n].tolist())
-                for j, n in enumerate(batch.lengths.tolist())]
-
-    def postprocess(self, result: tuple, example: tuple, ctx: dict[str, Any]) -> dict[str, Any]:
-        best, score = result
-        return {"tokens": example[3], "tags": [self.labels[k] for k in best],
-                "scores": [round(x, 4) for x in score]}
-
-    def format(self, text: str, output: dict[str, Any]) -> str:
-        """One line of word/TAG pairs, for the command line."""
-        return " ".join(f"{w}/{t}" for w, t in zip(output["tokens"], output["tags"]))

@@ -63,6 +63,13 @@ def _check_model(task_cls: Any, cfg: Any) -> Any:
     from taskzoo.models import MODELS, names
 
     names()  # registers every family
+    scheme, sep, _ = str(cfg.model).partition(":")
+    if sep and scheme in getattr(task_cls, "model_schemes", ()):
+        if scheme == "hf":  # checked now: the form, not yet the files
+            from taskzoo.hf import parse_spec
+
+            parse_spec(cfg.model)
+        return cfg
     try:
         canonical = MODELS.canonical(cfg.model)
     except UnknownNameError:
@@ -70,7 +77,9 @@ def _check_model(task_cls: Any, cfg: Any) -> Any:
     if canonical not in task_cls.models:
         raise UnknownNameError(
             f"Unknown model '{cfg.model}' for task {task_cls.name}."
-            f"{did_you_mean(cfg.model, task_cls.models)} Valid models: {', '.join(task_cls.models)}."
+            f"{did_you_mean(cfg.model, task_cls.models)} Valid models: {', '.join(task_cls.models)}"
+            + "".join(f", or {sc}:<repo>@<commit>" for sc in getattr(task_cls, "model_schemes", ()))
+            + "."
         )
     return cfgmod.apply_overrides(cfg, {"model": canonical})
 
@@ -159,7 +168,8 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     reinit: dict[str, Any] = {}
     if init and not resume:
         reinit = load_into(model, tensors, source=card.name,
-                           reinit_mismatched=task_cls.init_reinit_mismatched)
+                           reinit_mismatched=task_cls.init_reinit_mismatched,
+                           base=card.extra.get("base"))
         if reinit:
             import warnings
 

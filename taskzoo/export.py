@@ -85,17 +85,22 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     model = task_obj.build_model(task_obj.data_from_state(state))
     arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(cfg, "model", ""), {}))
     name = name or default_name(arch, task_obj)
+    base = _base_snapshot(model)
     load_into(model, read_weights(run_dir / "best.safetensors"), source=str(run_dir))
 
-    # floating tensors are stored in `dtype`; integer buffers stay as they are
+    # floating tensors are stored in `dtype`; integer buffers stay as they are. Over a
+    # pretrained base only what fine-tuning changed is written (compared in full precision).
     target = getattr(torch, dtype)
     tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
-               for k, v in model.state_dict().items()}
+               for k, v in model.state_dict().items()
+               if k not in base or not torch.equal(v, base[k])}
     out_dir = Path(out) if out is not None else run_dir / "export"
     weights_path = out_dir / f"{name}.safetensors"
     with atomic_path(weights_path) as tmp:
         save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task_cls.name})
-    load_into(model, read_weights(weights_path), source=str(weights_path))  # what users get
+    base_card = _base_card(model, base, tensors)
+    load_into(model, read_weights(weights_path), source=str(weights_path),  # what users get
+              base=base_card)
 
     if evaluate:
         data = task_obj.build_data(state)  # the run's labels (a fine-tune keeps its init's)
@@ -123,7 +128,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
         default=default, url=url,
         notes="; ".join(x for x in (f"metrics {measured}", notes) if x),
         extra={"headline": headline_metric(task_obj, metrics), "run_metrics": run_metrics,
-               "mirror_folder": GROUP},
+               "mirror_folder": GROUP, **({"base": base_card} if base_card else {})},
     )
     WeightCard.from_dict(card.to_dict(), source="export")  # never write a card load() refuses
     card_path = out_dir / f"{name}.json"
@@ -142,3 +147,24 @@ def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _base_snapshot(model: Any) -> dict[str, Any]:
+    """The tensors the model's pretrained base filled (`model.pretrained_base`, set by the
+    task as it built the model), copied before the run's weights overwrite them."""
+    info = getattr(model, "pretrained_base", None)
+    if not info:
+        return {}
+    names = {info["prefix"] + n for n in info["names"]}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def _base_card(model: Any, base: dict[str, Any], written: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's `extra.base`: which encoder the file is a fine-tune of (repository, commit,
+    weights sha256, license) and how many of its tensors the file leaves to it."""
+    if not base:
+        return None
+    info = model.pretrained_base
+    kept = sum(1 for k in base if k not in written)
+    return {k: info[k] for k in ("repo", "revision", "file", "sha256", "license")} | {
+        "from_base": kept, "written": len(written)}

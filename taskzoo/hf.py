@@ -10,19 +10,27 @@ loads with `local_files_only=True`: transformers itself never touches the networ
     >>> folder = hf_folder(MINILM)                        # doctest: +SKIP
     >>> from transformers import AutoModel
     >>> AutoModel.from_pretrained(folder, local_files_only=True)  # doctest: +SKIP
+
+Any other repository is named `hf:<owner>/<name>@<revision>` (a 40-digit commit, never a
+branch that moves). Its files' sha256 and sizes are recorded on the first fetch (from a
+mirror's `<mirror>/<name>/` folder or the Hub) under `<cache>/hf/pins/`, and every later
+fetch is verified against that record: trust on first use, as `ssh` does with host keys.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from taskzoo import hub
-from taskzoo.errors import DownloadError
+from taskzoo.errors import ConfigError, DownloadError, OfflineError
 
-__all__ = ["HFRepo", "MINILM", "hf_folder"]
+__all__ = ["HFRepo", "MINILM", "hf_folder", "parse_spec", "repo_for"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +107,100 @@ def hf_folder(repo: HFRepo) -> Path:
         if not hub.verified_file(target / name, sha, size):
             _link(paths[name], target / name)
     return target
+
+
+# -------------------------------------------------------------- any repository by id
+_SPEC_RE = re.compile(r"^hf:([A-Za-z0-9][\w.-]*/[\w.-]+)@([0-9a-f]{40})$")
+# What a model repository may hold that an encoder and its tokenizer need; the first two
+# and one tokenizer description are required.
+_REQUIRED = ("config.json", "model.safetensors")
+_TOKENIZER = ("tokenizer.json", "vocab.txt")
+_OPTIONAL = ("tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+KNOWN = {MINILM.repo: MINILM}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """`hf:<owner>/<name>@<revision>` -> (repo, revision); ConfigError saying the form.
+
+    >>> parse_spec("hf:sentence-transformers/all-MiniLM-L6-v2@" + "c" * 40)[0]
+    'sentence-transformers/all-MiniLM-L6-v2'
+    """
+    m = _SPEC_RE.match(spec.strip())
+    if not m:
+        raise ConfigError(f"model={spec!r}: expected hf:<owner>/<name>@<revision>, the revision "
+                          "a 40-digit commit id (a branch such as 'main' moves, so it cannot be "
+                          "pinned), e.g. hf:sentence-transformers/all-MiniLM-L6-v2@"
+                          f"{MINILM.revision}")
+    return m.group(1), m.group(2)
+
+
+def _pins_path(repo: str, revision: str) -> Path:
+    return hub.cache_root() / "hf" / "pins" / f"{repo.replace('/', '--')}@{revision}.json"
+
+
+def repo_for(spec: str) -> HFRepo:
+    """The pinned repository of `hf:<owner>/<name>@<revision>`: a known pin, the record of
+    an earlier fetch, or a first fetch that records one."""
+    repo, revision = parse_spec(spec)
+    known = KNOWN.get(repo)
+    if known is not None and known.revision == revision:
+        return known
+    path = _pins_path(repo, revision)
+    if path.is_file():
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        return HFRepo(repo, revision, tuple((n, s, z) for n, s, z in rec["files"]),
+                      rec.get("license", "unknown"))
+    return _first_fetch(repo, revision)
+
+
+def _first_fetch(repo: str, revision: str) -> HFRepo:
+    """Hash the repository's files where they are found (a local mirror folder, else the
+    Hub), record the pins and put each file into the hub's cache under them."""
+    from taskzoo.files import write_json
+    from taskzoo.hub_base import _get_retrying, _Permanent
+
+    group = repo.rsplit("/", 1)[-1]
+    incoming = hub.cache_root() / "hf" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    found: list[tuple[str, str, int]] = []
+    tried: list[str] = []
+    for name in (*_REQUIRED, *_TOKENIZER, *_OPTIONAL):
+        part = incoming / f"{group}.{name}.{os.getpid()}.part"
+        part.unlink(missing_ok=True)
+        where = [Path(m) / group / name for m in hub.mirrors() if "://" not in m]
+        local = next((p for p in where if p.is_file()), None)
+        try:
+            if local is not None:
+                shutil.copyfile(local, part)
+            elif hub.is_offline():
+                tried.append(f"{name}: not in {', '.join(map(str, where)) or 'any mirror'}")
+                continue
+            else:
+                url = f"https://huggingface.co/{repo}/resolve/{revision}/{name}"
+                _get_retrying(url, part, None, name, retries=2, backoff=1.0, timeout=30.0,
+                              show=False, cap=1 << 34)
+        except (_Permanent, OSError) as e:
+            part.unlink(missing_ok=True)
+            tried.append(f"{name}: {e}")
+            continue
+        digest = hashlib.sha256()
+        with open(part, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        sha, size = digest.hexdigest(), part.stat().st_size
+        target = hub.cached_path(hub.RemoteFile(name, sha, size))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+        found.append((name, sha, size))
+    names = {n for n, _, _ in found}
+    if not set(_REQUIRED) <= names or not names & set(_TOKENIZER):
+        need = f"{', '.join(_REQUIRED)} and one of {' or '.join(_TOKENIZER)}"
+        raise OfflineError(f"hf:{repo}@{revision}: could not get {need} (found "
+                           f"{', '.join(sorted(names)) or 'none'}). Put the files in "
+                           f"<mirror>/{group}/ and set TASKZOO_MIRROR=<mirror>, or allow "
+                           f"downloads from https://huggingface.co/{repo}. Tried: "
+                           + "; ".join(tried))
+    write_json(_pins_path(repo, revision), {"repo": repo, "revision": revision,
+                                            "files": found, "license": "unknown",
+                                            "recorded": "first verified fetch"})
+    return HFRepo(repo, revision, tuple(found), "unknown")

@@ -7,7 +7,7 @@ Used by the Trainer; `build_optimizer` and `lr_lambda` are re-exported by taskzo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -20,10 +20,11 @@ from taskzoo.errors import ConfigError
 _LR_SCALE = "_taskzoo_lr_scale"
 
 
-def scale_lr(module: nn.Module, factor: float) -> None:
-    """Train `module`'s parameters at `factor` times the config's learning rate (a
-    pretrained encoder under a fresh decoder). A task calls it when it builds its model;
-    the mark travels with the parameters, so DDP wrapping keeps it.
+def scale_lr(module: nn.Module | Iterable[nn.Parameter], factor: float) -> None:
+    """Train `module`'s parameters (or these parameters) at `factor` times the config's
+    learning rate (a pretrained encoder under a fresh decoder, layer-wise decay). A task
+    calls it when it builds its model; the mark travels with the parameters, so DDP
+    wrapping keeps it.
 
     >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
     >>> scale_lr(net[0], 0.1)
@@ -32,7 +33,8 @@ def scale_lr(module: nn.Module, factor: float) -> None:
     """
     if factor < 0:
         raise ConfigError(f"a learning-rate factor must be >= 0, got {factor}")
-    for p in module.parameters():
+    params = module.parameters() if isinstance(module, nn.Module) else module
+    for p in params:
         setattr(p, _LR_SCALE, float(factor))
 
 

@@ -231,20 +231,26 @@ def build_predictor(card: WeightCard, tensors: dict[str, Any], *, device: str = 
     data = task_obj.data_from_state(card.data)
     with preserved_rng():  # initialising layers draws random numbers: not the caller's
         model = task_obj.build_model(data)
-    load_into(model, tensors, source=card.name)
+    load_into(model, tensors, source=card.name, base=card.extra.get("base"))
     return task_obj.predictor(runtime.place(model).eval(), data)
 
 
 def load_into(model: Any, tensors: dict[str, Any], *, source: str,
-              reinit_mismatched: bool = False) -> dict[str, tuple[list[int], list[int]]]:
+              reinit_mismatched: bool = False,
+              base: dict[str, Any] | None = None) -> dict[str, tuple[list[int], list[int]]]:
     """Copy `tensors` into `model`, cast to each parameter's dtype (fp16 files into fp32 nets).
 
     Names missing on either side mean another architecture: a CheckpointError. A tensor of
     another shape (a head for another number of classes) is an error too, unless
     `reinit_mismatched`: then the model keeps its fresh initialisation there, and the
-    returned {name: (shape in the file, shape in the model)} says which ones."""
+    returned {name: (shape in the file, shape in the model)} says which ones.
+
+    `base` is a card's `extra.base`: the file holds only what fine-tuning changed, the rest
+    is the pretrained encoder the model was built with (`model.pretrained_base`, filled by
+    the task), which must be the very one the weights were fine-tuned from."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
+    filled = _base_names(model, base, source)
+    missing = sorted(set(own) - set(tensors) - filled)
     unexpected = sorted(set(tensors) - set(own))
     shapes = {k: (list(tensors[k].shape), list(own[k].shape)) for k in own
               if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)}
@@ -252,9 +258,27 @@ def load_into(model: Any, tensors: dict[str, Any], *, source: str,
         raise CheckpointError(
             f"{source} does not fit this model: missing {missing[:5]}, unexpected "
             f"{unexpected[:5]}, shape mismatch {list(shapes)[:5]}")
-    model.load_state_dict({k: own[k] if k in shapes else tensors[k].to(own[k].dtype)
-                           for k in own})
+    model.load_state_dict({k: own[k] if k in shapes or k not in tensors
+                           else tensors[k].to(own[k].dtype) for k in own})
     return shapes
+
+
+def _base_names(model: Any, base: dict[str, Any] | None, source: str) -> set[str]:
+    """The state-dict names the model's pretrained base filled, when the weights say they
+    were fine-tuned from that same base (by its weights' sha256); else none."""
+    if not base:
+        return set()
+    have = getattr(model, "pretrained_base", None)
+    if not have:
+        raise CheckpointError(f"{source} was fine-tuned from {base.get('repo')} and holds only "
+                              "what changed, but this model was built without that encoder")
+    if have.get("sha256") != base.get("sha256"):
+        raise CheckpointError(
+            f"{source} was fine-tuned from {base.get('repo')}@{str(base.get('revision'))[:12]} "
+            f"(weights sha256 {str(base.get('sha256'))[:12]}...), but the encoder here is "
+            f"{have.get('repo')}@{str(have.get('revision'))[:12]} (sha256 "
+            f"{str(have.get('sha256'))[:12]}...)")
+    return {have["prefix"] + n for n in have["names"]}
 
 
 def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: str | None = None,

@@ -1,0 +1,85 @@
+"""What the text tasks share when their model is a pretrained transformer encoder
+(`model=minilm`, `minilm_tagger` or `hf:<repo>@<revision>`): the recipe a pretrained
+encoder wants, the base weights loaded into it, and which layers train at which rate.
+
+A task calls `pretrained_repo(cfg.model)`; None means a model trained from scratch and the
+task's own vocabulary path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.hf import HFRepo, repo_for
+from taskzoo.hf_encoders import describe, encoder_repo, load_encoder
+
+# Fine-tuning a pretrained encoder wants a small learning rate with warm-up and linear decay,
+# light dropout and short training (Devlin et al. 2019; Sun et al. 2019 for the layer decay).
+# Implied by model=minilm / hf:...; a user's own overrides still win.
+FINETUNE_RECIPE: dict[str, Any] = {
+    "lr": 1e-4, "batch_size": 32, "epochs": 1, "schedule": "linear", "warmup_steps": 200,
+    "weight_decay": 0.01, "grad_clip": 1.0, "dropout": 0.1, "eval_batch_size": 128,
+}
+
+
+def is_pretrained(model: str) -> bool:
+    """Whether model name `model` stands for a pretrained encoder (no file is read)."""
+    from taskzoo.hf_encoders import PRETRAINED
+
+    return model.startswith("hf:") or model in PRETRAINED
+
+
+def pretrained_repo(model: str) -> HFRepo | None:
+    return encoder_repo(model)
+
+
+def repo_from_state(state: dict[str, Any]) -> HFRepo:
+    """The base encoder a run's data state (or a card's) names, checked against its pin."""
+    base = state["encoder"]
+    repo = repo_for(f"hf:{base['repo']}@{base['revision']}")
+    if describe(repo)["sha256"] != base["sha256"]:
+        raise CheckpointError(f"these weights were fine-tuned from {base['repo']}@"
+                              f"{base['revision'][:12]} whose model.safetensors has sha256 "
+                              f"{base['sha256'][:12]}..., but that pin now says "
+                              f"{describe(repo)['sha256'][:12]}...")
+    return repo
+
+
+def arch_name(model: str, generic: str) -> str:
+    """The zoo builder of a pretrained model name: itself, or `generic` for hf:<repo>."""
+    return generic if model.startswith("hf:") else model
+
+
+def attach_base(model: nn.Module, repo: HFRepo) -> None:
+    """Load `repo`'s verified weights into `model.encoder` and record them as the model's
+    base, so an export writes only what fine-tuning changed."""
+    info = load_encoder(model.encoder, repo)
+    model.pretrained_base = {**info, "prefix": "encoder."}
+
+
+def layer_recipe(model: nn.Module, *, train_layers: int, train_embeddings: bool,
+                 layer_decay: float) -> None:
+    """Train the top `train_layers` transformer layers (-1: all of them) and the head, the
+    embeddings only with `train_embeddings` (frozen, they keep the pretrained vocabulary's
+    geometry for words the task data never shows, and an export leaves them to the base);
+    decay the learning rate layer-wise (ELECTRA's rule): the head trains at lr, the top
+    layer at lr * layer_decay, each layer below at one more factor, the embeddings lowest."""
+    from taskzoo.optim import scale_lr
+
+    embeddings, *layers = model.layer_groups()
+    if train_layers > len(layers):
+        raise ConfigError(f"train_layers={train_layers}: this encoder has {len(layers)} layers "
+                          f"(expected -1 for all, or 0 to {len(layers)})")
+    first = 0 if train_layers < 0 else len(layers) - train_layers
+    for p in embeddings:
+        p.requires_grad_(train_embeddings)
+    if train_embeddings and layer_decay != 1.0:
+        scale_lr(embeddings, layer_decay ** (len(layers) + 1))
+    for i, params in enumerate(layers):
+        for p in params:
+            p.requires_grad_(i >= first)
+        if i >= first and layer_decay != 1.0:
+            scale_lr(params, layer_decay ** (len(layers) - i))

@@ -1,0 +1,251 @@
+"""Transfer learning from pretrained transformer encoders, offline: a tiny random BERT written
+into a temporary mirror stands in for a Hugging Face repository (`model=hf:<repo>@<commit>`),
+so the whole path (first fetch records the pins, verified loading, fine-tuning sentiment and
+POS, small released weights over the base, refusals) runs in seconds with no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import taskzoo
+from taskzoo.data.tiny_pos import load_tiny_pos
+from taskzoo.data.tiny_sentiment import load_tiny_sentiment
+from taskzoo.errors import CheckpointError, ConfigError, IntegrityError, OfflineError
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+SPEC = f"hf:taskzoo-tests/tiny-bert@{REVISION}"
+
+
+def _write_tiny_bert(folder: Path) -> None:
+    """A 2-layer, 32-wide BERT with random weights and a WordPiece vocabulary of the tiny
+    sets' words, saved as transformers saves any model."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = set()
+    for text, _ in [*load_tiny_sentiment()[0], *load_tiny_sentiment()[1]]:
+        words.update(text.lower().split())
+    for split in load_tiny_pos().values():
+        words.update(w.lower() for s in split for w in s.words)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)  # config.json + model.safetensors
+
+
+@pytest.fixture(scope="module")
+def tiny_mirror(tmp_path_factory) -> Path:
+    mirror = tmp_path_factory.mktemp("hf_mirror")
+    _write_tiny_bert(mirror / "tiny-bert")
+    return mirror
+
+
+@pytest.fixture
+def hf_env(tiny_mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))  # an empty cache each test
+    monkeypatch.setenv("TASKZOO_MIRROR", str(tiny_mirror))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    return tiny_mirror
+
+
+def test_first_fetch_records_pins_and_later_fetches_verify_against_them(hf_env):
+    from taskzoo import hub
+    from taskzoo.hf import hf_folder, repo_for
+
+    repo = repo_for(SPEC)
+    names = {n for n, _, _ in repo.files}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt"} <= names
+    pins = json.loads(next((hub.cache_root() / "hf" / "pins").glob("*.json")).read_text())
+    assert pins["revision"] == REVISION and [tuple(f) for f in pins["files"]] == list(repo.files)
+    folder = hf_folder(repo)
+    sha = dict((n, s) for n, s, _ in repo.files)
+    assert hub.sha256_file(folder / "model.safetensors") == sha["model.safetensors"]
+    # the record is what counts from now on: a changed cached file no longer verifies
+    cached = hub.cached_path(hub.RemoteFile("config.json", sha["config.json"],
+                                            dict((n, z) for n, _, z in repo.files)["config.json"]))
+    (folder / "config.json").unlink()
+    cached.write_text(cached.read_text().replace("32", "33"))
+    (hf_env / "tiny-bert" / "config.json").rename(hf_env / "config.json.bak")
+    try:
+        with pytest.raises((IntegrityError, OfflineError)):
+            hf_folder(repo_for(SPEC))
+    finally:
+        (hf_env / "config.json.bak").rename(hf_env / "tiny-bert" / "config.json")
+
+
+@pytest.mark.parametrize("spec", ["hf:taskzoo-tests/tiny-bert@main", "hf:tiny-bert", "hf:a/b@123"])
+def test_a_model_id_without_a_pinned_commit_is_refused_up_front(spec):
+    with pytest.raises(ConfigError, match="40-digit commit"):
+        taskzoo.run("sentiment", dataset="tiny", model=spec, device="cpu", progress=False)
+
+
+def test_without_the_files_the_error_says_what_is_needed_and_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "no_mirror"))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"config.json, model.safetensors.*<mirror>/tiny-bert/"):
+        taskzoo.run("sentiment", dataset="tiny", model=SPEC, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tiny_mirror, tmp_path_factory):
+    """One fine-tuned tiny-BERT sentiment run, shared by the tests that read it."""
+    tmp = tmp_path_factory.mktemp("sentiment_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TASKZOO_HOME", str(tmp / "home"))
+        mp.setenv("TASKZOO_MIRROR", str(tiny_mirror))
+        mp.setenv("TASKZOO_OFFLINE", "1")
+        return taskzoo.run("sentiment", dataset="tiny", model=SPEC, lr=1e-3, epochs=6,
+                           train_embeddings=True,  # a random encoder: nothing to keep
+                           out=tmp / "run", device="cpu", progress=False)
+
+
+def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_changed(
+        sentiment_run, hf_env, tmp_path):
+    from taskzoo.export import export
+    from taskzoo.weights import read_weights
+
+    r = sentiment_run
+    assert r.metrics["dev/accuracy"] >= 0.8  # chance 0.5; a random 2-layer encoder, 6 epochs
+    state = json.loads((r.run_dir / "data.json").read_text())
+    assert state["encoder"]["repo"] == "taskzoo-tests/tiny-bert" and "vocab" not in state
+    texts = [t for t, _ in load_tiny_sentiment()[1][:8]]
+    want = r.predictor(texts)
+
+    # train only the top layer: the export leaves the frozen layer and embeddings to the base
+    r2 = taskzoo.run("sentiment", dataset="tiny", model=SPEC, lr=1e-3, epochs=1, train_layers=1,
+                     out=tmp_path / "top1", device="cpu", progress=False)
+    weights, card_path = export(r2.run_dir, name="tiny_bert.tiny", out=tmp_path / "rel",
+                                evaluate=False)
+    card = json.loads(card_path.read_text())
+    written = read_weights(weights)
+    assert card["extra"]["base"]["repo"] == "taskzoo-tests/tiny-bert"
+    assert any(k.startswith("encoder.encoder.layer.1.") for k in written)
+    assert not any(k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0."))
+                   for k in written)
+    assert "head.weight" in written and card["extra"]["base"]["from_base"] > 0
+    clf = taskzoo.load("sentiment", weights=weights, device="cpu")
+    assert clf(texts) == r2.predictor(texts)  # base + changed tensors = the run's model
+    # the full run's predictor, rebuilt from its directory, answers as the run did
+    assert taskzoo.load_run(r.run_dir, device="cpu")(texts) == want
+
+
+def test_weights_over_another_base_are_refused(sentiment_run, tmp_path, hf_env):
+    from taskzoo.export import export
+
+    weights, card_path = export(sentiment_run.run_dir, name="tiny_bert.tiny", out=tmp_path / "rel",
+                                evaluate=False)
+    card = json.loads(card_path.read_text())
+    card["extra"]["base"]["sha256"] = "f" * 64
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="fine-tuned from taskzoo-tests/tiny-bert"):
+        taskzoo.load("sentiment", weights=weights, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pos_run(tiny_mirror, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pos_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TASKZOO_HOME", str(tmp / "home"))
+        mp.setenv("TASKZOO_MIRROR", str(tiny_mirror))
+        mp.setenv("TASKZOO_OFFLINE", "1")
+        return taskzoo.run("pos", dataset="tiny", model=SPEC, lr=2e-3, epochs=8, out=tmp / "pos",
+                           train_embeddings=True,
+                           device="cpu", progress=False)
+
+
+def test_pos_tags_words_from_their_first_subword(pos_run):
+    r = pos_run
+    assert r.metrics["test/upos_accuracy"] >= 0.8  # most-frequent-tag baseline is ~0.3
+    out = r.predictor("The old dog sleeps .")
+    assert out["tokens"] == ["The", "old", "dog", "sleeps", "."] and len(out["tags"]) == 5
+    # a word the vocabulary splits into pieces still gets exactly one tag
+    many = r.predictor([["Zyxwvut", "sleeps"]], tokenized=True)[0]
+    assert len(many["tags"]) == 2
+
+
+def test_layer_recipe_freezes_and_decays_by_layer():
+    from taskzoo.config import TrainConfig
+    from taskzoo.models import build
+    from taskzoo.optim import param_groups
+    from taskzoo.tasks.pretrained_text import layer_recipe
+
+    cfg = {"model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 3,
+           "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32}
+    net = build("hf_classifier", num_classes=2, encoder_config=cfg)
+    layer_recipe(net, train_layers=2, train_embeddings=False, layer_decay=0.5)
+    assert not any(p.requires_grad for p in net.encoder.embeddings.parameters())
+    assert not any(p.requires_grad for p in net.encoder.encoder.layer[0].parameters())
+    scales = sorted({g["lr_scale"] for g in param_groups(TrainConfig(), net)})
+    assert scales == [0.25, 0.5, 1.0]  # layer 1, layer 2 (the top), the head
+    with pytest.raises(ConfigError, match="has 3 layers"):
+        layer_recipe(net, train_layers=4, train_embeddings=False, layer_decay=1.0)
+
+
+def test_distill_loss_mixes_soft_and_gold_and_augmented_rows_take_soft_only():
+    from taskzoo.tasks.distill import distill_loss
+
+    teacher = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
+    gold = torch.tensor([0, 1])
+    same = distill_loss(teacher.clone(), teacher, torch.tensor([-1, -1]), temperature=2.0,
+                        alpha=0.5)
+    assert same.abs() < 1e-6  # a student equal to its teacher has nothing to learn from it
+    student = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    soft = distill_loss(student, teacher, gold, temperature=2.0, alpha=1.0)
+    hard = distill_loss(student, teacher, gold, temperature=2.0, alpha=0.0)
+    assert torch.isclose(hard, torch.nn.functional.cross_entropy(student, gold))
+    assert torch.isclose(distill_loss(student, teacher, gold, temperature=2.0, alpha=0.25),
+                         0.25 * soft + 0.75 * hard)
+    # without a gold label a row is soft-only, whatever alpha
+    assert torch.isclose(distill_loss(student, teacher, torch.tensor([-1, -1]), temperature=2.0,
+                                      alpha=0.0), soft)
+
+
+def test_augmentation_masks_swaps_within_a_tag_and_is_seeded():
+    from taskzoo.tasks.distill import MASK, augment
+
+    sents = [["the", "film", "is", "good"], ["a", "movie", "was", "bad"]] * 50
+    tags = [["DET", "NOUN", "AUX", "ADJ"]] * 100
+    out = augment(sents, tags, copies=2, seed=0)
+    assert len(out) == 200 and out == augment(sents, tags, copies=2, seed=0)
+    assert all(o != s for o, s in zip(out, [s for s in sents for _ in range(2)]))
+    words = [w for o in out for w in o]
+    assert 0.04 < words.count(MASK) / len(words) < 0.2  # P_MASK = 0.1
+    nouns = {"film", "movie"}
+    for o in out:  # every word is a mask or a word seen with some tag; never invented
+        assert all(w == MASK or w in {"the", "a", "is", "was", "good", "bad"} | nouns for w in o)
+    assert any(len(o) < 4 for o in out)  # n-gram sampling shortened some
+
+
+def test_a_distilled_student_learns_from_the_teacher_and_its_card_names_it(sentiment_run,
+                                                                             hf_env, tmp_path):
+    from taskzoo.export import export
+
+    student = taskzoo.run("sentiment", dataset="tiny", model="bigru", epochs=6,
+                          teacher=str(sentiment_run.run_dir), augment=1, distill_alpha=0.7,
+                          out=tmp_path / "student", device="cpu", progress=False)
+    assert student.metrics["dev/accuracy"] >= 0.8
+    state = json.loads((student.run_dir / "data.json").read_text())
+    assert state["teacher"]["run"] == str(sentiment_run.run_dir)
+    assert state["teacher"]["augmented"] == 256  # one copy of each training sentence
+    _, card_path = export(student.run_dir, name="bigru.tiny_distilled", out=tmp_path / "rel")
+    card = json.loads(card_path.read_text())
+    assert card["data"]["teacher"]["model"] == SPEC and card["arch"] == "bigru"
+    with pytest.raises(ConfigError, match="teacher="):
+        taskzoo.run("sentiment", dataset="tiny", teacher=str(tmp_path / "nothing"), device="cpu",
+                    progress=False)
+
+
+def test_pos_distils_per_word_soft_tags(pos_run, hf_env, tmp_path):
+    teacher = pos_run
+    student = taskzoo.run("pos", dataset="tiny", teacher=str(teacher.run_dir), epochs=6,
+                          out=tmp_path / "student", device="cpu", progress=False)
+    assert student.metrics["test/upos_accuracy"] >= 0.7
+    assert json.loads((student.run_dir / "data.json").read_text())["teacher"]["model"] == SPEC
