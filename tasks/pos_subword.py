@@ -54,7 +54,7 @@ def implied_recipe(overrides: dict[str, Any]) -> dict[str, Any]:
 
     if not is_pretrained(str(overrides.get("model", ""))):
         return {}
-    recipe = {**FINETUNE_RECIPE, "epochs": 3, "warmup_steps": 100}
+    recipe = {**FINETUNE_RECIPE, "epochs": 4}
     if overrides.get("dataset") == "tiny":  # 300 sentences: more passes, small batches
         recipe.update(epochs=6, batch_size=8, warmup_steps=10)
     return recipe

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.errors import CheckpointError
 from taskzoo.hf import HFRepo, repo_for
 from taskzoo.hf_encoders import describe, encoder_repo, load_encoder
 
@@ -20,7 +20,7 @@ from taskzoo.hf_encoders import describe, encoder_repo, load_encoder
 # light dropout and short training (Devlin et al. 2019; Sun et al. 2019 for the layer decay).
 # Implied by model=minilm / hf:...; a user's own overrides still win.
 FINETUNE_RECIPE: dict[str, Any] = {
-    "lr": 1e-4, "batch_size": 32, "epochs": 1, "schedule": "linear", "warmup_steps": 200,
+    "lr": 2e-4, "batch_size": 32, "epochs": 1, "schedule": "linear", "warmup_steps": 120,
     "weight_decay": 0.01, "grad_clip": 1.0, "dropout": 0.1, "eval_batch_size": 128,
 }
 
@@ -62,18 +62,16 @@ def attach_base(model: nn.Module, repo: HFRepo) -> None:
 
 def layer_recipe(model: nn.Module, *, train_layers: int, train_embeddings: bool,
                  layer_decay: float) -> None:
-    """Train the top `train_layers` transformer layers (-1: all of them) and the head, the
-    embeddings only with `train_embeddings` (frozen, they keep the pretrained vocabulary's
-    geometry for words the task data never shows, and an export leaves them to the base);
-    decay the learning rate layer-wise (ELECTRA's rule): the head trains at lr, the top
+    """Train the top `train_layers` transformer layers (-1, or more than there are: all) and
+    the head; the embeddings only with `train_embeddings` (frozen, they keep the pretrained
+    geometry of words the task data never shows, and an export leaves them to the base).
+    The learning rate decays layer-wise (ELECTRA's rule): the head trains at lr, the top
     layer at lr * layer_decay, each layer below at one more factor, the embeddings lowest."""
     from taskzoo.optim import scale_lr
 
     embeddings, *layers = model.layer_groups()
-    if train_layers > len(layers):
-        raise ConfigError(f"train_layers={train_layers}: this encoder has {len(layers)} layers "
-                          f"(expected -1 for all, or 0 to {len(layers)})")
-    first = 0 if train_layers < 0 else len(layers) - train_layers
+    # k beyond the encoder's depth trains all of it: the recipe's k=3 suits any small encoder
+    first = 0 if train_layers < 0 else max(0, len(layers) - train_layers)
     for p in embeddings:
         p.requires_grad_(train_embeddings)
     if train_embeddings and layer_decay != 1.0:

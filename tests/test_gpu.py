@@ -139,3 +139,20 @@ def test_captioning_trains_on_cuda_in_bf16_with_a_frozen_then_trained_encoder(tm
 
     out = result.predictor(np.zeros((64, 64, 3), np.uint8), attention=True)
     assert out["caption"] and len(out["attention"][0]) == out["grid"][0] * out["grid"][1]
+
+
+@pytest.mark.parametrize("task", ["sentiment", "pos"])
+def test_a_pretrained_encoder_fine_tunes_on_cuda_in_bf16(tmp_path, monkeypatch, task):
+    """The tiny random BERT of test_transfer.py, as hf:<repo>@<commit>, under bf16 autocast."""
+    from test_transfer import SPEC, _write_tiny_bert
+
+    _write_tiny_bert(tmp_path / "mirror" / "tiny-bert")
+    monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    result = taskzoo.run(task, dataset="tiny", model=SPEC, lr=1e-3 if task == "sentiment" else 2e-3,
+                         epochs=6 if task == "sentiment" else 8, train_embeddings=True,
+                         device="cuda", precision="bf16-mixed", out=tmp_path / task,
+                         progress=False)
+    assert next(result.model.parameters()).device.type == "cuda"
+    key = "dev/accuracy" if task == "sentiment" else "test/upos_accuracy"
+    assert result.metrics[key] >= 0.8  # as on the CPU (test_transfer.py)
