@@ -3,7 +3,7 @@ included) at batch 1 and batch 32, against the DistilBERT-size Hugging Face pipe
 `sentiment_vs_hf.py` (random weights: speed only; its accuracy is the published figure).
 
     TASKZOO_MIRROR=../shared/data python benchmarks/sentiment_speed.py \\
-        --models bigru.sst2,runs/sentiment/MINILM,runs/sentiment/DISTILLED [--device cpu]
+        --models bigru.sst2,bigru.sst2_distilled,minilm.sst2 [--device cpu]
         [--single 300] [--repeats 3] [--json F] [--quick]
 
 Each model is a released weights name, a `.safetensors` with its card, or a run directory.
@@ -60,7 +60,7 @@ def measure(classify: Any, texts: list[str], labels: list[int], *, single: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="bigru.sst2", help="comma-separated weights or run dirs")
+    ap.add_argument("--models", default="bigru.sst2,bigru.sst2_distilled,minilm.sst2", help="comma-separated weights or run dirs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--single", type=int, default=300, help="sentences timed one per call")
     ap.add_argument("--repeats", type=int, default=3)

@@ -38,13 +38,16 @@ def recipe_of(task_cls: Any, cfg: Any) -> str:
     from taskzoo.api import make_config
 
     key = task_cls.preset_key
-    base = make_config(task_cls, {key: getattr(cfg, key)} if hasattr(cfg, key) else {})
+    # the preset key and the model first: what they imply (a preset, a pretrained model's
+    # recipe) is the baseline the other fields differ from
+    lead = [k for k in (key, "model") if hasattr(cfg, k)]
+    base = make_config(task_cls, {k: getattr(cfg, k) for k in lead})
     ours, theirs = cfgmod.to_dict(cfg), cfgmod.to_dict(base)
     skip = {"device", "precision", "threads"}
-    default_key = cfgmod.to_dict(task_cls.Config()).get(key)
-    parts = [f"{key}={_arg(ours[key])}"] if key in ours and ours[key] != default_key else []
+    defaults = cfgmod.to_dict(task_cls.Config())
+    parts = [f"{k}={_arg(ours[k])}" for k in lead if ours[k] != defaults.get(k)]
     parts += [f"{k}={_arg(v)}" for k, v in sorted(ours.items())
-              if k not in skip and k != key and v != theirs.get(k)]
+              if k not in skip and k not in lead and v != theirs.get(k)]
     return " ".join(["taskzoo run", task_cls.name, *parts])
 
 

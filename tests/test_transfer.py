@@ -94,17 +94,22 @@ def test_without_the_files_the_error_says_what_is_needed_and_where(monkeypatch, 
         taskzoo.run("sentiment", dataset="tiny", model=SPEC, device="cpu", progress=False)
 
 
-@pytest.fixture(scope="module")
-def sentiment_run(tiny_mirror, tmp_path_factory):
-    """One fine-tuned tiny-BERT sentiment run, shared by the tests that read it."""
-    tmp = tmp_path_factory.mktemp("sentiment_run")
+def _offline_run(tiny_mirror: Path, tmp: Path, task: str, **overrides):
+    """taskzoo.run with the tiny mirror, offline, in a cache of its own (module fixtures)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TASKZOO_HOME", str(tmp / "home"))
         mp.setenv("TASKZOO_MIRROR", str(tiny_mirror))
         mp.setenv("TASKZOO_OFFLINE", "1")
-        return taskzoo.run("sentiment", dataset="tiny", model=SPEC, lr=1e-3, epochs=6,
-                           train_embeddings=True,  # a random encoder: nothing to keep
-                           out=tmp / "run", device="cpu", progress=False)
+        return taskzoo.run(task, dataset="tiny", model=SPEC, out=tmp / task, device="cpu",
+                           progress=False, **overrides)
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tiny_mirror, tmp_path_factory):
+    """One fine-tuned tiny-BERT sentiment run, shared by the tests that read it; a random
+    encoder has nothing to keep, so its embeddings train too."""
+    return _offline_run(tiny_mirror, tmp_path_factory.mktemp("sentiment_run"), "sentiment",
+                        lr=1e-3, epochs=6, train_embeddings=True)
 
 
 def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_changed(
@@ -151,14 +156,8 @@ def test_weights_over_another_base_are_refused(sentiment_run, tmp_path, hf_env):
 
 @pytest.fixture(scope="module")
 def pos_run(tiny_mirror, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pos_run")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TASKZOO_HOME", str(tmp / "home"))
-        mp.setenv("TASKZOO_MIRROR", str(tiny_mirror))
-        mp.setenv("TASKZOO_OFFLINE", "1")
-        return taskzoo.run("pos", dataset="tiny", model=SPEC, lr=2e-3, epochs=8, out=tmp / "pos",
-                           train_embeddings=True,
-                           device="cpu", progress=False)
+    return _offline_run(tiny_mirror, tmp_path_factory.mktemp("pos_run"), "pos", lr=2e-3,
+                        epochs=8, train_embeddings=True)
 
 
 def test_pos_tags_words_from_their_first_subword(pos_run):
