@@ -156,11 +156,11 @@ class PosData(DataBundle):
 class PosTask(Task[PosConfig]):
     name = "pos"
     Config = PosConfig
-    description = "part-of-speech tags per word (UD English-EWT); char-CNN + BiLSTM/BiGRU taggers"
+    description = "part-of-speech tags per word (UD English-EWT); char-CNN + BiLSTM/BiGRU taggers, MiniLM"
     throughput_unit = "sentences"
     monitor = "dev/upos_accuracy"
-    models = ("bilstm_tagger", "bigru_tagger", "minilm_tagger", "hf_tagger")
-    model_schemes = ("hf",)  # model=hf:<repo>@<commit>
+    models = ("bilstm_tagger", "bigru_tagger", "minilm_tagger")
+    model_schemes = ("hf",)  # model=hf:<repo>@<commit> (built as hf_tagger)
     eval_splits = ("dev",)
     final_splits = ("dev", "test")
     # 300 tiny sentences repeat each word often: small batches, more epochs, and little word

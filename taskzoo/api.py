@@ -64,7 +64,7 @@ def _check_model(task_cls: Any, cfg: Any) -> Any:
 
     names()  # registers every family
     scheme, sep, _ = str(cfg.model).partition(":")
-    if sep and scheme in getattr(task_cls, "model_schemes", ()):
+    if sep and scheme in task_cls.model_schemes:
         if scheme == "hf":  # checked now: the form, not yet the files
             from taskzoo.hf import parse_spec
 
@@ -78,7 +78,7 @@ def _check_model(task_cls: Any, cfg: Any) -> Any:
         raise UnknownNameError(
             f"Unknown model '{cfg.model}' for task {task_cls.name}."
             f"{did_you_mean(cfg.model, task_cls.models)} Valid models: {', '.join(task_cls.models)}"
-            + "".join(f", or {sc}:<repo>@<commit>" for sc in getattr(task_cls, "model_schemes", ()))
+            + "".join(f", or {sc}:<repo>@<commit>" for sc in task_cls.model_schemes)
             + "."
         )
     return cfgmod.apply_overrides(cfg, {"model": canonical})
