@@ -2,8 +2,8 @@
 (`model=minilm`, `minilm_tagger` or `hf:<repo>@<revision>`): the recipe a pretrained
 encoder wants, the base weights loaded into it, and which layers train at which rate.
 
-A task calls `pretrained_repo(cfg.model)`; None means a model trained from scratch and the
-task's own vocabulary path.
+A task asks `is_pretrained(cfg.model)`; if not, the model trains from scratch on the task's
+own vocabulary.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from taskzoo.errors import CheckpointError
 from taskzoo.hf import HFRepo, repo_for
-from taskzoo.hf_encoders import describe, encoder_repo, load_encoder
+from taskzoo.hf_encoders import PRETRAINED, describe, encoder_repo, load_encoder
 
 # Fine-tuning a pretrained encoder wants a small learning rate with warm-up and linear decay,
 # light dropout and short training (Devlin et al. 2019; Sun et al. 2019 for the layer decay).
@@ -27,13 +27,14 @@ FINETUNE_RECIPE: dict[str, Any] = {
 
 def is_pretrained(model: str) -> bool:
     """Whether model name `model` stands for a pretrained encoder (no file is read)."""
-    from taskzoo.hf_encoders import PRETRAINED
-
     return model.startswith("hf:") or model in PRETRAINED
 
 
-def pretrained_repo(model: str) -> HFRepo | None:
-    return encoder_repo(model)
+def pretrained_repo(model: str) -> HFRepo:
+    """The pinned repository of a pretrained model name (`is_pretrained(model)` is true)."""
+    repo = encoder_repo(model)
+    assert repo is not None, model
+    return repo
 
 
 def repo_from_state(state: dict[str, Any]) -> HFRepo:

@@ -282,7 +282,7 @@ def list_models(pattern: str = "*") -> list[str]:
     """Registered model names, optionally filtered by a glob pattern.
 
     >>> taskzoo.list_models("*_tagger")
-    ['bigru_tagger', 'bilstm_tagger']
+    ['bigru_tagger', 'bilstm_tagger', 'hf_tagger', 'minilm_tagger']
     """
     from taskzoo.models import names
 

@@ -269,3 +269,41 @@ def test_released_minilm_sst2_loads_offline_over_the_mirrored_base(shared_data, 
     out = clf([text for text, _ in dev])
     accuracy = sum((o["label"] == "positive") == bool(y) for o, (_, y) in zip(out, dev)) / len(dev)
     assert abs(accuracy - card.metrics["dev/accuracy"]) <= 0.002
+
+
+_SMALL = {"model_type": "bert", "vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 2,
+          "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32}
+
+
+@pytest.mark.parametrize("name", ["minilm", "hf_classifier"])
+def test_classifier_ignores_padding_and_every_parameter_learns(name):
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    net = build(name, num_classes=3, encoder_config=_SMALL).eval()
+    ids = torch.tensor([[2, 5, 7, 3, 0, 0], [2, 9, 3, 0, 0, 0]])
+    lengths = torch.tensor([4, 3])
+    out = net(ids, lengths)
+    assert out.shape == (2, 3)
+    alone = net(ids[1:, :3], lengths[1:])  # the same sentence without the batch's padding
+    assert torch.allclose(out[1], alone[0], atol=1e-5)
+    net.train()
+    net(ids, lengths).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in net.named_parameters() if "token_type" not in n)
+
+
+@pytest.mark.parametrize("name, head", [("minilm_tagger", "linear"), ("hf_tagger", "bilstm")])
+def test_tagger_scores_each_word_at_its_first_subword(name, head):
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    net = build(name, num_tags=5, encoder_config=_SMALL, tag_head=head, hidden_dim=8).eval()
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 9, 3, 0, 0]])  # [CLS] w1 w1' w2 [SEP]; [CLS] w1 [SEP]
+    first = torch.tensor([[1, 3], [1, 0]])
+    out = net(ids, torch.tensor([5, 3]), first, torch.tensor([2, 1]))
+    assert out.shape == (2, 2, 5)
+    moved = net(ids, torch.tensor([5, 3]), torch.tensor([[2, 3], [1, 0]]), torch.tensor([2, 1]))
+    assert not torch.allclose(out[0, 0], moved[0, 0])  # word 1 read at another subword
+    if head == "linear":  # a linear head reads each word's position alone
+        assert torch.allclose(out[0, 1], moved[0, 1], atol=1e-6)
