@@ -52,3 +52,25 @@ def test_wikiqa_groups_sentences_by_question_and_marks_the_filtered_sets(shared_
     train = load_wikiqa("train")
     assert len(train) == 2_118 and not any(q.filtered for q in train)
     assert train[0].question == "how are glacier caves formed ?"
+
+
+def test_bbc_drops_duplicates_reads_latin1_and_splits_by_topic(shared_data, monkeypatch):
+    from collections import Counter
+
+    from taskzoo.data.bbc import load_bbc, split_articles
+
+    monkeypatch.setenv("TASKZOO_MIRROR", str(shared_data))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    articles = load_bbc()
+    assert len(articles) == 2_225 - 98 and len({a.text for a in articles}) == len(articles)
+    pound = next(a for a in articles if (a.topic, a.name) == ("sport", "199.txt"))
+    assert "\u00a3" in pound.text  # the one Latin-1 byte, decoded as the pound sign
+    splits = split_articles(articles, seed=0)
+    assert sum(len(v) for v in splits.values()) == len(articles)
+    assert not {a.text for a in splits["train"]} & {a.text for a in splits["test"]}
+    share = {k: Counter(a.topic for a in v) for k, v in splits.items()}
+    for topic, n in Counter(a.topic for a in articles).items():  # stratified: same shares
+        assert abs(share["test"][topic] / len(splits["test"]) - n / len(articles)) < 0.01
+    # a summary is sentences of its article (here: its first sentence-ish piece is in it)
+    a = articles[0]
+    assert a.summary.split(".")[0].strip() in a.text
