@@ -34,9 +34,11 @@ MASK = "[MASK]"  # a masked word: the student's <unk>, a BERT teacher's mask tok
 P_MASK, P_POS, P_NGRAM = 0.1, 0.1, 0.25
 
 
-def load_teacher(spec: str, task: str, *, device: str) -> tuple[Any, dict[str, Any]]:
+def load_teacher(spec: str, task: str, *, device: str,
+                 labels: Sequence[str]) -> tuple[Any, dict[str, Any]]:
     """The teacher's predictor (a run directory, a released weights name or a .safetensors
-    file with its card) and what a student's card says of it: model and figures."""
+    file with its card) and what a student's card says of it: model and figures. A teacher
+    with other `labels` than the student's is a ConfigError."""
     import json
 
     import taskzoo
@@ -59,6 +61,9 @@ def load_teacher(spec: str, task: str, *, device: str) -> tuple[Any, dict[str, A
     if not hasattr(teacher, "teacher_logits"):
         raise ConfigError(f"teacher={spec!r}: a {type(teacher).__name__} cannot teach "
                           "(it has no teacher_logits)")
+    if list(teacher.labels) != list(labels):
+        raise ConfigError(f"teacher={spec}: it predicts {list(teacher.labels)}, not this "
+                          f"run's {list(labels)}")
     about["metrics"] = {k: v for k, v in metrics.items() if k.startswith(("dev/", "test/"))}
     return teacher, about
 

@@ -26,7 +26,6 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import PositiveFloat, PositiveInt, Probability, Range, SupervisedConfig
-from taskzoo.errors import ConfigError
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab
 from taskzoo.data.ud import TaggedSentence
@@ -215,10 +214,8 @@ class PosTask(Task[PosConfig]):
             from taskzoo.tasks.distill import load_teacher, teacher_logits
 
             teacher, data.teacher = load_teacher(self.cfg.teacher, self.name,
-                                                 device=str(self.runtime.device))
-            if list(teacher.labels) != list(data.labels):
-                raise ConfigError(f"teacher={self.cfg.teacher}: its tags {teacher.labels} are "
-                                  f"not this run's {data.labels}")
+                                                 device=str(self.runtime.device),
+                                                 labels=data.labels)
             scores = teacher_logits(teacher, [s.words for s in train], chunk=512)
             data.train = [(*row, scores[i]) for i, row in enumerate(data.train)]
         return data

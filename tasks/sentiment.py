@@ -22,7 +22,7 @@ from taskzoo.config import (NonNegativeInt, PositiveFloat, PositiveInt, Probabil
                             SupervisedConfig)
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab, as_text, tokenize
-from taskzoo.errors import CheckpointError, ConfigError, InputError
+from taskzoo.errors import CheckpointError, InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
@@ -199,10 +199,8 @@ class SentimentTask(Task[SentimentConfig]):
         from taskzoo.tasks import distill
 
         teacher, data.teacher = distill.load_teacher(self.cfg.teacher, self.name,
-                                                     device=str(self.runtime.device))
-        if list(teacher.labels) != list(data.labels):
-            raise ConfigError(f"teacher={self.cfg.teacher}: it predicts {teacher.labels}, "
-                              f"not {data.labels}")
+                                                     device=str(self.runtime.device),
+                                                     labels=data.labels)
         extra = (distill.augment(words, distill.pos_tags(words), copies=self.cfg.augment,
                                  seed=self.cfg.seed) if self.cfg.augment else [])
         scores = distill.teacher_logits(teacher, words + extra)

@@ -19,7 +19,6 @@ fetch is verified against that record: trust on first use, as `ssh` does with ho
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -183,11 +182,7 @@ def _first_fetch(repo: str, revision: str) -> HFRepo:
             part.unlink(missing_ok=True)
             tried.append(f"{name}: {e}")
             continue
-        digest = hashlib.sha256()
-        with open(part, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        sha, size = digest.hexdigest(), part.stat().st_size
+        sha, size = hub.sha256_file(part), part.stat().st_size
         target = hub.cached_path(hub.RemoteFile(name, sha, size))
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
