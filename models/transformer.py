@@ -66,9 +66,18 @@ class EncoderBase(nn.Module):
                             "to split into layers")
         return [list(embeddings.parameters()), *[list(layer.parameters()) for layer in layers]]
 
-    def hidden(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(self, ids: torch.Tensor, lengths: torch.Tensor,
+               types: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states [B, T, H] and the mask; `types` are segment ids of a text pair."""
         mask = _mask(ids, lengths)
-        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        extra = {} if types is None else {"token_type_ids": types}
+        return self.encoder(input_ids=ids, attention_mask=mask, **extra).last_hidden_state, mask
+
+    def pooled(self, h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+        if pooling == "cls":
+            return h[:, 0]
+        m = mask.unsqueeze(-1).to(h.dtype)  # mean over real tokens, as sentence-transformers
+        return (h * m).sum(1) / m.sum(1).clamp_min(1)
 
 
 class TransformerClassifier(EncoderBase):
@@ -82,14 +91,40 @@ class TransformerClassifier(EncoderBase):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.config.hidden_size, num_classes)
 
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                types: torch.Tensor | None = None) -> torch.Tensor:
+        h, mask = self.hidden(ids, lengths, types)
+        return self.head(self.dropout(self.pooled(h, mask, self.pooling)))
+
+
+class TransformerSpan(EncoderBase):
+    """(ids [B, T], lengths [B], types [B, T]) -> start and end scores [B, T, 2] of an answer
+    span over a question + context pair (BERT's SQuAD head: one linear layer per token)."""
+
+    def __init__(self, *, encoder_config: dict[str, Any], dropout: float) -> None:
+        super().__init__()
+        self.encoder = build_encoder(encoder_config)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.config.hidden_size, 2)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                types: torch.Tensor | None = None) -> torch.Tensor:
+        h, _ = self.hidden(ids, lengths, types)
+        return self.head(self.dropout(h))
+
+
+class TransformerEmbedder(EncoderBase):
+    """(ids [B, T], lengths [B]) -> unit-length text embeddings [B, H] (a bi-encoder: texts
+    are embedded apart, so a collection's embeddings are computed once and cached)."""
+
+    def __init__(self, *, encoder_config: dict[str, Any], pooling: Pooling) -> None:
+        super().__init__()
+        self.encoder = build_encoder(encoder_config)
+        self.pooling = pooling
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h, mask = self.hidden(ids, lengths)
-        if self.pooling == "cls":
-            v = h[:, 0]
-        else:  # mean over real tokens: how sentence-transformers trained MiniLM's vectors
-            m = mask.unsqueeze(-1).to(h.dtype)
-            v = (h * m).sum(1) / m.sum(1).clamp_min(1)
-        return self.head(self.dropout(v))
+        return nn.functional.normalize(self.pooled(h, mask, self.pooling), dim=-1)
 
 
 class TransformerTagger(EncoderBase):
@@ -154,3 +189,38 @@ def hf_tagger(*, num_tags: int, encoder_config: dict[str, Any],
     """Any Hugging Face encoder (`model=hf:<repo>@<revision>`) as a first-subword tagger."""
     return TransformerTagger(encoder_config=encoder_config, num_tags=num_tags, head=tag_head,
                              hidden_dim=hidden_dim, dropout=dropout)
+
+
+@MODELS.register("minilm_qa")
+def minilm_qa(*, encoder_config: dict[str, Any] | None = None,
+              dropout: float = 0.1) -> TransformerSpan:
+    """MiniLM-L6 reading a question + context pair, with a start/end span head (SQuAD)."""
+    return TransformerSpan(encoder_config=encoder_config or MINILM_CONFIG, dropout=dropout)
+
+
+@MODELS.register("hf_qa")
+def hf_qa(*, encoder_config: dict[str, Any], dropout: float = 0.1) -> TransformerSpan:
+    """Any Hugging Face encoder (`model=hf:<repo>@<revision>`) with a start/end span head."""
+    return TransformerSpan(encoder_config=encoder_config, dropout=dropout)
+
+
+@MODELS.register("minilm_cross")
+def minilm_cross(*, encoder_config: dict[str, Any] | None = None, encoder_pooling: Pooling = "cls",
+                 dropout: float = 0.1) -> TransformerClassifier:
+    """A cross-encoder: MiniLM-L6 reads a (question, candidate) pair, one relevance score out."""
+    return TransformerClassifier(encoder_config=encoder_config or MINILM_CONFIG, num_classes=1,
+                                 pooling=encoder_pooling, dropout=dropout)
+
+
+@MODELS.register("minilm_bi")
+def minilm_bi(*, encoder_config: dict[str, Any] | None = None,
+              encoder_pooling: Pooling = "mean") -> TransformerEmbedder:
+    """A bi-encoder: MiniLM-L6 embeds question and candidate apart; cosine is the score."""
+    return TransformerEmbedder(encoder_config=encoder_config or MINILM_CONFIG,
+                               pooling=encoder_pooling)
+
+
+@MODELS.register("hf_bi")
+def hf_bi(*, encoder_config: dict[str, Any], encoder_pooling: Pooling = "mean") -> TransformerEmbedder:
+    """Any Hugging Face encoder (`model=hf:<repo>@<revision>`) as a bi-encoder of unit vectors."""
+    return TransformerEmbedder(encoder_config=encoder_config, pooling=encoder_pooling)

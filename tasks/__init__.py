@@ -11,7 +11,8 @@ TASKS: Registry[Any] = Registry("task")
 
 # Every task module, imported on first lookup so `import taskzoo` stays light.
 _MODULES = ("sentiment", "pos", "control", "tabular", "image_classification", "autoencoder",
-            "detection", "captioning")
+            "detection", "captioning", "qa",
+            "answer_selection", "summarization")
 
 
 def _load_all() -> None:

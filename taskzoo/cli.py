@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "DIR as PNG; a video (detection): the annotated OUT.mp4, OUT.jsonl beside")
     pr.add_argument("--conf", type=float, metavar="C", help="detection: score threshold")
     pr.add_argument("--iou", type=float, metavar="T", help="detection: NMS IoU threshold")
+    pr.add_argument("--ratio", type=float, metavar="R",
+                    help="summarization: keep this fraction of the sentences")
+    pr.add_argument("--sentences", type=int, metavar="N",
+                    help="summarization: keep N sentences")
 
     pl = sub.add_parser("play", help="watch a trained RL agent (and record it)",
                         description="Play greedy episodes of a finished RL run; optionally "
@@ -101,10 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--md", metavar="F", help="write the table as Markdown")
     b.add_argument("--csv", metavar="F", help="write the rows as CSV")
 
+    c = sub.add_parser("chat", help="answer questions from a knowledge base (retrieval chatbot)",
+                       description="Ask questions in the terminal; each gets the best-matching "
+                                   "entry of the knowledge base, or 'I don't know'.")
+    c.add_argument("--kb", required=True, metavar="PATH",
+                   help="a question,answer CSV (an FAQ) or a folder of .txt / .md files")
+    c.add_argument("--threshold", type=float, default=0.4,
+                   help="below this score the bot says it does not know (default 0.4)")
+    c.add_argument("--rerank", action="store_true",
+                   help="re-rank the best entries with the answer_selection cross-encoder")
+    c.add_argument("--no-span", action="store_true",
+                   help="show whole passages instead of the answer span the qa model cuts")
+    c.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or mps")
+
     from taskzoo.cli_weights import add_parsers
 
     add_parsers(sub)
     return p
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from taskzoo.chat import chatbot, repl
+
+    bot = chatbot(args.kb, threshold=args.threshold, rerank=args.rerank,
+                  span=not args.no_span, device=args.device)
+    return repl(bot)
 
 
 def _cmd_list() -> int:
@@ -208,7 +233,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
                  load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
     options = {k: v for k, v in (("top_k", args.top_k or None), ("conf", args.conf),
-                                 ("iou", args.iou)) if v is not None}
+                                 ("iou", args.iou), ("ratio", args.ratio),
+                                 ("sentences", args.sentences)) if v is not None}
     unknown = sorted(set(options) - set(predictor.call_options))
     if unknown:
         raise UsageError(f"--{unknown[0].replace('_', '-')} is not an option of {args.task}'s "
@@ -350,6 +376,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser, debug: 
             return _cmd_play(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "chat":
+            return _cmd_chat(args)
         from taskzoo.cli_weights import COMMANDS
 
         if args.command in COMMANDS:

@@ -23,7 +23,8 @@ from taskzoo.errors import CheckpointError, InputError
 from taskzoo.hf import MINILM, HFRepo, hf_folder, repo_for
 
 # zoo models whose encoder is a pinned pretrained repository
-PRETRAINED = {"minilm": MINILM, "minilm_tagger": MINILM}
+PRETRAINED = {name: MINILM for name in ("minilm", "minilm_tagger", "minilm_qa", "minilm_cross",
+                                          "minilm_bi")}
 # keys of config.json that describe how it was saved, not the network
 _BOOKKEEPING = {"_name_or_path", "architectures", "transformers_version", "torch_dtype",
                 "dtype", "gradient_checkpointing", "use_cache"}

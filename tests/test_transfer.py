@@ -16,28 +16,7 @@ from taskzoo.data.tiny_pos import load_tiny_pos
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
 from taskzoo.errors import CheckpointError, ConfigError, IntegrityError, OfflineError
 
-REVISION = "0123456789abcdef0123456789abcdef01234567"
-SPEC = f"hf:taskzoo-tests/tiny-bert@{REVISION}"
-
-
-def _write_tiny_bert(folder: Path) -> None:
-    """A 2-layer, 32-wide BERT with random weights and a WordPiece vocabulary of the tiny
-    sets' words, saved as transformers saves any model."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = set()
-    for text, _ in [*load_tiny_sentiment()[0], *load_tiny_sentiment()[1]]:
-        words.update(text.lower().split())
-    for split in load_tiny_pos().values():
-        words.update(w.lower() for s in split for w in s.words)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)  # config.json + model.safetensors
+from tiny_bert import REVISION, SPEC, offline_run as _offline_run, write_tiny_bert as _write_tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +71,6 @@ def test_without_the_files_the_error_says_what_is_needed_and_where(monkeypatch, 
     monkeypatch.setenv("TASKZOO_OFFLINE", "1")
     with pytest.raises(OfflineError, match=r"config.json, model.safetensors.*<mirror>/tiny-bert/"):
         taskzoo.run("sentiment", dataset="tiny", model=SPEC, device="cpu", progress=False)
-
-
-def _offline_run(tiny_mirror: Path, tmp: Path, task: str, **overrides):
-    """taskzoo.run with the tiny mirror, offline, in a cache of its own (module fixtures)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TASKZOO_HOME", str(tmp / "home"))
-        mp.setenv("TASKZOO_MIRROR", str(tiny_mirror))
-        mp.setenv("TASKZOO_OFFLINE", "1")
-        return taskzoo.run(task, dataset="tiny", model=SPEC, out=tmp / task, device="cpu",
-                           progress=False, **overrides)
 
 
 @pytest.fixture(scope="module")
