@@ -48,7 +48,7 @@ class SelectionConfig(SupervisedConfig):
     warmup_steps: int = 50  # linear warm-up steps
     grad_clip: float = 1.0  # max gradient norm
     keep: Literal["best", "last"] = "last"  # the final weights: dev is not used to select
-    train_layers: Annotated[int, Range(-1)] = 2  # top k encoder layers trained; -1 = all
+    train_layers: Annotated[int, Range(-1)] = -1  # top k encoder layers trained; -1 = all
     train_embeddings: bool = False  # fine-tune the embeddings too (else frozen, left to the base)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer down
     dropout: Probability = 0.1  # cross-encoder: dropout before the score
@@ -357,7 +357,16 @@ class SelectionPredictor(Predictor):
             torch.tensor(scores[i]))), 4)} for i in order]
 
     def parse_cli(self, args: list[str]) -> list[Any]:
-        """QUESTION CANDIDATE [CANDIDATE ...]: one question and its candidate sentences."""
+        """QUESTION CANDIDATE [CANDIDATE ...]: one question and its candidate sentences; or one
+        JSON argument, ["question", ["candidate", ...]] or {"question": ..., "candidates": [...]}."""
+        if len(args) == 1 and args[0].lstrip().startswith(("[", "{")):
+            import json
+
+            try:
+                item = json.loads(args[0])
+            except json.JSONDecodeError as exc:
+                raise InputError(f"the argument looks like JSON but is not: {exc}") from None
+            return [tuple(item) if isinstance(item, list) else item]
         if len(args) < 2:
             raise InputError("expected a QUESTION and at least one CANDIDATE sentence")
         return [(args[0], list(args[1:]))]

@@ -37,15 +37,16 @@ class QAConfig(SupervisedConfig):
     dataset: Literal["squad", "tiny"] = "squad"  # squad (v1.1 dev, split by article) or tiny (embedded)
     model: str = "minilm_qa"  # minilm_qa or hf:<repo>@<commit>
     split_seed: NonNegativeInt = 0  # which SQuAD articles train, tune and test
-    epochs: int = 2  # passes over the training windows
+    epochs: int = 1  # passes over the training windows
     batch_size: int = 32  # windows per step
-    lr: float = 2e-4  # AdamW peak learning rate
+    lr: float = 1e-4  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     schedule: Literal["constant", "linear", "cosine"] = "linear"  # decay to 0 over the run
-    warmup_steps: int = 50  # linear warm-up steps
+    warmup_steps: int = 30  # linear warm-up steps
     grad_clip: float = 1.0  # max gradient norm
     keep: Literal["best", "last"] = "last"  # the final weights: dev is not used to select
-    train_layers: Annotated[int, Range(-1)] = 2  # top k encoder layers trained; -1 = all
+    # dev F1 after one epoch (README): the top 2 layers only 0.29; all 6 layers 0.51 by 2/3 of it
+    train_layers: Annotated[int, Range(-1)] = -1  # top k encoder layers trained; -1 = all
     train_embeddings: bool = False  # fine-tune the embeddings too (else frozen, left to the base)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer down
     dropout: Probability = 0.1  # dropout before the span head
@@ -280,7 +281,16 @@ class QAPredictor(Predictor):
         return best_answer(context, list(zip(logits, wins)), limit)
 
     def parse_cli(self, args: list[str]) -> list[Any]:
-        """QUESTION CONTEXT [QUESTION CONTEXT ...]; a context "@file.txt" is read from the file."""
+        """QUESTION CONTEXT [QUESTION CONTEXT ...]; a context "@file.txt" is read from the file.
+        One JSON argument works too: ["question", "context"] or {"question": ..., "context": ...}."""
+        if len(args) == 1 and args[0].lstrip().startswith(("[", "{")):
+            import json
+
+            try:
+                pair = json.loads(args[0])
+            except json.JSONDecodeError as exc:
+                raise InputError(f"the argument looks like JSON but is not: {exc}") from None
+            return [tuple(pair) if isinstance(pair, list) else pair]
         if not args or len(args) % 2:
             raise InputError(f"expected QUESTION CONTEXT pairs, got {len(args)} argument(s); a "
                              "context may be @path to read it from a text file")

@@ -21,6 +21,9 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--default", action="store_true", help="mark as the task's default weights")
     e.add_argument("--url", default="", help="canonical URL of the file, if not under the hub URL")
     e.add_argument("--notes", default="", help="what a user should know, written into the card")
+    e.add_argument("--delta-rank", type=int, default=0, metavar="R",
+                   help="fine-tunes over a pretrained base: store each changed matrix as a "
+                        "rank-R factorisation of its change (smaller file; figures measured on it)")
 
     d = sub.add_parser("download", help="fetch and verify released weights",
                        description="Fetch weights by name or task (its default weights) into the "
@@ -42,7 +45,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     weights, card = export(args.run_dir, name=args.name, dtype=args.dtype, out=args.out,
                            evaluate=not args.no_evaluate, default=args.default, url=args.url,
-                           notes=args.notes)
+                           notes=args.notes, delta_rank=args.delta_rank)
     import json
 
     data = json.loads(card.read_text(encoding="utf-8"))

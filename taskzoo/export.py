@@ -59,10 +59,14 @@ def _arg(value: Any) -> str:
 
 def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: str = "float16",
            out: str | os.PathLike[str] | None = None, evaluate: bool = True,
-           default: bool = False, url: str = "", notes: str = "") -> tuple[Path, Path]:
+           default: bool = False, url: str = "", notes: str = "",
+           delta_rank: int = 0) -> tuple[Path, Path]:
     """Write `<out>/<name>.safetensors` and `<out>/<name>.json` from a run directory.
 
-    Returns the two paths. `out` defaults to `<run_dir>/export`."""
+    Returns the two paths. `out` defaults to `<run_dir>/export`. With `delta_rank=r` a
+    fine-tune over a pretrained base stores each changed matrix as the rank-r truncated SVD
+    of its change (two thin factors), the card says so, and the figures are measured on
+    that approximation."""
     import torch
     from safetensors.torch import save_file
 
@@ -97,13 +101,21 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
                for k, v in model.state_dict().items()
                if k not in base or not torch.equal(v, base[k])}
+    if delta_rank:
+        if not base:
+            raise ConfigError("delta_rank= needs a fine-tune over a pretrained base (its card's "
+                              "extra.base); this model was trained from scratch")
+        tensors = low_rank_delta(tensors, base, delta_rank, target)
     out_dir = Path(out) if out is not None else run_dir / "export"
     weights_path = out_dir / f"{name}.safetensors"
     with atomic_path(weights_path) as tmp:
         save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task_cls.name})
     base_card = _base_card(model, base, tensors)
-    load_into(model, read_weights(weights_path), source=str(weights_path),  # what users get
-              base=base_card)
+    if base_card and delta_rank:
+        base_card["delta_rank"] = delta_rank
+    if base:  # what users get: the base, then the file over it
+        model.load_state_dict({**model.state_dict(), **base})
+    load_into(model, read_weights(weights_path), source=str(weights_path), base=base_card)
 
     if evaluate:
         data = task_obj.build_data(state)  # the run's labels (a fine-tune keeps its init's)
@@ -146,6 +158,26 @@ def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:
         if f"{split}/{name}" in metrics:
             return f"{split}/{name}"
     return next(iter(sorted(metrics)), "")
+
+
+def low_rank_delta(tensors: dict[str, Any], base: dict[str, Any], rank: int,
+                   dtype: Any) -> dict[str, Any]:
+    """Each changed matrix of a fine-tune as `<name>.delta_u` [out, r] and `<name>.delta_v`
+    [r, in], the rank-r truncated SVD of (fine-tuned - base): fine-tuning moves a pretrained
+    matrix along few directions (Hu et al. 2021's LoRA rests on it), so a small rank keeps
+    nearly all of the change. Vectors, the head and matrices too thin to gain stay whole."""
+    import torch
+
+    out = {}
+    for k, v in tensors.items():
+        if k in base and v.ndim == 2 and rank * sum(v.shape) < v.numel():
+            change = v.float() - base[k].float()
+            u, s, vh = torch.linalg.svd(change, full_matrices=False)
+            out[f"{k}.delta_u"] = (u[:, :rank] * s[:rank]).to(dtype).contiguous()
+            out[f"{k}.delta_v"] = vh[:rank].to(dtype).contiguous()
+        else:
+            out[k] = v
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

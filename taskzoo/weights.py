@@ -250,6 +250,15 @@ def load_into(model: Any, tensors: dict[str, Any], *, source: str,
     the task), which must be the very one the weights were fine-tuned from."""
     own = model.state_dict()
     filled = _base_names(model, base, source)
+    if base and base.get("delta_rank"):  # changes stored as low-rank factors over the base
+        tensors = dict(tensors)
+        for key in [k for k in tensors if k.endswith(".delta_u")]:
+            name = key.removesuffix(".delta_u")
+            v = tensors.pop(f"{name}.delta_v", None)
+            if name not in own or v is None:
+                raise CheckpointError(f"{source}: low-rank factor {key} has no match in this "
+                                      "model or no .delta_v beside it")
+            tensors[name] = own[name].float() + tensors.pop(key).float() @ v.float()
     missing = sorted(set(own) - set(tensors) - filled)
     unexpected = sorted(set(tensors) - set(own))
     shapes = {k: (list(tensors[k].shape), list(own[k].shape)) for k in own

@@ -15,12 +15,15 @@ CNNS = ["cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_sm
 AUTOENCODERS = ["conv_ae", "vae", "unet_small"]  # tested in test_autoencoder_models.py
 DETECTORS = ["fastestdet", "yolo_tiny", "csp_darknet"]  # test_fastestdet.py, test_yolo.py
 CAPTIONERS = ["show_attend_tell"]  # test_captioner.py
-TRANSFORMERS = ["minilm", "minilm_tagger", "hf_classifier", "hf_tagger"]  # test_transfer.py
+TRANSFORMERS = ["minilm", "minilm_tagger", "hf_classifier", "hf_tagger",  # test_transfer.py
+                "minilm_qa", "hf_qa", "minilm_cross", "minilm_bi", "hf_bi"]
+SUMMARIZERS = ["summarunner"]  # test_transfer.py
 
 
 def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS) | \
-        set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS) | set(TRANSFORMERS)
+        set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS) | set(TRANSFORMERS) | \
+        set(SUMMARIZERS)
 
 
 def _assert_every_parameter_gets_a_gradient(model):

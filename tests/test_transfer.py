@@ -111,6 +111,28 @@ def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_chan
     assert taskzoo.load_run(r.run_dir, device="cpu")(texts) == want
 
 
+def test_a_low_rank_export_stores_factors_of_each_change_and_loads_their_product(
+        sentiment_run, hf_env, tmp_path):
+    from taskzoo.export import export
+    from taskzoo.weights import read_weights
+
+    run = read_weights(sentiment_run.run_dir / "best.safetensors")
+    errors, sizes = [], []
+    for rank in (2, 12):
+        weights, card_path = export(sentiment_run.run_dir, name=f"tiny_bert.r{rank}",
+                                    out=tmp_path / f"r{rank}", evaluate=False, delta_rank=rank,
+                                    dtype="float32")
+        written = read_weights(weights)
+        name = "encoder.encoder.layer.1.attention.self.query.weight"  # 32 x 32, fine-tuned
+        assert name not in written and written[f"{name}.delta_u"].shape == (32, rank)
+        assert written[f"{name}.delta_v"].shape == (rank, 32) and "head.weight" in written
+        assert json.loads(card_path.read_text())["extra"]["base"]["delta_rank"] == rank
+        clf = taskzoo.load("sentiment", weights=weights, device="cpu")
+        errors.append(float((clf.model.state_dict()[name] - run[name]).norm() / run[name].norm()))
+        sizes.append(weights.stat().st_size)
+    assert errors[1] < errors[0] < 1.0 and sizes[0] < sizes[1]  # more rank: closer, larger
+
+
 def test_weights_over_another_base_are_refused(sentiment_run, tmp_path, hf_env):
     from taskzoo.export import export
 
@@ -276,3 +298,47 @@ def test_tagger_scores_each_word_at_its_first_subword(name, head):
     assert not torch.allclose(out[0, 0], moved[0, 0])  # word 1 read at another subword
     if head == "linear":  # a linear head reads each word's position alone
         assert torch.allclose(out[0, 1], moved[0, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["minilm_qa", "hf_qa"])
+def test_span_head_scores_start_and_end_per_token_and_reads_segments(name):
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    net = build(name, encoder_config=_SMALL).eval()
+    ids = torch.tensor([[2, 5, 3, 7, 8, 3], [2, 9, 3, 6, 3, 0]])
+    types = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
+    out = net(ids, torch.tensor([6, 5]), types)
+    assert out.shape == (2, 6, 2)
+    assert not torch.allclose(out, net(ids, torch.tensor([6, 5]), torch.zeros_like(types)))
+    net.train()
+    net(ids, torch.tensor([6, 5]), types).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_bi_encoder_gives_unit_vectors_and_cross_encoder_one_score():
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    ids, lengths = torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]), torch.tensor([4, 3])
+    for name in ("minilm_bi", "hf_bi"):
+        e = build(name, encoder_config=_SMALL).eval()(ids, lengths)
+        assert e.shape == (2, _SMALL["hidden_size"])
+        assert torch.allclose(e.norm(dim=-1), torch.ones(2), atol=1e-5)
+    cross = build("minilm_cross", encoder_config=_SMALL).eval()
+    assert cross(ids, lengths, torch.zeros_like(ids)).shape == (2, 1)
+
+
+def test_summarunner_scores_each_sentence_and_ignores_padding():
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    net = build("summarunner", input_dim=16, hidden_dim=8, positions=4).eval()
+    x = torch.randn(2, 6, 16)
+    out = net(x, torch.tensor([6, 3]))
+    assert out.shape == (2, 6)
+    alone = net(x[1:, :3], torch.tensor([3]))
+    assert torch.allclose(out[1, :3], alone[0], atol=1e-5)
+    net.train()
+    net(x, torch.tensor([6, 3]))[:, :3].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
