@@ -5,8 +5,8 @@ content, its salience to the whole document, and its position.
 Inputs are sentence embeddings (a frozen pretrained encoder's, computed by the task), so
 the model stays small: [B, S, E] plus the number of sentences [B] -> logits [B, S].
 
-    >>> net = build("summarunner", input_dim=384)                    # doctest: +SKIP
-    >>> net(torch.randn(2, 20, 384), torch.tensor([20, 12])).shape   # [2, 20]  # doctest: +SKIP
+    >>> net = build("summarunner", input_dim=388, features=4)        # doctest: +SKIP
+    >>> net(torch.randn(2, 20, 388), torch.tensor([20, 12])).shape   # [2, 20]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,8 +19,13 @@ from taskzoo.models.rnn import RNNEncoder, length_mask
 
 
 class SummaRuNNer(nn.Module):
-    def __init__(self, *, input_dim: int, hidden_dim: int, positions: int, dropout: float) -> None:
+    def __init__(self, *, input_dim: int, hidden_dim: int, positions: int, dropout: float,
+                 features: int) -> None:
         super().__init__()
+        self.features = features
+        # the last `features` input columns (hand-made cues such as centrality) also reach the
+        # score through one linear layer, undropped: a prior the rest of the model corrects
+        self.prior = nn.Linear(features, 1) if features else None
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(input_dim, hidden_dim), nn.Tanh())
         self.rnn = RNNEncoder(input_dim=hidden_dim, hidden_dim=hidden_dim, cell="gru",
                               bidirectional=True)
@@ -40,12 +45,15 @@ class SummaRuNNer(nn.Module):
         pos = torch.arange(x.shape[1], device=x.device).clamp_max(self.position.num_embeddings - 1)
         score = (self.content(h) + self.salience(h, doc.unsqueeze(1).expand_as(h).contiguous())
                  + self.pos_score(self.position(pos)).unsqueeze(0))
+        if self.prior is not None:
+            score = score + self.prior(x[..., -self.features:])
         return score.squeeze(-1)
 
 
 @MODELS.register("summarunner")
-def summarunner(*, input_dim: int = 384, hidden_dim: int = 128, positions: int = 50,
-                dropout: float = 0.3) -> SummaRuNNer:
-    """A BiGRU over a document's sentence embeddings scoring each sentence (SummaRuNNer)."""
+def summarunner(*, input_dim: int = 388, hidden_dim: int = 128, positions: int = 50,
+                dropout: float = 0.3, features: int = 4) -> SummaRuNNer:
+    """A BiGRU over a document's sentence vectors scoring each sentence (SummaRuNNer); the
+    last `features` columns of each vector also feed the score directly."""
     return SummaRuNNer(input_dim=input_dim, hidden_dim=hidden_dim, positions=positions,
-                       dropout=dropout)
+                       dropout=dropout, features=features)

@@ -1,7 +1,8 @@
 """Extractive summarization: pick the sentences of a document that make its summary
 (BBC News Summary). A frozen pretrained encoder embeds each sentence; a SummaRuNNer-style
 BiGRU reads the document's sentence vectors and scores each one, trained on labels from a
-greedy ROUGE oracle. The run scores Lead-3 and TextRank (PageRank over the sentences'
+greedy ROUGE oracle; beside each embedding it reads the sentence's TextRank centrality,
+similarity to the document, position and length. The run scores Lead-3 and TextRank (PageRank over the sentences'
 embedding similarities) on the same documents, and the oracle as the ceiling.
 
     taskzoo run summarization                         # BBC News Summary, seeded topic split
@@ -26,8 +27,9 @@ from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
-from taskzoo.tasks.summary_tools import (ROUGE_TYPES, greedy_oracle, length_of, rouge,
-                                         split_sentences, textrank, top_k, unjoin)
+from taskzoo.tasks.summary_tools import (FEATURES, greedy_oracle, length_of, rouge,
+                                         sentence_features, split_sentences, textrank, top_k,
+                                         unjoin)
 from taskzoo.trainer import StepOutput
 
 
@@ -47,7 +49,7 @@ class SummarizationConfig(SupervisedConfig):
     grad_clip: float = 1.0  # max gradient norm
     hidden_dim: PositiveInt = 128  # BiGRU hidden size per direction
     positions: PositiveInt = 50  # learnt position slots; later sentences share the last
-    dropout: Probability = 0.3  # dropout on sentence vectors and BiGRU states
+    dropout: Probability = 0.1  # dropout on sentence vectors and BiGRU states
     sentences: NonNegativeInt = 0  # summary length in sentences; 0 = `ratio` of the document
     ratio: Annotated[float, Range(0, 1, open_lo=True)] = 0.4  # summary length as a fraction of the sentences
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per sentence embedded
@@ -58,7 +60,7 @@ class SummarizationConfig(SupervisedConfig):
 class Doc(NamedTuple):
     sentences: list[str]  # the candidates (a BBC title line is not one)
     reference: str  # the reference summary
-    vectors: torch.Tensor  # [S, E] sentence embeddings
+    vectors: torch.Tensor  # [S, E + 4] sentence embeddings and sentence_features
     labels: torch.Tensor  # [S] 1 = in the greedy oracle's summary
 
 
@@ -104,6 +106,12 @@ def embed(embedder: nn.Module, subwords: Any, runtime: Any, texts: list[str], *,
             x, n = runtime.to_device((x, n))
             out[idx] = embedder(x, n).float().cpu()
     return out
+
+
+def _with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:
+    if not sentences:
+        return vectors
+    return torch.cat([vectors, sentence_features(vectors, sentences)], dim=1)
 
 
 # ---------------------------------------------------------------------------- task
@@ -159,7 +167,8 @@ class SummarizationTask(Task[SummarizationConfig]):
             for (_, reference), ss in zip(v, sents[split]):
                 chosen = set(greedy_oracle(ss, reference))
                 labels = torch.tensor([float(i in chosen) for i in range(len(ss))])
-                docs.append(Doc(ss, reference, vectors[at:at + len(ss)], labels))
+                docs.append(Doc(ss, reference, _with_features(vectors[at:at + len(ss)], ss),
+                                labels))
                 at += len(ss)
             data.docs[split] = [d for d in docs if d.sentences]
         data.train = data.docs["train"]
@@ -201,8 +210,9 @@ class SummarizationTask(Task[SummarizationConfig]):
     # -- model
     def build_model(self, data: SummaryData) -> nn.Module:
         c = self.cfg
-        return build(c.model, input_dim=data.embedder.encoder.config.hidden_size,
-                     hidden_dim=c.hidden_dim, positions=c.positions, dropout=c.dropout)
+        return build(c.model, input_dim=data.embedder.encoder.config.hidden_size + FEATURES,
+                     hidden_dim=c.hidden_dim, positions=c.positions, dropout=c.dropout,
+                     features=FEATURES)
 
     # -- step
     def step(self, model: nn.Module, batch: DocBatch) -> StepOutput:
@@ -243,7 +253,8 @@ class SummarizationTask(Task[SummarizationConfig]):
             methods = {
                 "lead3": [list(range(min(3, k))) for k in n],
                 "lead": [list(range(self._k(k))) for k in n],
-                "textrank": [top_k(textrank(d.vectors), self._k(k)) for d, k in zip(docs, n)],
+                "textrank": [top_k(textrank(d.vectors[:, :-FEATURES]), self._k(k))
+                             for d, k in zip(docs, n)],
                 "oracle": [torch.nonzero(d.labels).flatten().tolist() or [0] for d in docs],
             }
             for name, picks in methods.items():
@@ -298,7 +309,7 @@ class SummaryPredictor(Predictor):
             raise InputError(f"document {index} is empty: nothing to summarize")
         vectors = embed(self.embedder, self.subwords, self.runtime, sents,
                         max_tokens=self.max_tokens, batch_size=self.embed_batch_size)
-        return Doc(sents, "", vectors, torch.zeros(len(sents)))
+        return Doc(sents, "", _with_features(vectors, sents), torch.zeros(len(sents)))
 
     def length(self, example: Doc) -> int:
         return len(example.sentences)

@@ -118,6 +118,26 @@ def textrank(embeddings: torch.Tensor) -> list[float]:
     return [float(ranks[i]) for i in range(n)]
 
 
+FEATURES = 4  # sentence_features' columns
+
+
+def sentence_features(vectors: torch.Tensor, sentences: Sequence[str]) -> torch.Tensor:
+    """[S, 4] unsupervised cues of each sentence that the scorer reads beside its embedding:
+    TextRank centrality (x S, so 1 is average), cosine to the document's mean embedding,
+    relative position, and length (words / 50). SummaRuNNer learns salience from the
+    document vector alone; with ~1,700 training documents, giving it the graph's centrality
+    directly lets it start from TextRank's ranking and learn where to depart from it."""
+    n = len(sentences)
+    e = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    centroid = torch.nn.functional.normalize(e.mean(0), dim=0)
+    return torch.stack([
+        torch.tensor(textrank(vectors)) * n,
+        e @ centroid,
+        torch.arange(n, dtype=torch.float32) / max(1, n),
+        torch.tensor([min(len(s.split()), 100) / 50 for s in sentences], dtype=torch.float32),
+    ], dim=1)
+
+
 def length_of(n: int, *, sentences: int, ratio: float) -> int:
     """How many of a document's `n` sentences a summary keeps: `sentences` when set, else
     `ratio` of them; at least one, at most all."""

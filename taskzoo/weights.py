@@ -203,14 +203,14 @@ def read_weights(path: Path) -> dict[str, Any]:
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(9)
-    kind = ("a pickle" if head[:1] == b"\x80" else "a zip archive (torch.save?)"
-            if head[:2] == b"PK" else None)
-    # safetensors: an 8-byte little-endian header length, then the JSON header
+    # safetensors: an 8-byte little-endian header length, then the JSON header (that length
+    # may well start with byte 0x80, a pickle's mark: the file's shape decides first)
     header_len = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
-    if kind or head[8:9] != b"{" or header_len > path.stat().st_size:
-        raise CheckpointError(f"{path} is not a safetensors file (it looks like "
-                              f"{kind or 'something else'}); taskzoo only reads safetensors "
-                              "and never unpickles weights")
+    if head[8:9] != b"{" or not 0 < header_len <= path.stat().st_size:
+        kind = ("a pickle" if head[:1] == b"\x80" else "a zip archive (torch.save?)"
+                if head[:2] == b"PK" else "something else")
+        raise CheckpointError(f"{path} is not a safetensors file (it looks like {kind}); "
+                              "taskzoo only reads safetensors and never unpickles weights")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

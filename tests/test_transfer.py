@@ -333,7 +333,7 @@ def test_summarunner_scores_each_sentence_and_ignores_padding():
     from taskzoo.models import build
 
     torch.manual_seed(0)
-    net = build("summarunner", input_dim=16, hidden_dim=8, positions=4).eval()
+    net = build("summarunner", input_dim=16, hidden_dim=8, positions=4, features=2).eval()
     x = torch.randn(2, 6, 16)
     out = net(x, torch.tensor([6, 3]))
     assert out.shape == (2, 6)

@@ -166,6 +166,19 @@ def test_a_pickle_disguised_as_safetensors_is_refused(asset, tmp_path, kind):
         taskzoo.load("sentiment", weights=fake)
 
 
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_is_read(tmp_path):
+    """A header of 0x..80 bytes makes the file's first byte 0x80, a pickle's mark."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(256):
+        save_file({"w": torch.ones(3)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert torch.equal(weights.read_weights(path)["w"], torch.ones(3))
+
+
 # ---------------------------------------------------------------- download through the hub
 def test_released_card_downloads_from_loopback_then_works_offline(remote_release, server,
                                                                   monkeypatch):
