@@ -25,33 +25,24 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from taskzoo.config import PositiveFloat, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import PositiveFloat, PositiveInt, Range
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.pretrained_text import FinetuneConfig
 from taskzoo.trainer import StepOutput
 
 
 # ---------------------------------------------------------------------------- config
 @dataclass(frozen=True, kw_only=True)
-class SelectionConfig(SupervisedConfig):
+class SelectionConfig(FinetuneConfig):
     dataset: Literal["wikiqa", "tiny"] = "wikiqa"  # wikiqa (official splits) or tiny (embedded)
     model: str = "minilm_cross"  # minilm_cross, minilm_bi or hf:<repo>@<commit>
     pairing: Literal["cross", "bi"] = "cross"  # hf:<repo> models: read pairs together or apart
     epochs: int = 2  # passes over the training pairs
-    batch_size: int = 32  # (question, sentence) pairs per step
-    lr: float = 1e-4  # AdamW peak learning rate
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    schedule: Literal["constant", "linear", "cosine"] = "linear"  # decay to 0 over the run
     warmup_steps: int = 50  # linear warm-up steps
-    grad_clip: float = 1.0  # max gradient norm
-    keep: Literal["best", "last"] = "last"  # the final weights: dev is not used to select
-    train_layers: Annotated[int, Range(-1)] = -1  # top k encoder layers trained; -1 = all
-    train_embeddings: bool = False  # fine-tune the embeddings too (else frozen, left to the base)
-    layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer down
-    dropout: Probability = 0.1  # cross-encoder: dropout before the score
     scale: PositiveFloat = 20.0  # bi-encoder: cosine x scale is the pair's logit
     pos_weight: PositiveFloat = 1.0  # weight of a right answer in the loss (they are ~1 in 9)
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per text (a pair: both)

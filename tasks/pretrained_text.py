@@ -8,9 +8,12 @@ own vocabulary.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from torch import nn
+
+from taskzoo.config import Probability, Range, SupervisedConfig
 
 from taskzoo.errors import CheckpointError
 from taskzoo.hf import HFRepo, repo_for
@@ -23,6 +26,25 @@ FINETUNE_RECIPE: dict[str, Any] = {
     "lr": 2e-4, "batch_size": 32, "epochs": 1, "schedule": "linear", "warmup_steps": 120,
     "weight_decay": 0.01, "grad_clip": 1.0, "dropout": 0.1, "eval_batch_size": 128,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig(SupervisedConfig):
+    """The fields of a task whose model is always a pretrained encoder, fine-tuned (qa,
+    answer_selection); a task's own config changes the defaults it needs."""
+
+    epochs: int = 1  # passes over the training data
+    batch_size: int = 32  # examples per step
+    lr: float = 1e-4  # AdamW peak learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    schedule: Literal["constant", "linear", "cosine"] = "linear"  # decay to 0 over the run
+    warmup_steps: int = 30  # linear warm-up steps
+    grad_clip: float = 1.0  # max gradient norm
+    keep: Literal["best", "last"] = "last"  # the final weights: dev is not used to select
+    train_layers: Annotated[int, Range(-1)] = -1  # top k encoder layers trained; -1 = all
+    train_embeddings: bool = False  # fine-tune the embeddings too (else frozen, left to the base)
+    layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer down
+    dropout: Probability = 0.1  # dropout before the task's head
 
 
 def is_pretrained(model: str) -> bool:

@@ -16,22 +16,7 @@ import torch
 import taskzoo
 from taskzoo.data.tiny_qa import load_tiny_qa, load_tiny_selection
 from taskzoo.errors import InputError, UsageError
-from tiny_bert import SPEC, offline_run, write_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_mirror(tmp_path_factory) -> Path:
-    mirror = tmp_path_factory.mktemp("hf_mirror")
-    write_tiny_bert(mirror / "tiny-bert")
-    return mirror
-
-
-@pytest.fixture
-def hf_env(tiny_mirror, monkeypatch, tmp_path):
-    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TASKZOO_MIRROR", str(tiny_mirror))
-    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
-    return tiny_mirror
+from tiny_bert import SPEC, hf_env, offline_run, tiny_mirror  # noqa: F401 (fixtures)
 
 
 def _tokenizer():

@@ -6,32 +6,16 @@ POS, small released weights over the base, refusals) runs in seconds with no net
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 import taskzoo
-from taskzoo.data.tiny_pos import load_tiny_pos
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
 from taskzoo.errors import CheckpointError, ConfigError, IntegrityError, OfflineError
 
-from tiny_bert import REVISION, SPEC, offline_run as _offline_run, write_tiny_bert as _write_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_mirror(tmp_path_factory) -> Path:
-    mirror = tmp_path_factory.mktemp("hf_mirror")
-    _write_tiny_bert(mirror / "tiny-bert")
-    return mirror
-
-
-@pytest.fixture
-def hf_env(tiny_mirror, monkeypatch, tmp_path):
-    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))  # an empty cache each test
-    monkeypatch.setenv("TASKZOO_MIRROR", str(tiny_mirror))
-    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
-    return tiny_mirror
+from tiny_bert import REVISION, SPEC, hf_env, tiny_mirror  # noqa: F401 (fixtures)
+from tiny_bert import offline_run as _offline_run
 
 
 def test_first_fetch_records_pins_and_later_fetches_verify_against_them(hf_env):
@@ -97,7 +81,7 @@ def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_chan
     r2 = taskzoo.run("sentiment", dataset="tiny", model=SPEC, lr=1e-3, epochs=1, train_layers=1,
                      out=tmp_path / "top1", device="cpu", progress=False)
     weights, card_path = export(r2.run_dir, name="tiny_bert.tiny", out=tmp_path / "rel",
-                                evaluate=False)
+                                evaluate=False, dtype="float32")  # exact: no fp16 rounding
     card = json.loads(card_path.read_text())
     written = read_weights(weights)
     assert card["extra"]["base"]["repo"] == "taskzoo-tests/tiny-bert"

@@ -58,3 +58,20 @@ def offline_run(tiny_mirror: Path, tmp: Path, task: str, **overrides):
         mp.setenv("TASKZOO_OFFLINE", "1")
         return taskzoo.run(task, dataset="tiny", out=tmp / task, device="cpu", progress=False,
                            **overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_mirror(tmp_path_factory) -> Path:
+    """A mirror folder holding the tiny BERT (once per test module)."""
+    mirror = tmp_path_factory.mktemp("hf_mirror")
+    write_tiny_bert(mirror / "tiny-bert")
+    return mirror
+
+
+@pytest.fixture
+def hf_env(tiny_mirror, monkeypatch, tmp_path):
+    """An empty cache each test, the tiny mirror, no network."""
+    monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TASKZOO_MIRROR", str(tiny_mirror))
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    return tiny_mirror
