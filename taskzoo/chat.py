@@ -5,11 +5,11 @@ entry of the base, never an invented answer.
   files cut into passages of a few sentences.
 - Retrieval: a bi-encoder (MiniLM's sentence embeddings) ranks the entries by cosine.
   Optionally a cross-encoder
-  (`taskzoo.load("answer_selection")`) re-ranks the best few. An FAQ row is matched by its
+  (`taskzoo.load("answer_selection")`) re-orders the best few. An FAQ row is matched by its
   question and answer together, a passage by its text.
 - A passage's answer is cut out of it by the `qa` model (`span=True`); an FAQ row's answer
   is its answer column.
-- Below `threshold` the bot says it does not know.
+- Below `threshold` (of the chosen entry's cosine) the bot says it does not know.
 - The index (the entries' embeddings) is cached under the taskzoo cache, named by the
   sha256 of the knowledge base and of the encoder, and verified by its own sha256 on load.
 
@@ -50,7 +50,7 @@ class Reply:
     """One answer: `answer` is None when nothing in the base matched well enough."""
 
     answer: str | None
-    score: float  # the best entry's similarity (cosine, or the re-ranker's probability)
+    score: float  # the chosen entry's cosine similarity to the question
     source: str  # where the answer came from, "" when not known
     context: str = ""  # the whole passage when `answer` is a span cut out of it
 
@@ -176,12 +176,12 @@ class Chatbot:
         cos = self.index @ q
         best = cos.topk(min(self.top_k, len(self.entries)))
         candidates = best.indices.tolist()
-        scores = best.values.tolist()
-        if self.reranker is not None:
+        cosine = dict(zip(candidates, best.values.tolist()))
+        if self.reranker is not None:  # reorders only: its probabilities are not calibrated
             ranked = self.reranker((question, [self.entries[i].key for i in candidates]))
             candidates = [candidates[r["index"]] for r in ranked]
-            scores = [r["score"] for r in ranked]
-        top, score = candidates[0], float(scores[0])
+        top = candidates[0]
+        score = float(cosine[top])  # the threshold always reads the retrieval cosine
         entry = self.entries[top]
         if score < self.threshold:
             return Reply(None, score, "")

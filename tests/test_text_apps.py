@@ -256,6 +256,28 @@ def test_the_index_is_cached_verified_and_rebuilt_when_tampered(tmp_path, hf_env
     assert reply.answer is None and "don't know" in str(reply)
 
 
+def test_a_reranker_reorders_the_retrieved_entries_and_the_threshold_reads_their_cosine(
+        tmp_path, hf_env):
+    from taskzoo.chat import Chatbot
+
+    seen = []
+
+    def last_first(pair):  # a stand-in re-ranker: the retrieval's worst candidate first
+        question, keys = pair
+        seen.append(keys)
+        return [{"index": i, "score": 0.99} for i in reversed(range(len(keys)))]
+
+    kb = _faq(tmp_path / "faq.csv")
+    plain = Chatbot(kb, encoder=SPEC, span=False, threshold=0.0, top_k=3)
+    bot = Chatbot(kb, encoder=SPEC, span=False, threshold=0.0, top_k=3, rerank=last_first)
+    q = plain._embed(["where is the office?"])[0]
+    order = (plain.index @ q).topk(3)
+    reply = bot("where is the office?")
+    assert len(seen) == 1 and len(seen[0]) == 3
+    assert reply.answer == FAQ[order.indices[2]][1]
+    assert reply.score == pytest.approx(float(order.values[2]), abs=1e-5)
+
+
 def test_chat_answers_in_a_terminal_and_says_when_it_does_not_know(shared_data, tmp_path):
     """`taskzoo chat` in a pseudo-terminal: type a question, read the screen."""
     import pty
