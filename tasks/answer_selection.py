@@ -30,7 +30,7 @@ from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task, json_argument
 from taskzoo.tasks.pretrained_text import FinetuneConfig
 from taskzoo.trainer import StepOutput
 
@@ -263,12 +263,9 @@ class SelectionTask(Task[SelectionConfig]):
 
     def final_metrics(self, model: nn.Module, data: SelectionData) -> dict[str, float]:
         """The two baselines on the same questions: word overlap, zero-shot cosine."""
-        from taskzoo.hf_encoders import encoder_config
-        from taskzoo.tasks.pretrained_text import attach_base
+        from taskzoo.tasks.pretrained_text import load_embedder
 
-        zero_shot = build("hf_bi", encoder_config=encoder_config(data.subwords.repo))
-        attach_base(zero_shot, data.subwords.repo)
-        zero_shot = self.runtime.to_device(zero_shot.eval())
+        zero_shot = load_embedder(data.subwords, self.runtime)
         bi = SelectionData(train=None, subwords=data.subwords, pairing="bi",
                            questions=data.questions)
         bi.splits = {s: self._pairs(bi, qs) for s, qs in data.questions.items()}
@@ -350,13 +347,8 @@ class SelectionPredictor(Predictor):
     def parse_cli(self, args: list[str]) -> list[Any]:
         """QUESTION CANDIDATE [CANDIDATE ...]: one question and its candidate sentences; or one
         JSON argument, ["question", ["candidate", ...]] or {"question": ..., "candidates": [...]}."""
-        if len(args) == 1 and args[0].lstrip().startswith(("[", "{")):
-            import json
-
-            try:
-                item = json.loads(args[0])
-            except json.JSONDecodeError as exc:
-                raise InputError(f"the argument looks like JSON but is not: {exc}") from None
+        item = json_argument(args)
+        if item is not None:
             return [tuple(item) if isinstance(item, list) else item]
         if len(args) < 2:
             raise InputError("expected a QUESTION and at least one CANDIDATE sentence")

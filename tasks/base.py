@@ -157,6 +157,17 @@ class Predictor:
         return outputs[0] if single else outputs
 
 
+def json_argument(args: Sequence[str]) -> Any | None:
+    """The one command-line argument as JSON when it looks like an array or object (a pair
+    typed as '["question", "context"]'), else None; InputError when it does not parse."""
+    if len(args) != 1 or not args[0].lstrip().startswith(("[", "{")):
+        return None
+    try:
+        return json.loads(args[0])
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the argument looks like JSON but is not: {exc}") from None
+
+
 class Task(ABC, Generic[C]):
     """One application: data, model, loss, metrics and predictor."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import torch
 from torch import nn
 
 from taskzoo.config import Probability, Range, SupervisedConfig
@@ -104,3 +105,31 @@ def layer_recipe(model: nn.Module, *, train_layers: int, train_embeddings: bool,
             p.requires_grad_(i >= first)
         if i >= first and layer_decay != 1.0:
             scale_lr(params, layer_decay ** (len(layers) - i))
+
+
+def load_embedder(subwords: Any, runtime: Any) -> nn.Module:
+    """The frozen sentence encoder: the pretrained encoder, mean-pooled, unit vectors."""
+    from taskzoo.hf_encoders import encoder_config
+    from taskzoo.models import build
+
+    model = build("hf_bi", encoder_config=encoder_config(subwords.repo))
+    attach_base(model, subwords.repo)
+    return runtime.to_device(model.eval().requires_grad_(False))
+
+
+def embed(embedder: nn.Module, subwords: Any, runtime: Any, texts: list[str], *,
+          max_tokens: int, batch_size: int) -> torch.Tensor:
+    """Embeddings [N, E] of texts (batched by length; inference mode)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    from taskzoo.data.loader import eval_batches
+
+    ids = [torch.tensor(i) for i in subwords.encode(texts, max_tokens=max_tokens)]
+    out = torch.empty(len(texts), embedder.encoder.config.hidden_size)
+    pad = lambda rows: (pad_sequence(rows, batch_first=True), torch.tensor([len(r) for r in rows]))  # noqa: E731
+    with runtime.inference():
+        for idx, (x, n) in eval_batches(ids, batch_size=batch_size, collate=pad,
+                                        lengths=[len(i) for i in ids]):
+            x, n = runtime.to_device((x, n))
+            out[idx] = embedder(x, n).float().cpu()
+    return out

@@ -26,7 +26,7 @@ from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task, json_argument
 from taskzoo.tasks.pretrained_text import FinetuneConfig
 from taskzoo.tasks.qa_spans import SpanBatch, Window, best_answer, collate, windows
 from taskzoo.trainer import StepOutput
@@ -273,14 +273,9 @@ class QAPredictor(Predictor):
     def parse_cli(self, args: list[str]) -> list[Any]:
         """QUESTION CONTEXT [QUESTION CONTEXT ...]; a context "@file.txt" is read from the file.
         One JSON argument works too: ["question", "context"] or {"question": ..., "context": ...}."""
-        if len(args) == 1 and args[0].lstrip().startswith(("[", "{")):
-            import json
-
-            try:
-                pair = json.loads(args[0])
-            except json.JSONDecodeError as exc:
-                raise InputError(f"the argument looks like JSON but is not: {exc}") from None
-            return [tuple(pair) if isinstance(pair, list) else pair]
+        item = json_argument(args)
+        if item is not None:
+            return [tuple(item) if isinstance(item, list) else item]
         if not args or len(args) % 2:
             raise InputError(f"expected QUESTION CONTEXT pairs, got {len(args)} argument(s); a "
                              "context may be @path to read it from a text file")

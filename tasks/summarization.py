@@ -27,6 +27,7 @@ from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.pretrained_text import embed, load_embedder
 from taskzoo.tasks.summary_tools import (FEATURES, greedy_oracle, length_of, rouge,
                                          sentence_features, split_sentences, textrank, top_k,
                                          unjoin)
@@ -82,30 +83,6 @@ def collate(docs: list[Any]) -> DocBatch:
                     lengths=torch.tensor([len(d.vectors) for d in docs]),
                     labels=pad_sequence([d.labels for d in docs], batch_first=True,
                                         padding_value=-1.0))
-
-
-def load_embedder(subwords: Any, runtime: Any) -> nn.Module:
-    """The frozen sentence encoder: the pretrained encoder, mean-pooled, unit vectors."""
-    from taskzoo.hf_encoders import encoder_config
-    from taskzoo.tasks.pretrained_text import attach_base
-
-    model = build("hf_bi", encoder_config=encoder_config(subwords.repo))
-    attach_base(model, subwords.repo)
-    return runtime.to_device(model.eval().requires_grad_(False))
-
-
-def embed(embedder: nn.Module, subwords: Any, runtime: Any, texts: list[str], *,
-          max_tokens: int, batch_size: int) -> torch.Tensor:
-    """Embeddings [N, E] of texts (batched by length; inference mode)."""
-    ids = [torch.tensor(i) for i in subwords.encode(texts, max_tokens=max_tokens)]
-    out = torch.empty(len(texts), embedder.encoder.config.hidden_size)
-    pad = lambda rows: (pad_sequence(rows, batch_first=True), torch.tensor([len(r) for r in rows]))  # noqa: E731
-    with runtime.inference():
-        for idx, (x, n) in eval_batches(ids, batch_size=batch_size, collate=pad,
-                                        lengths=[len(i) for i in ids]):
-            x, n = runtime.to_device((x, n))
-            out[idx] = embedder(x, n).float().cpu()
-    return out
 
 
 def _with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:

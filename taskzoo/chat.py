@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from taskzoo.errors import InputError, IntegrityError, UsageError
+from taskzoo.errors import InputError, UsageError
 
 INDEX_VERSION = 1  # bump when the index's layout or the passage cutting changes
 PASSAGE_SENTENCES = 3  # sentences per passage of a text file
@@ -109,7 +109,7 @@ class Chatbot:
                  device: str = "cpu") -> None:
         from taskzoo.hf_encoders import Subwords, encoder_repo
         from taskzoo.runtime import Runtime
-        from taskzoo.tasks.summarization import load_embedder
+        from taskzoo.tasks.pretrained_text import load_embedder
 
         if not 0 <= threshold <= 1:
             raise UsageError(f"threshold={threshold}: expected a score in [0, 1]")
@@ -138,7 +138,7 @@ class Chatbot:
         return spec
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        from taskzoo.tasks.summarization import embed
+        from taskzoo.tasks.pretrained_text import embed
 
         return embed(self.embedder, self.subwords, self.runtime, texts, max_tokens=256,
                      batch_size=64)
