@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import taskzoo
-from taskzoo.peers import peer_row, write_report
+from taskzoo.bench.peers import peer_row, write_report
 
 
 def yolo_folder(task: Any, data: Any, root: Path) -> Path:

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from taskzoo import pretrained
 from taskzoo.api import _config_record, make_config
-from taskzoo.export import export
 from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
 from taskzoo.weights import WeightCard
+from taskzoo.weights import thirdparty as pretrained
+from taskzoo.weights.export import export
 
 NOTES = ("Third-party weights: FastestDet by dog-qiuqiu (xuehao.ma), "
          f"{pretrained.FASTESTDET_REPO} at commit {pretrained.FASTESTDET_COMMIT}, file "

@@ -35,7 +35,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 import taskzoo
-from taskzoo.peers import peer_row, write_report
+from taskzoo.bench.peers import peer_row, write_report
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0  # CartPole-v1's reward_threshold
@@ -64,7 +64,7 @@ SB3_HYPERPARAMS: dict[str, dict[str, Any]] = {
 
 def validate(model: BaseAlgorithm, seed: int) -> float:
     """Mean return of VAL_EPISODES deterministic episodes, episode i seeded with
-    10_000 + 100 * seed + i: the seeds taskzoo's validation uses (tasks/control.py),
+    10_000 + 100 * seed + i: the seeds taskzoo's validation uses (tasks/common/control.py),
     distinct from the training envs' seeds (seed, seed + 1, ...)."""
     env = gym.make_vec(ENV_ID, num_envs=VAL_EPISODES, vectorization_mode="sync",
                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})

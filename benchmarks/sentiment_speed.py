@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sentiment_vs_hf import PUBLISHED_ACCURACY, hf_pipeline, sentences  # benchmarks/ is sys.path[0]
 
 import taskzoo
-from sentiment_vs_hf import PUBLISHED_ACCURACY, hf_pipeline, sentences  # benchmarks/ is sys.path[0]
 
 
 def _load(spec: str, device: str) -> tuple[str, Any]:

@@ -28,8 +28,8 @@ import torch
 
 import taskzoo
 from taskzoo import hub
-from taskzoo.bench import latency
-from taskzoo.peers import peer_row, write_report
+from taskzoo.bench.peers import peer_row, write_report
+from taskzoo.bench.tasks import latency
 
 # bert-base-uncased's WordPiece vocabulary, which distilbert-base-uncased and all-MiniLM-L6-v2
 # share; pinned by sha256 like every file the hub fetches.
@@ -45,8 +45,12 @@ PUBLISHED_ACCURACY = (0.913, "distilbert-base-uncased-finetuned-sst-2-english mo
 
 
 def hf_pipeline(device: str) -> tuple[Any, int]:
-    from transformers import (DistilBertConfig, DistilBertForSequenceClassification,
-                              DistilBertTokenizerFast, pipeline)
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizerFast,
+        pipeline,
+    )
 
     tok = DistilBertTokenizerFast(vocab_file=str(hub.fetch(VOCAB, group="all-MiniLM-L6-v2")),
                                   do_lower_case=True)

@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from taskzoo.api import make_config, resolve_task
-from taskzoo.peers import peer_row, write_report
+from taskzoo.bench.peers import peer_row, write_report
 from taskzoo.runtime import Runtime, seed_everything
-from taskzoo.trainer import Trainer, TrainState, build_optimizer, lr_lambda
+from taskzoo.train.trainer import Trainer, TrainState, build_optimizer, lr_lambda
 
 
 def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:

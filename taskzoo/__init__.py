@@ -29,11 +29,11 @@ __version__ = "0.1.0"
 
 _LAZY = {"run": "taskzoo.api", "load_run": "taskzoo.api", "list_tasks": "taskzoo.api",
          "list_models": "taskzoo.api", "RunResult": "taskzoo.api", "load": "taskzoo.weights",
-         "chatbot": "taskzoo.chat"}
+         "chatbot": "taskzoo.apps.chat"}
 
 if TYPE_CHECKING:
     from taskzoo.api import RunResult, list_models, list_tasks, load_run, run  # noqa: F401
-    from taskzoo.chat import chatbot  # noqa: F401
+    from taskzoo.apps.chat import chatbot  # noqa: F401
     from taskzoo.weights import load  # noqa: F401
 
 

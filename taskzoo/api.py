@@ -151,7 +151,7 @@ def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
 def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
          progress: bool | None, callbacks: Sequence[Any]) -> RunResult:
     from taskzoo.runtime import seed_everything
-    from taskzoo.trainer import Trainer
+    from taskzoo.train.trainer import Trainer
 
     seed_everything(cfg.seed)
     t_start = time.perf_counter()

@@ -18,7 +18,7 @@ from taskzoo.config import TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import CheckpointError
 from taskzoo.runtime import Runtime
-from taskzoo.trainer import StepOutput, Trainer
+from taskzoo.train.trainer import StepOutput, Trainer
 
 
 def main(out: Path, batch_size: int, resume: bool) -> int:

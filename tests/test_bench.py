@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from taskzoo.bench import format_table, to_markdown
+from taskzoo.bench.peers import PEERS, format_peers, peer_row
+from taskzoo.bench.tasks import format_table, to_markdown
 from taskzoo.cli import main
-from taskzoo.peers import PEERS, format_peers, peer_row
 
 pytestmark = pytest.mark.timeout(300)
 

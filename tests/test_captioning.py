@@ -140,7 +140,7 @@ def test_encoder_init_from_an_image_classification_run_reads_its_normalisation(t
 
 
 def test_nearest_neighbour_baseline_returns_the_consensus_of_the_neighbours():
-    from taskzoo.tasks.captioning_baselines import NearestNeighbourCaptioner, prior_caption
+    from taskzoo.tasks.captioning.baselines import NearestNeighbourCaptioner, prior_caption
 
     vecs = np.eye(3, dtype=np.float32)
     caps = [["a dog runs on grass", "a dog runs on the grass", "a dog on grass", "dog", "sky"],

@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from taskzoo.data.captions import (CaptionVocab, caption_scores, caption_vocab,
-                                   caption_words)
+from taskzoo.data.captions import CaptionVocab, caption_scores, caption_vocab, caption_words
 from taskzoo.errors import DataError
 
 

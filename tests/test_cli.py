@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from test_pos import _as_raw_text  # a tiny sentence as a person writes it
 
 from taskzoo.data.tiny_pos import load_tiny_pos
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
 from taskzoo.data.ud import UPOS
-from test_pos import _as_raw_text  # a tiny sentence as a person writes it
 
 CLI = [sys.executable, "-m", "taskzoo.cli"]
 
@@ -189,9 +189,9 @@ def test_every_task_predicts_from_the_command_line(capsys, tmp_path, monkeypatch
     Weights over a pretrained encoder need its files from the mirror; without one those
     tasks are left out."""
     import numpy as np
+    from conftest import SHARED_DATA
     from PIL import Image
 
-    from conftest import SHARED_DATA
     from taskzoo import weights
     from taskzoo.api import make_config, resolve_task
     from taskzoo.cli import main

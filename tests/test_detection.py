@@ -27,7 +27,8 @@ def mirror(shared_data, monkeypatch):
 def test_released_fastestdet_coco_is_the_published_weights_value_for_value(mirror):
     from safetensors.torch import load_file
 
-    from taskzoo import pretrained, weights
+    from taskzoo import weights
+    from taskzoo.weights import thirdparty as pretrained
 
     card = weights.resolve("detection")
     assert card.name == "fastestdet.coco" and card.default and card.dtype == "float32"
@@ -120,7 +121,7 @@ def test_shapes_train_report_and_predict(tmp_path, model):
 
 
 def _write_yolo_folder(root: Path) -> Path:
-    from taskzoo.data.detection_aug import ShapesSet
+    from taskzoo.data.detection.aug import ShapesSet
 
     shapes = ShapesSet(24, seed=3)
     for split, idx in (("train", range(0, 16)), ("val", range(16, 24))):

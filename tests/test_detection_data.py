@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from taskzoo import hub
-from taskzoo.data import detection as det
+from taskzoo.data.detection import datasets as det
 from taskzoo.errors import DataError, OfflineError, UsageError
 
 

@@ -9,13 +9,10 @@ import pkgutil
 import pytest
 
 import taskzoo
-import taskzoo.data
-import taskzoo.models
-import taskzoo.tasks
 
-MODULES = sorted(f"{pkg.__name__}.{m.name}"
-                 for pkg in (taskzoo, taskzoo.data, taskzoo.tasks, taskzoo.models)
-                 for m in pkgutil.iter_modules(pkg.__path__))
+# every module of the package, subpackages included (`__main__` modules run a command)
+MODULES = sorted(m.name for m in pkgutil.walk_packages(taskzoo.__path__, "taskzoo.")
+                 if not m.name.endswith(".__main__"))
 
 
 @pytest.mark.parametrize("name", MODULES)

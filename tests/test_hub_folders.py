@@ -23,8 +23,16 @@ import pytest
 
 from taskzoo import hub
 from taskzoo.errors import DataError, DownloadError, IntegrityError, OfflineError
-from taskzoo.hub import (RemoteArchive, RemoteFile, RemoteFolder, build_manifest, cached_folder,
-                         cached_path, fetch, fetch_folder)
+from taskzoo.hub import (
+    RemoteArchive,
+    RemoteFile,
+    RemoteFolder,
+    build_manifest,
+    cached_folder,
+    cached_path,
+    fetch,
+    fetch_folder,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
 
 import taskzoo
 from taskzoo.data.images import load_digits
 from taskzoo.errors import DataError, InitWarning, InputError
-from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
 
 FAST = dict(dataset="digits", epochs=4, device="cpu")
 
@@ -128,7 +128,7 @@ def test_a_folder_of_own_images_trains_and_predicts(tmp_path):
 
 
 def test_init_from_weights_of_another_label_set_reinitialises_the_head(digits_run, tmp_path):
-    from taskzoo.export import export
+    from taskzoo.weights.export import export
 
     w, _ = export(digits_run.run_dir, out=tmp_path / "exp", dtype="float32", evaluate=False)
     _write_folder(tmp_path / "tree")

@@ -7,7 +7,12 @@ import pytest
 
 from taskzoo.api import make_config, resolve_task
 from taskzoo.config import (
-    SupervisedConfig, apply_overrides, describe, from_dict, parse_overrides, to_json,
+    SupervisedConfig,
+    apply_overrides,
+    describe,
+    from_dict,
+    parse_overrides,
+    to_json,
 )
 from taskzoo.errors import ConfigError, UnknownNameError, UsageError
 from taskzoo.registry import Registry

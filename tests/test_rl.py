@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
 
 import taskzoo
 from taskzoo.api import resolve_task
@@ -15,8 +16,7 @@ from taskzoo.errors import UnknownNameError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.report import solved_summary
-from taskzoo.tasks.tabular import _mdp_data, expected_return
-from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
+from taskzoo.tasks.common.tabular import _mdp_data, expected_return
 
 # CartPole's PPO recipe cut to 8192 steps (32 rollouts of 8 x 32), validation every 1024.
 PPO_SMALL = dict(total_timesteps=8192, eval_freq=1024, val_episodes=3, eval_episodes=3)
@@ -229,7 +229,7 @@ def _one_q_learning_phase(tmp_path, env: str, n_envs: int, lr: float):
     """Train a random Q-table for one vector step; (table before, table after, the source)."""
     from taskzoo.api import make_config, resolve_task
     from taskzoo.runtime import Runtime
-    from taskzoo.trainer import Trainer
+    from taskzoo.train.trainer import Trainer
 
     cls = resolve_task(env)
     cfg = make_config(cls, {"algo": "q_learning", "n_envs": n_envs, "total_timesteps": n_envs,
@@ -304,7 +304,7 @@ def test_rl_processes_step_their_own_envs_and_share_the_budget(algo):
     environment steps; schedules count the steps of all ranks (rank 0 = a single run)."""
     from taskzoo.api import make_config, resolve_task
     from taskzoo.runtime import Runtime
-    from taskzoo.trainer import TrainState
+    from taskzoo.train.trainer import TrainState
 
     cls = resolve_task("cartpole")
     recipe = DQN_SMALL if algo == "dqn" else PPO_SMALL

@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_bert import SPEC, hf_env, offline_run, tiny_mirror  # noqa: F401 (fixtures)
 
 import taskzoo
 from taskzoo.data.tiny_qa import load_tiny_qa, load_tiny_selection
 from taskzoo.errors import InputError, UsageError
-from tiny_bert import SPEC, hf_env, offline_run, tiny_mirror  # noqa: F401 (fixtures)
 
 
 def _tokenizer():
-    from taskzoo.hf_encoders import Subwords, encoder_repo
+    from taskzoo.hf.encoders import Subwords, encoder_repo
 
     return Subwords.from_repo(encoder_repo(SPEC)).tok
 
 
 # ---------------------------------------------------------------------------- qa
 def test_windows_slide_over_long_contexts_and_map_answers_back_to_characters(hf_env):
-    from taskzoo.tasks.qa_spans import best_answer, windows
+    from taskzoo.tasks.qa.data import best_answer, windows
 
     rows = load_tiny_qa()[0][:30]
     wins = windows(_tokenizer(), [r.question for r in rows], [r.context for r in rows],
@@ -89,7 +89,7 @@ def test_qa_trains_a_span_head_and_answers_with_character_spans(qa_run, hf_env):
 
 
 def test_squad_scores_use_the_official_answer_normalisation(qa_run, hf_env):
-    from taskzoo.tasks.qa import QAConfig, QATask
+    from taskzoo.tasks.qa.task import QAConfig, QATask
 
     task = QATask(QAConfig(dataset="tiny", model=SPEC))
     data = task.build_data()
@@ -104,7 +104,7 @@ def test_squad_scores_use_the_official_answer_normalisation(qa_run, hf_env):
 # ---------------------------------------------------------------------------- answer selection
 def test_ranking_metrics_and_the_overlap_baseline():
     from taskzoo.data.wikiqa import WikiQAQuestion
-    from taskzoo.tasks.answer_selection import overlap_scores, ranking_metrics
+    from taskzoo.tasks.answer_selection.task import overlap_scores, ranking_metrics
 
     qs = [WikiQAQuestion(1, "q", ("a", "b", "c"), (0, 1, 1), True),
           WikiQAQuestion(2, "q", ("a", "b"), (1, 0), True)]
@@ -140,8 +140,15 @@ def test_answer_selection_ranks_candidates_with_both_baselines_beside(model, tin
 
 # ---------------------------------------------------------------------------- summarization
 def test_sentences_oracle_and_textrank():
-    from taskzoo.tasks.summary_tools import (greedy_oracle, length_of, rouge, split_sentences,
-                                             textrank, top_k, unjoin)
+    from taskzoo.tasks.summarization.data import (
+        greedy_oracle,
+        length_of,
+        rouge,
+        split_sentences,
+        textrank,
+        top_k,
+        unjoin,
+    )
 
     text = "Profits rose 5% to $1.1bn. Shares fell.\n\n\"It was fine.\" Mr Lee said so."
     assert split_sentences(text) == ["Profits rose 5% to $1.1bn.", "Shares fell.",
@@ -218,7 +225,7 @@ def _faq(path: Path) -> Path:
 
 
 def test_knowledge_bases_are_read_and_bad_ones_refused(tmp_path):
-    from taskzoo.chat import read_kb
+    from taskzoo.apps.chat import read_kb
 
     entries = read_kb(_faq(tmp_path / "faq.csv"))
     assert len(entries) == 20 and entries[0].answer == FAQ[0][1] and entries[0].source == "faq.csv:1"
@@ -236,7 +243,7 @@ def test_knowledge_bases_are_read_and_bad_ones_refused(tmp_path):
 
 def test_the_index_is_cached_verified_and_rebuilt_when_tampered(tmp_path, hf_env, capsys):
     from taskzoo import hub
-    from taskzoo.chat import Chatbot
+    from taskzoo.apps.chat import Chatbot
 
     kb = _faq(tmp_path / "faq.csv")
     bot = Chatbot(kb, encoder=SPEC, span=False)
@@ -258,7 +265,7 @@ def test_the_index_is_cached_verified_and_rebuilt_when_tampered(tmp_path, hf_env
 
 def test_a_reranker_reorders_the_retrieved_entries_and_the_threshold_reads_their_cosine(
         tmp_path, hf_env):
-    from taskzoo.chat import Chatbot
+    from taskzoo.apps.chat import Chatbot
 
     seen = []
 

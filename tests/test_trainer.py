@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from safetensors.torch import load_file
 import taskzoo
 from taskzoo.config import TrainConfig
 from taskzoo.errors import CheckpointError
-from taskzoo.trainer import Callback, SourceBase, lr_lambda
+from taskzoo.train.trainer import Callback, SourceBase, lr_lambda
 
 TINY = dict(dataset="tiny", epochs=3, batch_size=16, eval_every=7, log_every=5,
             embed_dim=16, hidden_dim=16, device="cpu")
@@ -160,7 +159,7 @@ def test_lr_schedules():
 @pytest.mark.parametrize("ties, expected", [("first", 2), ("last", 6)])
 def test_ties_pick_the_first_or_the_last_equal_evaluation(tmp_path, ties, expected):
     from taskzoo.runtime import Runtime
-    from taskzoo.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import StepOutput, Trainer
 
     class Source(SourceBase):
         steps_per_epoch = 2
@@ -198,7 +197,7 @@ class _Ones(SourceBase):
 
 def _fit(tmp_path, source, step=None, evaluate=None, **cfg):
     from taskzoo.runtime import Runtime
-    from taskzoo.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import StepOutput, Trainer
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
@@ -266,7 +265,7 @@ def test_sources_are_set_up_after_the_model_is_placed_and_before_a_resume(tmp_pa
     assert calls == ["place", ("setup", torch.float64, "cpu")]
     calls.clear()
     from taskzoo.runtime import Runtime as R  # resume: setup, then the source's own state
-    from taskzoo.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import StepOutput, Trainer
 
     trainer = Trainer(TrainConfig(epochs=2, lr=0.01), R.create(device="cpu"), progress=False)
     trainer.fit(lambda m, b: StepOutput(m(b).pow(2).mean(), size=8), torch.nn.Linear(3, 1),
@@ -296,7 +295,7 @@ def test_dqn_target_network_is_copied_from_the_placed_model(tmp_path):
 
 def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_checkpoint_before(tmp_path):
     from taskzoo.errors import DivergenceError
-    from taskzoo.trainer import StepOutput
+    from taskzoo.train.trainer import StepOutput
 
     done = []
 
@@ -321,7 +320,7 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_checkpoint_before(
 
 def test_inf_loss_without_a_checkpoint_says_so(tmp_path):
     from taskzoo.errors import DivergenceError
-    from taskzoo.trainer import StepOutput
+    from taskzoo.train.trainer import StepOutput
 
     def step(model, batch):
         return StepOutput(model(batch).pow(2).mean() + float("inf"), size=len(batch))
@@ -353,7 +352,7 @@ def test_resume_refuses_another_world_size(tmp_path):
 def test_final_figures_are_those_of_the_delivered_predictor(tmp_path, monkeypatch):
     """Trained in bf16 autocast; metrics.json, the returned predictor and load_run agree."""
     from taskzoo.data.tiny_sentiment import load_tiny_sentiment
-    from taskzoo.tasks.sentiment import SentimentTask
+    from taskzoo.tasks.sentiment.task import SentimentTask
 
     autocast_in_evaluate = []
     evaluate = SentimentTask.evaluate
@@ -380,7 +379,7 @@ def _linear_fit(tmp_path, cfg: dict, n: int = 10, resume: bool = False, callback
     """SGD on a linear regression over LoaderSource batches; returns (trainer, fit, model)."""
     from taskzoo.data.loader import LoaderSource
     from taskzoo.runtime import Runtime
-    from taskzoo.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import StepOutput, Trainer
 
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
@@ -431,7 +430,7 @@ def test_ema_weights_are_evaluated_and_delivered(tmp_path):
 
 
 def test_biases_and_norm_weights_can_skip_weight_decay():
-    from taskzoo.trainer import build_optimizer
+    from taskzoo.train.trainer import build_optimizer
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
                               torch.nn.Flatten(), torch.nn.LazyLinear(2))
@@ -459,7 +458,7 @@ def test_periodic_checkpoints_resume_exactly_between_evaluations(tmp_path):
 
 
 def test_checkpoints_every_few_minutes(tmp_path, monkeypatch):
-    import taskzoo.trainer as trainer_module
+    import taskzoo.train.trainer as trainer_module
 
     clock = iter(range(0, 10**6, 61))  # every reading of the clock is 61 s after the last
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))

@@ -9,13 +9,12 @@ import json
 
 import pytest
 import torch
+from tiny_bert import REVISION, SPEC, hf_env, tiny_mirror  # noqa: F401 (fixtures)
+from tiny_bert import offline_run as _offline_run
 
 import taskzoo
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
 from taskzoo.errors import CheckpointError, ConfigError, IntegrityError, OfflineError
-
-from tiny_bert import REVISION, SPEC, hf_env, tiny_mirror  # noqa: F401 (fixtures)
-from tiny_bert import offline_run as _offline_run
 
 
 def test_first_fetch_records_pins_and_later_fetches_verify_against_them(hf_env):
@@ -67,8 +66,8 @@ def sentiment_run(tiny_mirror, tmp_path_factory):
 
 def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_changed(
         sentiment_run, hf_env, tmp_path):
-    from taskzoo.export import export
     from taskzoo.weights import read_weights
+    from taskzoo.weights.export import export
 
     r = sentiment_run
     assert r.metrics["dev/accuracy"] >= 0.8  # chance 0.5; a random 2-layer encoder, 6 epochs
@@ -97,8 +96,8 @@ def test_sentiment_fine_tunes_a_hub_encoder_and_the_release_holds_only_what_chan
 
 def test_a_low_rank_export_stores_factors_of_each_change_and_loads_their_product(
         sentiment_run, hf_env, tmp_path):
-    from taskzoo.export import export
     from taskzoo.weights import read_weights
+    from taskzoo.weights.export import export
 
     run = read_weights(sentiment_run.run_dir / "best.safetensors")
     errors, sizes = [], []
@@ -118,7 +117,7 @@ def test_a_low_rank_export_stores_factors_of_each_change_and_loads_their_product
 
 
 def test_weights_over_another_base_are_refused(sentiment_run, tmp_path, hf_env):
-    from taskzoo.export import export
+    from taskzoo.weights.export import export
 
     weights, card_path = export(sentiment_run.run_dir, name="tiny_bert.tiny", out=tmp_path / "rel",
                                 evaluate=False)
@@ -148,8 +147,8 @@ def test_pos_tags_words_from_their_first_subword(pos_run):
 def test_layer_recipe_freezes_and_decays_by_layer():
     from taskzoo.config import TrainConfig
     from taskzoo.models import build
-    from taskzoo.optim import param_groups
-    from taskzoo.tasks.pretrained_text import layer_recipe
+    from taskzoo.tasks.common.pretrained_text import layer_recipe
+    from taskzoo.train.optim import param_groups
 
     cfg = {"model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 3,
            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32}
@@ -164,7 +163,7 @@ def test_layer_recipe_freezes_and_decays_by_layer():
 
 
 def test_distill_loss_mixes_soft_and_gold_and_augmented_rows_take_soft_only():
-    from taskzoo.tasks.distill import distill_loss
+    from taskzoo.tasks.common.distill import distill_loss
 
     teacher = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
     gold = torch.tensor([0, 1])
@@ -183,7 +182,7 @@ def test_distill_loss_mixes_soft_and_gold_and_augmented_rows_take_soft_only():
 
 
 def test_augmentation_masks_swaps_within_a_tag_and_is_seeded():
-    from taskzoo.tasks.distill import MASK, augment
+    from taskzoo.tasks.common.distill import MASK, augment
 
     sents = [["the", "film", "is", "good"], ["a", "movie", "was", "bad"]] * 50
     tags = [["DET", "NOUN", "AUX", "ADJ"]] * 100
@@ -200,7 +199,7 @@ def test_augmentation_masks_swaps_within_a_tag_and_is_seeded():
 
 def test_a_distilled_student_learns_from_the_teacher_and_its_card_names_it(sentiment_run,
                                                                              hf_env, tmp_path):
-    from taskzoo.export import export
+    from taskzoo.weights.export import export
 
     student = taskzoo.run("sentiment", dataset="tiny", model="bigru", epochs=6,
                           teacher=str(sentiment_run.run_dir), augment=1, distill_alpha=0.7,

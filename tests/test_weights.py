@@ -18,10 +18,16 @@ import taskzoo
 from taskzoo import hub, weights
 from taskzoo.cli import main
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
-from taskzoo.errors import (CheckpointError, ConfigError, IntegrityError, OfflineError,
-                            UnknownNameError, UsageError)
-from taskzoo.export import export
+from taskzoo.errors import (
+    CheckpointError,
+    ConfigError,
+    IntegrityError,
+    OfflineError,
+    UnknownNameError,
+    UsageError,
+)
 from taskzoo.weights import WeightCard, cards, read_card
+from taskzoo.weights.export import export
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,8 +74,10 @@ def _accuracy(predictor, rows) -> float:
 def test_every_released_card_is_valid_and_matches_its_file():
     released = cards()
     assert released, "no released weights in taskzoo/released"
-    from taskzoo.models import MODELS, names as model_names
-    from taskzoo.tasks import TASKS, names as task_names
+    from taskzoo.models import MODELS
+    from taskzoo.models import names as model_names
+    from taskzoo.tasks import TASKS
+    from taskzoo.tasks import names as task_names
 
     model_names(), task_names()  # register every model and task
     for card in released:

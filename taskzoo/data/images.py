@@ -35,8 +35,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from taskzoo import hub
-from taskzoo.data.image_files import (IMAGE_EXTENSIONS, load_image_files, load_image_folder,
-                                      read_image)
+from taskzoo.data.image_files import (
+    IMAGE_EXTENSIONS,
+    load_image_files,
+    load_image_folder,
+    read_image,
+)
 from taskzoo.errors import DataError, UsageError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from taskzoo.report import new_figure, png_bytes
-from taskzoo.trainer import Callback, Trainer, TrainState
+from taskzoo.train.trainer import Callback, Trainer, TrainState
 
 
 def solved_summary(history: Sequence[dict[str, Any]], threshold: float | None,

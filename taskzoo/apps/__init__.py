@@ -1,0 +1,1 @@
+"""Applications composed of several tasks: the retrieval chatbot (`chat`)."""

@@ -1,0 +1,7 @@
+"""`python -m taskzoo.cli`: the `taskzoo` command."""
+
+import sys
+
+from taskzoo.cli import main
+
+sys.exit(main())

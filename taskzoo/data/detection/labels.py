@@ -1,0 +1,107 @@
+"""What the detection readers share (`files` for YOLO and plain folders,
+`coco` for COCO json): the label-problem list raised as one DataError, image
+sizes (decoding the user's files once), and assembling a DetectionSet."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from taskzoo.data.image_files import _decode, _Unreadable
+from taskzoo.errors import DataError
+
+if TYPE_CHECKING:
+    from taskzoo.data.detection.datasets import DetectionSet
+
+# DetectionSet lives in taskzoo.data.detection.datasets, which imports the readers: it is imported
+# inside the function that builds one, as image_files does with ImageSet
+
+YOLO_TOLERANCE = 0.01  # normalised units a corner may stray outside 0..1 and be clipped
+PIXEL_TOLERANCE = 1.0  # pixels a COCO box may stray outside its image and be clipped
+MAX_SHOWN = 10
+SPLITS = ("train", "val", "test")
+
+
+class LabelProblems:
+    """Bad labels gathered over a dataset, raised together by `check` as one DataError.
+
+    >>> p = LabelProblems()
+    >>> p.add("a.txt:3", "class id 7 out of range")
+    >>> p.check("my data")
+    Traceback (most recent call last):
+    ...
+    taskzoo.errors.DataError: 1 label problem in my data:
+      a.txt:3: class id 7 out of range
+    """
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{where}: {message}")
+
+    def check(self, what: str) -> None:
+        """Raise DataError listing the first MAX_SHOWN problems (and how many more)."""
+        n = len(self.items)
+        if not n:
+            return
+        shown = "".join(f"\n  {p}" for p in self.items[:MAX_SHOWN])
+        more = f"\n  ... and {n - MAX_SHOWN} more" if n > MAX_SHOWN else ""
+        raise DataError(f"{n} label problem{'s' if n > 1 else ''} in {what}:{shown}{more}")
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_sizes(paths: list[Path], *, decode: bool = True
+                ) -> tuple[list[tuple[int, int] | None], dict[Path, str]]:
+    """(W, H) of each image as `read_image` returns it (EXIF orientation applied), or None
+    with the reason in the dict. `decode=False` reads only the headers: for pinned files,
+    whose bytes are already verified; a user's files are decoded whole, to catch the
+    truncated ones before training does."""
+    from PIL import Image
+
+    reasons: dict[Path, str] = {}
+
+    def size(path: Path) -> tuple[int, int] | None:
+        try:
+            if decode:
+                return _decode(path).size
+            with Image.open(path) as im:
+                w, h = im.size
+                # orientations 5-8 rotate by 90 degrees: read_image returns the image upright
+                return (h, w) if im.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)
+        except _Unreadable as e:
+            reasons[path] = str(e)
+        except Exception as e:  # Pillow's plugins raise many types for malformed files
+            reasons[path] = f"{type(e).__name__}: {e}"
+        return None
+
+    # Pillow decodes without the GIL: a few threads go through a large folder faster
+    workers = min(8, os.cpu_count() or 1) if decode and len(paths) > 64 else 1
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(size, paths)), reasons
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+
+
+def _finish(boxes: list[list[float]], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    if not boxes:
+        return _empty()
+    return np.asarray(boxes, np.float32), np.asarray(labels, np.int64)
+
+
+def _detection_set(kept: list[tuple[Path, tuple[int, int], tuple[np.ndarray, np.ndarray]]],
+                   classes: list[str], name: str, skipped: list[tuple[str, str]]
+                   ) -> DetectionSet:
+    from taskzoo.data.detection.datasets import DetectionSet
+
+    return DetectionSet(paths=[p for p, _, _ in kept], boxes=[b for _, _, (b, _) in kept],
+                        labels=[y for _, _, (_, y) in kept], classes=list(classes),
+                        sizes=[s for _, s, _ in kept], name=name, skipped=skipped)

@@ -1,0 +1,395 @@
+"""Autoencoders: reconstruct, denoise, a VAE, colorization, and codes as features versus PCA.
+
+    taskzoo run autoencoder                               # Fashion-MNIST, 32-d code
+    taskzoo run autoencoder mode=denoise noise_sigma=0.3  # a U-Net cleans noisy images
+    taskzoo run autoencoder mode=vae                      # MNIST, ELBO in nats, samples
+    taskzoo run autoencoder mode=colorize                 # Flickr8k photos: ab from L
+    taskzoo run autoencoder mode=features stack=3         # codes vs PCA under a linear probe
+    taskzoo predict autoencoder --from runs/x old_photo.jpg --save out/
+
+Every mode trains one model on (input, target) pairs (`taskzoo.data.pairs`) whose noise is
+drawn from the per-sample seeded generator, so runs and resumes are reproducible and the
+test images always get the same noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.data import pairs, vision
+from taskzoo.data.loader import LoaderSource, eval_batches
+from taskzoo.errors import ConfigError, DataError, InputError, UsageError
+from taskzoo.models import build
+from taskzoo.tasks import TASKS
+from taskzoo.tasks.base import DataBundle, Predictor, Reference
+from taskzoo.tasks.common.image_task import ImageTask
+from taskzoo.train.trainer import StepOutput
+
+MODES = ("reconstruct", "denoise", "vae", "colorize", "features")
+MODELS_OF = {"reconstruct": ("conv_ae",), "features": ("conv_ae",), "vae": ("vae",),
+             "denoise": ("unet_small", "conv_ae"), "colorize": ("unet_small",)}
+
+
+# ---------------------------------------------------------------------------- config
+Mode = Literal["reconstruct", "denoise", "vae", "colorize", "features"]
+Dataset = Literal["fashion_mnist", "mnist", "digits", "flickr8k", "folder"]
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderConfig(SupervisedConfig):
+    mode: Mode = "reconstruct"  # what to learn (see the module docstring)
+    dataset: Dataset = "fashion_mnist"  # digits: tiny, offline; flickr8k: colour photos
+    data: str = ""  # a folder of your own images (any layout; classes are not needed)
+    model: str = "conv_ae"  # conv_ae, vae or unet_small (the mode's preset picks one)
+    code_dim: PositiveInt = 32  # conv_ae: size of the (last) code layer
+    stack: Annotated[int, Range(1, 3)] = 1  # conv_ae: dense code layers, probed one by one
+    latent_dim: PositiveInt = 16  # vae: Gaussian latent dimensions
+    width: PositiveInt = 16  # channels of the first conv stage
+    depth: Annotated[int, Range(1, 5)] = 2  # unet_small: down/up levels (side % 2**depth == 0)
+    noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"  # denoise: the corruption
+    noise_sigma: Annotated[float, Range(0, 2)] = 0.3  # gaussian noise std (pixels in [0, 1])
+    noise_amount: Probability = 0.25  # salt_pepper / mask: fraction of pixels hit
+    binarize: bool = True  # vae: Bernoulli pixels, as the published MNIST figures use
+    image_size: NonNegativeInt = 0  # resize to a square of this side; 0 = the data's own size
+    train_crop: NonNegativeInt = 0  # random square crops (and flips) of this side in training
+    dev_fraction: Annotated[float, Range(0, 0.5)] = 0.0833  # of train held out as dev
+    split_seed: NonNegativeInt = 0  # the seeded dev split
+    workers: Annotated[int, Range(-1)] = -1  # loader processes; -1 = 1 for arrays, more for files
+    channels_last: bool = True  # NHWC layout: faster convolutions on CPU
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # torch.optim class
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled weight decay
+    decay_1d: bool = False  # no weight decay on biases and norm weights
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"  # lr after warm-up
+    warmup_steps: int = 200  # linear warm-up steps
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # images per step
+    keep: Literal["best", "last"] = "last"  # deliver the final weights: dev only watches
+    eval_batch_size: PositiveInt = 256  # images per evaluation batch
+
+
+@dataclass
+class AEData(DataBundle):
+    mode: str = "reconstruct"  # the config's mode (what the predictor does)
+    channels: int = 1  # of the images the model sees (colorize: RGB data, 1-channel input)
+    size: tuple[int, int] = (28, 28)  # (H, W) every image is resized to
+    name: str = ""  # what the data is, for a weights card
+    files: list[Any] = field(default_factory=list)  # pinned files, for a weights card
+
+
+# ---------------------------------------------------------------------------- the task
+@TASKS.register("autoencoder", aliases=("autoencoders", "ae"))
+class Autoencoder(ImageTask[AutoencoderConfig]):
+    name = "autoencoder"
+    Config = AutoencoderConfig
+    description = "autoencoders: reconstruct, denoise, VAE, colorize photos, codes vs PCA"
+    monitor = "dev/psnr"
+    models = ("conv_ae", "vae", "unet_small")
+    preset_key = "mode"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "denoise": {"model": "unet_small", "depth": 2, "epochs": 6},
+        "vae": {"model": "vae", "dataset": "mnist", "width": 32, "epochs": 12, "lr": 1e-3},
+        # 7,000 photos in 64 px crops (the U-Net is fully convolutional; tests use 128 px)
+        "colorize": {"model": "unet_small", "dataset": "flickr8k", "depth": 3, "train_crop": 64,
+                     "dev_fraction": 0.0, "batch_size": 32, "epochs": 12, "warmup_steps": 100},
+        "features": {"epochs": 10},
+    }
+    quick: ClassVar[dict[str, Any]] = {"dataset": "digits", "epochs": 2, "batch_size": 32,
+                                       "warmup_steps": 10}
+    references = (
+        Reference("test/elbo", -84.08, "Kingma et al. 2016 (IAF), Table 1: ResNet conv VAE, "
+                  "diagonal Gaussian posterior", "ELBO on dynamically binarised MNIST; a far "
+                  "deeper net, 32-d latent"),
+    )
+
+    @classmethod
+    def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {"dataset": "folder"} if overrides.get("data") else {}
+
+    # -- data
+    def _images(self) -> tuple[dict[str, Any], str, list[Any]]:
+        """({split: Dataset of (uint8 image, label)}, a name, pinned files)."""
+        from taskzoo import hub
+        from taskzoo.data import images
+
+        c = self.cfg
+        size = (c.image_size, c.image_size) if c.image_size else None
+        if c.dataset in ("mnist", "fashion_mnist", "digits"):
+            if c.dataset == "digits":  # 8x8, upsampled: two conv stages need room
+                digits = images.load_digits()
+                rest, test = vision.stratified_split(digits.labels, 0.2, c.split_seed)
+                train = test_set = digits
+                size = size or (16, 16)
+            else:
+                load = images.load_mnist if c.dataset == "mnist" else images.load_fashion_mnist
+                train, test_set = load("train"), load("test")
+                rest, test = list(range(len(train))), list(range(len(test_set)))
+            kept, dev = vision.stratified_split(np.asarray(train.labels)[rest], c.dev_fraction,
+                                                c.split_seed)
+            index = {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev]}
+            sets = {k: vision.ImageExamples(train, channels=1, size=size, index=v)
+                    for k, v in index.items() if v}
+            sets["test"] = vision.ImageExamples(test_set, channels=1, size=size, index=test)
+            files = {"mnist": images.MNIST_FILES, "fashion_mnist": images.FASHION_MNIST_FILES}
+            names = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
+                     "digits": "scikit-learn digits (8x8 -> 16x16)"}
+            return sets, names[c.dataset], hub.describe(list(files.get(c.dataset, {}).values()))
+        if c.dataset == "flickr8k":
+            from taskzoo.data.flickr8k import load_flickr8k
+
+            parts = {k: load_flickr8k(k).images for k in ("train", "dev", "test")}
+            sets = {k: vision.ImageExamples(v, channels=3, size=size) for k, v in parts.items()}
+            if c.dev_fraction == 0:  # the standard train + dev images, as captioning does
+                sets["train"] = torch.utils.data.ConcatDataset([sets["train"], sets.pop("dev")])
+                return sets, "Flickr8k 128x128 (train + dev 7,000; test 1,000)", []
+            return sets, "Flickr8k 128x128 (train 6,000; dev 1,000; test 1,000)", []
+        if not c.data:
+            raise DataError("dataset=folder needs data=PATH (a folder of images)")
+        found = images.load_image_files(Path(c.data).expanduser())
+        size = size or (64, 64)
+        rest, test = vision.random_split(len(found), 0.1, c.split_seed)
+        kept, dev = vision.random_split(len(rest), c.dev_fraction or 0.1, c.split_seed + 1)
+        sets = {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev], "test": test}
+        return ({k: vision.ImageExamples(found, channels=found.channels, size=size, index=v)
+                 for k, v in sets.items() if v}, f"images in {c.data}", [])
+
+    def build_data(self, state: dict[str, Any] | None = None) -> AEData:
+        c = self.cfg
+        if c.model not in MODELS_OF[c.mode]:
+            raise ConfigError(f"mode={c.mode} trains {' or '.join(MODELS_OF[c.mode])}, not "
+                              f"model={c.model}" + (" (its skip connections would copy the "
+                                                    "input)" if c.model == "unet_small" else ""))
+        sets, name, files = self._images()
+        first = sets["train"][0][0]
+        channels, size = int(first.shape[0]), tuple(first.shape[1:])
+        if c.mode == "colorize" and channels != 3:
+            raise DataError(f"mode=colorize needs colour photos; {name} is grey")
+        self.eval_splits = ("dev",) if "dev" in sets else ()
+        self.final_splits = tuple(k for k in ("dev", "test") if k in sets)
+        metric = "elbo" if c.mode == "vae" else "psnr"
+        self.monitor = f"dev/{metric}" if "dev" in sets else ""
+        classes = list(getattr(getattr(sets["test"], "images", None), "classes", [])) or ["image"]
+        self._data = AEData(train=sets.pop("train"), splits=sets, labels=classes, mode=c.mode,
+                            channels=channels, size=size, name=name, files=files)
+        return self._data
+
+    def _pairs(self, training: bool) -> pairs.Clean:
+        c = self.cfg
+        augment = None
+        if training and c.train_crop:
+            from torchvision.transforms import v2
+
+            augment = v2.Compose([v2.RandomCrop(c.train_crop), v2.RandomHorizontalFlip()])
+        if c.mode == "denoise":
+            return pairs.Corrupt(c.noise, sigma=c.noise_sigma, amount=c.noise_amount,
+                                 augment=augment)
+        if c.mode == "vae" and c.binarize:
+            return pairs.Binarize(augment)
+        return pairs.LabPair(augment) if c.mode == "colorize" else pairs.Clean(augment)
+
+    def in_memory(self, data: AEData) -> bool:
+        return self.cfg.dataset not in ("flickr8k", "folder")  # photos are files
+
+    def batches(self, data: AEData, model: nn.Module) -> LoaderSource:
+        return self.loader(data.train, collate=pairs.PairCollate(), transform=self._pairs(True),
+                           workers=self._workers(data))
+
+    # -- model
+    def build_model(self, data: AEData) -> nn.Module:
+        c = self.cfg
+        if c.mode == "colorize":
+            return build("unet_small", in_channels=1, out_channels=2, width=c.width,
+                         depth=c.depth)
+        return build(c.model, in_channels=data.channels, out_channels=data.channels,
+                     image_size=data.size[0], code_dim=c.code_dim, stack=c.stack,
+                     latent_dim=c.latent_dim, width=c.width, depth=c.depth)
+
+    # -- step
+    def _vae_terms(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """Per image: the Bernoulli reconstruction term (nats) and the KL to N(0, I), with one
+        reparameterised sample of z (the ELBO's standard one-sample estimate)."""
+        mu, logvar = model.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device="cpu")
+        z = mu + (0.5 * logvar).exp() * eps.to(mu.device)
+        logits = model.decode(z).float()
+        recon = F.binary_cross_entropy_with_logits(logits, target.float(),
+                                                   reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1)
+        return recon, kl, logits
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> StepOutput:
+        x, target, _ = batch
+        if self.cfg.mode == "vae":
+            recon, kl, _ = self._vae_terms(model, x, target)
+            return StepOutput((recon + kl).mean(), size=len(x),
+                              logs={"recon_bce": recon.mean().detach(), "kl": kl.mean().detach()})
+        out = model(x)
+        if self.cfg.mode != "colorize":
+            out = torch.sigmoid(out)
+        return StepOutput(F.mse_loss(out.float(), target.float()), size=len(x))
+
+    # -- evaluate
+    def _outputs(self, model: nn.Module, data: AEData, split: str):
+        """(input, output, target, extra) batches on the CPU, outputs as images in [0, 1]
+        (colorize: the predicted ab, scaled)."""
+        gen = torch.Generator().manual_seed(1234)  # the VAE's z draws: the same every call
+        for _, (x, target, extra) in eval_batches(
+                data.splits[split], batch_size=self.cfg.eval_batch_size,
+                collate=pairs.PairCollate(), transform=self._pairs(False),
+                workers=self._workers(data, training=False)):
+            xd = self.runtime.to_device(x)
+            if self.cfg.mode == "vae":
+                recon, kl, logits = self._vae_terms(model, xd, self.runtime.to_device(target), gen)
+                yield x, torch.sigmoid(logits).cpu(), target, (recon.cpu(), kl.cpu())
+            else:
+                out = model(xd).float().cpu()
+                yield x, out if self.cfg.mode == "colorize" else torch.sigmoid(out), target, extra
+
+    def evaluate(self, model: nn.Module, data: AEData, split: str) -> dict[str, float]:
+        from taskzoo.data.color import gray_rgb, merge_lab
+        from taskzoo.tasks.autoencoder.report import image_figures
+
+        sums: dict[str, float] = {}
+        n = 0
+        for x, out, target, extra in self._outputs(model, data, split):
+            if self.cfg.mode == "vae":
+                recon, kl = extra
+                figures = {"elbo": -(recon + kl), "recon_bce": recon, "kl": kl}
+            elif self.cfg.mode == "colorize":
+                truth = extra.permute(0, 2, 3, 1).numpy()
+                pred = torch.from_numpy(merge_lab(x, out)).permute(0, 3, 1, 2).float()
+                gray = torch.from_numpy(np.stack([gray_rgb(t) for t in truth])).permute(0, 3, 1, 2)
+                figures = image_figures(pred, extra.float(), data_range=255.0)
+                figures["psnr_gray"] = image_figures(gray.float(), extra.float(),
+                                                     data_range=255.0)["psnr"]
+            else:
+                figures = image_figures(out, target)
+                if self.cfg.mode == "denoise":
+                    figures["psnr_noisy"] = image_figures(x, target)["psnr"]
+            for k, v in figures.items():
+                sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+            n += len(x)
+        metrics = {f"{split}/{k}": v / n for k, v in sums.items()}
+        if self.cfg.mode == "features" and split == "test":
+            from taskzoo.tasks.autoencoder.report import probe_metrics
+
+            metrics.update(probe_metrics(self, model, data))
+        return metrics
+
+    def reports(self, model: nn.Module, data: AEData) -> dict[str, bytes | str]:
+        from taskzoo.tasks.autoencoder.report import mode_pictures
+
+        return mode_pictures(self, model, data)
+
+    # -- predictor
+    def predictor(self, model: nn.Module, data: AEData) -> AutoencoderPredictor:
+        return AutoencoderPredictor(model, self.runtime, mode=data.mode, channels=data.channels,
+                                    size=data.size, batch_size=self.cfg.eval_batch_size)
+
+    def data_state(self, data: AEData) -> dict[str, Any]:
+        return {"mode": data.mode, "channels": data.channels, "size": list(data.size),
+                "labels": data.labels}
+
+    def data_from_state(self, state: dict[str, Any]) -> AEData:
+        return AEData(train=None, labels=list(state["labels"]), mode=str(state["mode"]),
+                      channels=int(state["channels"]), size=tuple(state["size"]))
+
+
+class AutoencoderPredictor(Predictor):
+    """Images in; out: the reconstruction, the denoised image or the coloured photo (PIL
+    images), or the code vector (`mode=features`, a list of floats). A VAE also draws new
+    images with `sample(n)`.
+
+    >>> color = taskzoo.load_run("runs/colorize")            # doctest: +SKIP
+    >>> color("grandma_1952.jpg").save("grandma_colour.png")  # doctest: +SKIP
+    """
+
+    input_noun = "image"  # what the error messages call one input
+
+    def __init__(self, model: nn.Module, runtime: Any, *, mode: str, channels: int,
+                 size: tuple[int, int], batch_size: int = 256) -> None:
+        super().__init__(model, runtime, batch_size=batch_size)
+        self.mode, self.channels, self.size = mode, channels, tuple(size)
+
+    def parse_cli(self, args: Any) -> list[Any]:
+        return vision.expand_image_args(args)
+
+    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Any:
+        item = vision.open_input(item, index)
+        try:
+            if self.mode == "colorize":  # full-resolution lightness, chroma predicted at `size`
+                from taskzoo.data.color import split_lab
+
+                full = vision.to_tensor(item, 3, None)
+                small = vision.to_tensor(item, 3, self.size)
+                return split_lab(small.permute(1, 2, 0).numpy())[0], full
+            return vision.to_tensor(item, self.channels, self.size).float().div_(255), None
+        except InputError as exc:
+            raise InputError(f"image {index}: {exc}") from None
+
+    def collate(self, examples: list[Any], ctx: dict[str, Any]) -> torch.Tensor:
+        return torch.stack([e[0] for e in examples])
+
+    def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[torch.Tensor]:
+        if self.mode == "features":
+            return list(self.model.encode(batch).float().cpu())
+        if self.mode == "vae":
+            return list(torch.sigmoid(self.model.decode(self.model.encode(batch)[0])).float().cpu())
+        out = self.model(batch).float().cpu()
+        return list(out if self.mode == "colorize" else torch.sigmoid(out))
+
+    def postprocess(self, result: torch.Tensor, example: Any, ctx: dict[str, Any]) -> Any:
+        from PIL import Image
+
+        if self.mode == "features":
+            return [round(float(v), 5) for v in result]
+        if self.mode == "colorize":
+            from taskzoo.data.color import merge_lab, split_lab
+
+            full = example[1]
+            light = split_lab(full.permute(1, 2, 0).numpy())[0]
+            ab = F.interpolate(result[None], size=tuple(full.shape[1:]), mode="bilinear",
+                               align_corners=False)
+            return Image.fromarray(merge_lab(light[None], ab)[0])
+        arr = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+    def sample(self, n: int = 16, *, seed: int = 0) -> list[Any]:
+        """`n` new images from the VAE's prior N(0, I), seeded."""
+        from PIL import Image
+
+        if self.mode != "vae":
+            raise UsageError(f"sample() draws from a VAE; this predictor's mode is {self.mode}")
+        z = torch.randn(n, self.model.latent_dim, generator=torch.Generator().manual_seed(seed))
+        with self.runtime.inference():
+            images = torch.sigmoid(self.model.decode(self.runtime.to_device(z))).float().cpu()
+        return [Image.fromarray((im[0] * 255).round().to(torch.uint8).numpy()) for im in images]
+
+    def save(self, output: Any, path: Path) -> Path:
+        """Write one output image as PNG (the CLI's --save DIR)."""
+        if self.mode == "features":
+            raise UsageError("mode=features returns code vectors, not images: use --json")
+        from taskzoo.files import atomic_path
+
+        path = path.with_name(path.name + ".png")
+        with atomic_path(path) as tmp:  # a crash leaves no half-written PNG
+            output.save(tmp, format="PNG")
+        return path
+
+    def to_json(self, output: Any) -> Any:
+        if self.mode == "features":
+            return output
+        return {"size": [output.width, output.height], "mode": output.mode}
+
+    def format(self, text: str, output: Any) -> str:
+        if self.mode == "features":
+            return f"{text}\t" + " ".join(f"{v:.4f}" for v in output)
+        return f"{text}\t{output.width}x{output.height} {output.mode} image (--save DIR writes it)"

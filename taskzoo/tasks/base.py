@@ -1,0 +1,272 @@
+"""The Task contract every application implements (see DESIGN.md).
+
+A Task instance is made from its config; `run()` then calls, in order: build_data,
+build_model, batches, Trainer.fit(step, evaluate), evaluate on the final splits, and
+data_state (what `predict --from DIR` needs to rebuild the predictor without the dataset).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from taskzoo.config import RunConfig, TrainConfig
+from taskzoo.data.loader import LoaderSource
+from taskzoo.errors import InputError, UsageError
+from taskzoo.runtime import Runtime
+from taskzoo.train.trainer import BatchSource, Callback, FitResult, StepOutput
+
+C = TypeVar("C", bound=RunConfig)
+
+
+@dataclass
+class DataBundle:
+    """Splits and whatever the model and predictor need (tasks subclass this)."""
+
+    train: Sequence[Any] | None  # None when rebuilt from a run directory for prediction
+    splits: dict[str, Sequence[Any]] = field(default_factory=dict)  # evaluation splits by name
+    labels: list[str] = field(default_factory=list)  # class names, index = label id
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published figure to print beside ours."""
+
+    metric: str  # our metric key it compares to, e.g. "dev/accuracy"
+    value: float  # the published value on the same 0-1 scale
+    source: str  # who, where
+    note: str = ""  # what differs (test vs dev, pretrained embeddings, ...)
+
+
+class Predictor:
+    """Raw inputs -> outputs, the shape of Hugging Face pipelines:
+    `items` (one input or many) -> `preprocess` each on the CPU -> `collate` batches ->
+    `forward` on the device -> `postprocess` each result with its example. The base owns
+    batching (by length when examples have one), device placement, inference mode and
+    precision (its runtime's), so a task only says how one input becomes an example and one
+    result becomes an output.
+
+    `parse_cli` turns the command line's strings into inputs; `format` prints one result.
+
+    >>> clf = taskzoo.load("sentiment")                   # doctest: +SKIP
+    >>> clf(["a gripping film", "dull"])                  # doctest: +SKIP
+    [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
+    """
+
+    input_noun: ClassVar[str] = "input"  # what the error messages call one input
+    call_options: ClassVar[tuple[str, ...]] = ()  # keyword options of a call (conf=, top_k=)
+
+    def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
+        self.model = model.eval()
+        self.runtime = runtime
+        self.batch_size = batch_size
+
+    def configure(self, **options: Any) -> Predictor:
+        """Set defaults of the call options (`taskzoo.load(task, conf=0.5)`); a task with
+        options overrides it. An option this predictor does not take is an InputError."""
+        if options:
+            raise InputError(f"unknown option(s) {', '.join(sorted(options))}: this predictor "
+                             f"takes {', '.join(self.call_options) or 'none'}")
+        return self
+
+    def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
+        """`taskzoo predict`'s hook for inputs processed as streams rather than examples (a
+        video): None when `inputs` are ordinary; else one summary (with `format()`) each."""
+        return None
+
+    # -- what a task defines
+    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
+        """The inputs as a list, and whether one input was given (one output is returned)."""
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise InputError(f"expected at least one {self.input_noun}, got an empty list")
+            return list(inputs), False
+        return [inputs], True
+
+    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
+        """State shared by one call's examples (a table built over all of them, options)."""
+        return dict(options)
+
+    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Any:
+        """One raw input -> one example on the CPU; InputError naming `index` when it is bad."""
+        raise NotImplementedError
+
+    def length(self, example: Any) -> int | None:
+        """A size to batch similar examples together (sequence length), or None."""
+        return None
+
+    def collate(self, examples: list[Any], ctx: dict[str, Any]) -> Any:
+        return torch.stack(examples)
+
+    def forward(self, batch: Any, ctx: dict[str, Any]) -> list[Any]:
+        """The model on one batch (on the device, in inference mode): one result per example,
+        on the CPU."""
+        return list(self.model(batch).float().cpu())
+
+    def postprocess(self, result: Any, example: Any, ctx: dict[str, Any]) -> Any:
+        """One result (and the example it came from) -> the output a user gets."""
+        return result
+
+    def parse_cli(self, args: Sequence[str]) -> list[Any]:
+        """The command line's strings as this predictor's inputs (`taskzoo predict` calls it).
+
+        Text predictors take them as they are; others override it (a JSON array for an
+        observation vector, paths and globs for images) and raise InputError saying what
+        they expect.
+        """
+        return list(args)
+
+    def save(self, output: Any, path: Path) -> Path:
+        """Write one output to `path` (its suffix may change) for `taskzoo predict --save DIR`;
+        tasks whose outputs are images or files override it."""
+        raise UsageError("--save writes the outputs of tasks that make images; this task's "
+                         "outputs are printed (use --json for a machine-readable form)")
+
+    def to_json(self, output: Any) -> Any:
+        """One output as JSON-able data (`taskzoo predict --json`)."""
+        return output
+
+    def format(self, text: str, output: Any) -> str:
+        """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""
+        return json.dumps({"input": text, "output": output}, ensure_ascii=False)
+
+    # -- the pipeline
+    def __call__(self, inputs: Any, **options: Any) -> Any:
+        items, single = self.items(inputs, **options)
+        ctx = self.context(items, **options)
+        examples = [self.preprocess(item, i, ctx) for i, item in enumerate(items)]
+        lengths = [self.length(e) for e in examples]
+        order = list(range(len(examples)))
+        if all(n is not None for n in lengths):
+            order.sort(key=lambda i: lengths[i])  # less padding; results go back by index
+        results: list[Any] = [None] * len(examples)
+        with self.runtime.inference():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.runtime.to_device(self.collate([examples[i] for i in idx], ctx))
+                for i, result in zip(idx, self.forward(batch, ctx)):
+                    results[i] = result
+        outputs = [self.postprocess(r, e, ctx) for r, e in zip(results, examples)]
+        return outputs[0] if single else outputs
+
+
+def json_argument(args: Sequence[str]) -> Any | None:
+    """The one command-line argument as JSON when it looks like an array or object (a pair
+    typed as '["question", "context"]'), else None; InputError when it does not parse."""
+    if len(args) != 1 or not args[0].lstrip().startswith(("[", "{")):
+        return None
+    try:
+        return json.loads(args[0])
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the argument looks like JSON but is not: {exc}") from None
+
+
+class Task(ABC, Generic[C]):
+    """One application: data, model, loss, metrics and predictor."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type]
+    description: ClassVar[str] = ""
+    monitor: ClassVar[str] = ""  # metric that picks the best checkpoint
+    mode: ClassVar[str] = "max"
+    ties: ClassVar[str] = "first"  # of equally good evaluations keep the first or the last
+    eval_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated during training
+    final_splits: ClassVar[tuple[str, ...]] = ("dev",)  # evaluated on the best weights at the end
+    references: ClassVar[tuple[Reference, ...]] = ()
+    models: ClassVar[tuple[str, ...]] = ()  # model names this task can build (checked up front)
+    model_schemes: ClassVar[tuple[str, ...]] = ()  # model=<scheme>:<id> also valid ("hf": hf:<repo>@<commit>)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # per-dataset defaults applied before overrides
+    throughput_unit: ClassVar[str] = "samples"  # what train/samples_per_s counts (bench column)
+    preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
+    quick: ClassVar[dict[str, Any]] = {}  # `taskzoo bench --quick`: tiny data, cut budgets
+    # init= from weights of another label set: tensors of another shape (the head) are
+    # re-initialised and listed instead of refused (vision tasks; text tasks keep their labels)
+    init_reinit_mismatched: ClassVar[bool] = False
+
+    def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
+        self.cfg = cfg
+        self.runtime = runtime or Runtime.create(device="cpu")
+
+    def loader(self, dataset: Sequence[Any], *, collate: Any,
+               lengths: Sequence[int] | None = None, transform: Any = None,
+               workers: int = 0) -> LoaderSource:
+        """The standard supervised BatchSource: seeded by cfg.seed, sharded under DDP;
+        `transform` draws from each example's (seed, epoch, index) generator."""
+        return LoaderSource(dataset, batch_size=self.cfg.batch_size, collate=collate,
+                            seed=self.cfg.seed, lengths=lengths, shard=self.runtime.shard,
+                            transform=transform, workers=workers)
+
+    @classmethod
+    def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Overrides that others imply, applied before the preset is picked (an image task:
+        `data=PATH` means `dataset=folder`). The user's own overrides still win."""
+        return {}
+
+    @abstractmethod
+    def build_data(self, state: dict[str, Any] | None = None) -> DataBundle:
+        """Splits, encoded with `state`'s vocabulary and labels when given (fine-tuning from
+        released weights), else with ones built from the training split."""
+
+    @abstractmethod
+    def build_model(self, data: DataBundle) -> nn.Module: ...
+
+    @abstractmethod
+    def batches(self, data: DataBundle, model: nn.Module) -> BatchSource: ...
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: Any) -> StepOutput: ...
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data: DataBundle, split: str) -> dict[str, float]: ...
+
+    @abstractmethod
+    def predictor(self, model: nn.Module, data: DataBundle) -> Predictor: ...
+
+    def train_config(self, source: BatchSource) -> TrainConfig:
+        """The Trainer's config; RL tasks translate environment-step budgets into it."""
+        return self.cfg
+
+    def callbacks(self) -> list[Callback]:
+        """Trainer callbacks the task adds to the caller's (RL: stop once solved)."""
+        return []
+
+    def summarize(self, fit: FitResult) -> dict[str, float]:
+        """Figures drawn from the whole training history, merged into the final metrics."""
+        return {}
+
+    def final_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, float]:
+        """Figures measured once on the delivered model after the final evaluation, merged
+        into the final metrics: baselines on the same split, other decoding settings."""
+        return {}
+
+    def reports(self, model: nn.Module, data: DataBundle) -> dict[str, str | bytes]:
+        """Extra files for the run directory after the final evaluation: {name: text or bytes}."""
+        return {}
+
+    def train_rate(self, metrics: dict[str, float]) -> tuple[float, str]:
+        """(training throughput, its unit) from a run's metrics, for `taskzoo bench`."""
+        return float(metrics.get("train/samples_per_s", 0.0)), self.throughput_unit
+
+    def example_inputs(self, n: int) -> list[Any]:
+        """`n` raw inputs for the predictor (the benchmark times it on them), offline."""
+        raise NotImplementedError(f"task {self.name} declares no example inputs")
+
+    def dataset_card(self) -> dict[str, Any]:
+        """What a weights card says about the training data: name, pinned files, license."""
+        return {"name": str(getattr(self.cfg, "dataset", "")), "files": [], "license": "unknown"}
+
+    @abstractmethod
+    def data_state(self, data: DataBundle) -> dict[str, Any]:
+        """JSON-able state (vocab, labels) needed to rebuild the predictor."""
+
+    @abstractmethod
+    def data_from_state(self, state: dict[str, Any]) -> DataBundle:
+        """Inverse of data_state: a bundle with no splits, enough for model + predictor."""

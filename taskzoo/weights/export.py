@@ -1,0 +1,205 @@
+"""`taskzoo export DIR`: a finished run directory -> a release asset (safetensors + card).
+
+    >>> from taskzoo.weights.export import export
+    >>> weights, card = export("runs/sst2", name="bilstm.sst2", dtype="float16")  # doctest: +SKIP
+
+The card's figures are measured on the exported weights themselves: with `evaluate=True`
+(the default) the task's final splits are evaluated again after rounding to `dtype`, on the
+real data read through the hub, so a card never claims what fp32 weights did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from taskzoo import hub
+from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.files import atomic_path, write_json
+from taskzoo.weights import DTYPES, GROUP, WeightCard, load_into, read_weights
+
+_NEEDED = ("config.json", "data.json", "metrics.json", "best.safetensors")
+
+
+def default_name(arch: str, task_obj: Any) -> str:
+    """arch.tag, the tag from the dataset or environment: `bilstm.sst2`, `mlp_actor_critic.cartpole_v1`."""
+    cfg = task_obj.cfg
+    tag = getattr(cfg, "dataset", "") or getattr(cfg, "env", "") or task_obj.name
+    return f"{arch}.{re.sub(r'[^a-z0-9]+', '_', str(tag).lower()).strip('_')}"
+
+
+def recipe_of(task_cls: Any, cfg: Any) -> str:
+    """The `taskzoo run` command that rebuilds `cfg`: the task plus what differs from its preset."""
+    from taskzoo import config as cfgmod
+    from taskzoo.api import make_config
+
+    key = task_cls.preset_key
+    # the preset key and the model first: what they imply (a preset, a pretrained model's
+    # recipe) is the baseline the other fields differ from
+    lead = [k for k in (key, "model") if hasattr(cfg, k)]
+    base = make_config(task_cls, {k: getattr(cfg, k) for k in lead})
+    ours, theirs = cfgmod.to_dict(cfg), cfgmod.to_dict(base)
+    skip = {"device", "precision", "threads"}
+    defaults = cfgmod.to_dict(task_cls.Config())
+    parts = [f"{k}={_arg(ours[k])}" for k in lead if ours[k] != defaults.get(k)]
+    parts += [f"{k}={_arg(v)}" for k, v in sorted(ours.items())
+              if k not in skip and k not in lead and v != theirs.get(k)]
+    return " ".join(["taskzoo run", task_cls.name, *parts])
+
+
+def _arg(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: str = "float16",
+           out: str | os.PathLike[str] | None = None, evaluate: bool = True,
+           default: bool = False, url: str = "", notes: str = "",
+           delta_rank: int = 0) -> tuple[Path, Path]:
+    """Write `<out>/<name>.safetensors` and `<out>/<name>.json` from a run directory.
+
+    Returns the two paths. `out` defaults to `<run_dir>/export`. With `delta_rank=r` a
+    fine-tune over a pretrained base stores each changed matrix as the rank-r truncated SVD
+    of its change (two thin factors), the card says so, and the figures are measured on
+    that approximation."""
+    import torch
+    from safetensors.torch import save_file
+
+    import taskzoo
+    from taskzoo import config as cfgmod
+    from taskzoo.api import resolve_task
+    from taskzoo.runtime import Runtime
+
+    run_dir = Path(run_dir)
+    missing = [n for n in _NEEDED if not (run_dir / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{run_dir} is not a finished run directory: missing "
+                              f"{', '.join(missing)} (expected the --out folder of `taskzoo run`)")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    state = json.loads((run_dir / "data.json").read_text(encoding="utf-8"))
+    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    task_cls = resolve_task(saved.get("_task", ""))
+    cfg = cfgmod.from_dict(task_cls.Config, saved)
+    cfg = cfgmod.apply_overrides(cfg, {"device": "cpu"})
+    task_obj = task_cls(cfg, Runtime.create(device="cpu", precision="32"))
+    model = task_obj.build_model(task_obj.data_from_state(state))
+    arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(cfg, "model", ""), {}))
+    name = name or default_name(arch, task_obj)
+    base = _base_snapshot(model)
+    load_into(model, read_weights(run_dir / "best.safetensors"), source=str(run_dir))
+
+    # floating tensors are stored in `dtype`; integer buffers stay as they are. Over a
+    # pretrained base only what fine-tuning changed is written (compared in full precision).
+    target = getattr(torch, dtype)
+    tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
+               for k, v in model.state_dict().items()
+               if k not in base or not torch.equal(v, base[k])}
+    if delta_rank:
+        if not base:
+            raise ConfigError("delta_rank= needs a fine-tune over a pretrained base (its card's "
+                              "extra.base); this model was trained from scratch")
+        tensors = low_rank_delta(tensors, base, delta_rank, target)
+    out_dir = Path(out) if out is not None else run_dir / "export"
+    weights_path = out_dir / f"{name}.safetensors"
+    with atomic_path(weights_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task_cls.name})
+    base_card = _base_card(model, base, tensors)
+    if base_card and delta_rank:
+        base_card["delta_rank"] = delta_rank
+    if base:  # what users get: the base, then the file over it
+        model.load_state_dict({**model.state_dict(), **base})
+    load_into(model, read_weights(weights_path), source=str(weights_path), base=base_card)
+
+    if evaluate:
+        data = task_obj.build_data(state)  # the run's labels (a fine-tune keeps its init's)
+        if json.loads(json.dumps(task_obj.data_state(data))) != state:
+            raise CheckpointError(f"the data now differs from {run_dir / 'data.json'} (another "
+                                  "vocabulary or label set); cannot measure these weights on it")
+        metrics: dict[str, float] = {}
+        with torch.inference_mode():
+            for split in task_obj.final_splits:  # a task may set its splits from the data
+                metrics.update(task_obj.evaluate(model.eval(), data, split))
+        measured = f"measured by `taskzoo export` on the {dtype} weights"
+    else:
+        finals = tuple(f"{s}/" for s in task_obj.final_splits)
+        metrics = {k: v for k, v in run_metrics.items() if k.startswith(finals)}
+        measured = "copied from the run's metrics.json (fp32 weights), not re-measured"
+    card = WeightCard(
+        name=name, task=task_cls.name, arch=arch, arch_kwargs=_jsonable(arch_kwargs),
+        config={k: v for k, v in saved.items() if not k.startswith("_")}, data=state,
+        file=weights_path.name, sha256=hub.sha256_file(weights_path),
+        size=weights_path.stat().st_size, dtype=dtype,
+        metrics={k: round(float(v), 6) for k, v in metrics.items()},
+        dataset=task_obj.dataset_card(), recipe=recipe_of(task_cls, cfg),
+        library={"taskzoo": taskzoo.__version__, "torch": torch.__version__.split("+")[0],
+                 "python": platform.python_version()},
+        default=default, url=url,
+        notes="; ".join(x for x in (f"metrics {measured}", notes) if x),
+        extra={"headline": headline_metric(task_obj, metrics), "run_metrics": run_metrics,
+               "mirror_folder": GROUP, **({"base": base_card} if base_card else {})},
+    )
+    WeightCard.from_dict(card.to_dict(), source="export")  # never write a card load() refuses
+    card_path = out_dir / f"{name}.json"
+    write_json(card_path, card.to_dict())
+    return weights_path, card_path
+
+
+def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:
+    """The figure a table shows: the monitored metric on the last final split (test over dev)."""
+    name = (task_obj.monitor or "").partition("/")[2]
+    for split in reversed(task_obj.final_splits):
+        if f"{split}/{name}" in metrics:
+            return f"{split}/{name}"
+    return next(iter(sorted(metrics)), "")
+
+
+def low_rank_delta(tensors: dict[str, Any], base: dict[str, Any], rank: int,
+                   dtype: Any) -> dict[str, Any]:
+    """Each changed matrix of a fine-tune as `<name>.delta_u` [out, r] and `<name>.delta_v`
+    [r, in], the rank-r truncated SVD of (fine-tuned - base): fine-tuning moves a pretrained
+    matrix along few directions (Hu et al. 2021's LoRA rests on it), so a small rank keeps
+    nearly all of the change. Vectors, the head and matrices too thin to gain stay whole."""
+    import torch
+
+    out = {}
+    for k, v in tensors.items():
+        if k in base and v.ndim == 2 and rank * sum(v.shape) < v.numel():
+            change = v.float() - base[k].float()
+            u, s, vh = torch.linalg.svd(change, full_matrices=False)
+            out[f"{k}.delta_u"] = (u[:, :rank] * s[:rank]).to(dtype).contiguous()
+            out[f"{k}.delta_v"] = vh[:rank].to(dtype).contiguous()
+        else:
+            out[k] = v
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _base_snapshot(model: Any) -> dict[str, Any]:
+    """The tensors the model's pretrained base filled (`model.pretrained_base`, set by the
+    task as it built the model), copied before the run's weights overwrite them."""
+    info = getattr(model, "pretrained_base", None)
+    if not info:
+        return {}
+    names = {info["prefix"] + n for n in info["names"]}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def _base_card(model: Any, base: dict[str, Any], written: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's `extra.base`: which encoder the file is a fine-tune of (repository, commit,
+    weights sha256, license) and how many of its tensors the file leaves to it."""
+    if not base:
+        return None
+    info = model.pretrained_base
+    kept = sum(1 for k in base if k not in written)
+    return {k: info[k] for k in ("repo", "revision", "file", "sha256", "license")} | {
+        "from_base": kept, "written": len(written)}
