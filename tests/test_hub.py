@@ -25,7 +25,13 @@ import pytest
 
 from taskzoo import hub
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageError
-from taskzoo.hub import ArchiveMember, RemoteFile, cached_path, fetch
+from taskzoo.hub import (
+    ArchiveMember,
+    RemoteFile,
+    _verify,  # noqa: PLC2701 (its sha256_file is replaced there to count hashes)
+    cached_path,
+    fetch,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -548,15 +554,15 @@ def test_lock_held_by_another_process_times_out(server, monkeypatch):
 
 
 def count_hashes(monkeypatch) -> list[Path]:
-    """Every path hub.sha256_file hashes from now on."""
+    """Every path the hub hashes from now on (every hub module calls _verify.sha256_file)."""
     seen: list[Path] = []
-    real = hub.sha256_file
+    real = _verify.sha256_file
 
     def counting(path):
         seen.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(hub, "sha256_file", counting)
+    monkeypatch.setattr(_verify, "sha256_file", counting)
     return seen
 
 

@@ -27,6 +27,10 @@ from taskzoo.hub import (
     RemoteArchive,
     RemoteFile,
     RemoteFolder,
+    _archives,  # noqa: PLC2701 (hub internals are replaced where they are defined)
+    _files,  # noqa: PLC2701
+    _folders,  # noqa: PLC2701
+    _verify,  # noqa: PLC2701
     build_manifest,
     cached_folder,
     cached_path,
@@ -98,8 +102,8 @@ def assert_tree(path: Path, tree: dict[str, bytes]) -> None:
 
 def count_hashes(monkeypatch) -> list[Path]:
     seen: list[Path] = []
-    real = hub.sha256_file
-    monkeypatch.setattr(hub, "sha256_file", lambda p: seen.append(Path(p)) or real(p))
+    real = _verify.sha256_file
+    monkeypatch.setattr(_verify, "sha256_file", lambda p: seen.append(Path(p)) or real(p))
     return seen
 
 
@@ -203,13 +207,13 @@ def test_gzip_bomb_and_oversize_stream_rejected(monkeypatch, tmp_path, server):
     write_tree(tmp_path / "m", {"g/bomb.gz": bomb})
     monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "m"))
     written: list[int] = []
-    real = hub._copy_stream
+    real = _files.copy_stream
 
     def recording(inp, part, limit=None):
         real(inp, part, limit)
         written.append(part.stat().st_size)
 
-    monkeypatch.setattr(hub, "_copy_stream", recording)
+    monkeypatch.setattr(_files, "copy_stream", recording)
     with pytest.raises(IntegrityError, match="decompresses to more than 1000 bytes"):
         fetch(f, group="g", **FAST)
     assert written == [1001]  # inflated one byte past the pin, then stopped
@@ -441,7 +445,7 @@ def test_interrupted_extraction_leaves_nothing_complete(monkeypatch, tmp_path):
     write_tree(tmp_path / "m" / "grp", {"ds.zip": make_zip(TREE)})
     monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "m"))
     folder = folder_of(TREE, RemoteArchive("ds.zip", root="ds"))
-    real, calls = hub._write_new, []
+    real, calls = _archives.write_new, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -449,23 +453,23 @@ def test_interrupted_extraction_leaves_nothing_complete(monkeypatch, tmp_path):
             raise Boom("disk pulled out")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(hub, "_write_new", failing)
+    monkeypatch.setattr(_archives, "write_new", failing)
     with pytest.raises(Boom):
         fetch_folder(folder, group="grp", **FAST)
     target = cached_folder(folder)
     assert not target.exists() and not target.with_name("ds.complete.json").exists()
     assert not leftovers(folder)
-    monkeypatch.setattr(hub, "_write_new", real)
+    monkeypatch.setattr(_archives, "write_new", real)
     assert_tree(fetch_folder(folder, group="grp", **FAST), TREE)
 
     # a crash after the rename but before the marker: verified in place (hashed) and marked
-    hub._discard(target)
-    real_mark = hub._mark
-    monkeypatch.setattr(hub, "_mark", lambda *a: (_ for _ in ()).throw(Boom("killed")))
+    _folders.discard(target)
+    real_mark = _folders.mark
+    monkeypatch.setattr(_folders, "mark", lambda *a: (_ for _ in ()).throw(Boom("killed")))
     with pytest.raises(Boom):
         fetch_folder(folder, group="grp", **FAST)
     assert target.is_dir() and not target.with_name("ds.complete.json").exists()
-    monkeypatch.setattr(hub, "_mark", real_mark)
+    monkeypatch.setattr(_folders, "mark", real_mark)
     monkeypatch.delenv("TASKZOO_MIRROR")
     hashed = count_hashes(monkeypatch)
     assert fetch_folder(folder, group="grp", **FAST) == target  # no mirror needed
@@ -478,13 +482,14 @@ def test_killed_extraction_is_cleaned_up_next_time(monkeypatch, tmp_path):
     env = {**os.environ, "TASKZOO_MIRROR": str(tmp_path / "m")}
     code = ("import os, signal, sys\n"
             "from taskzoo import hub\n"
-            "real, calls = hub._write_new, []\n"
+            "from taskzoo.hub import _archives\n"
+            "real, calls = _archives.write_new, []\n"
             "def dying(*a, **k):\n"
             "    calls.append(1)\n"
             "    if len(calls) == 3:\n"
             "        os.kill(os.getpid(), signal.SIGKILL)\n"
             "    return real(*a, **k)\n"
-            "hub._write_new = dying\n"
+            "_archives.write_new = dying\n"
             "folder = hub.RemoteFolder('ds', hub.read_manifest(sys.argv[1]),\n"
             "                          (hub.RemoteArchive('ds.tar.gz', root='ds'),))\n"
             "hub.fetch_folder(folder, group='grp', progress=False)\n")

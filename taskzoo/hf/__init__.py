@@ -156,7 +156,7 @@ def _first_fetch(repo: str, revision: str) -> HFRepo:
     """Hash the repository's files where they are found (a local mirror folder, else the
     Hub), record the pins and put each file into the hub's cache under them."""
     from taskzoo.files import write_json
-    from taskzoo.hub._base import _get_retrying, _Permanent
+    from taskzoo.hub._base import Permanent, get_retrying
 
     group = repo.rsplit("/", 1)[-1]
     incoming = hub.cache_root() / "hf" / "incoming"
@@ -176,9 +176,9 @@ def _first_fetch(repo: str, revision: str) -> HFRepo:
                 continue
             else:
                 url = f"https://huggingface.co/{repo}/resolve/{revision}/{name}"
-                _get_retrying(url, part, None, name, retries=2, backoff=1.0, timeout=30.0,
-                              show=False, cap=1 << 34)
-        except (_Permanent, OSError) as e:
+                get_retrying(url, part, None, name, retries=2, backoff=1.0, timeout=30.0,
+                             show=False, cap=1 << 34)
+        except (Permanent, OSError) as e:
             part.unlink(missing_ok=True)
             tried.append(f"{name}: {e}")
             continue

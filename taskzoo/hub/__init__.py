@@ -15,29 +15,45 @@ be a folder (`RemoteFolder`): a manifest of (path, sha256, size) per file, obtai
 mirror folder or from a zip/tar archive (`RemoteArchive`) extracted safely; `fetch_folder`
 returns the verified folder in the cache.
 
-The code lives in these modules, lowest first: `hub_base` (environment, HTTP transport),
-`hub_verify` (`sha256_file`, verification records), `hub_files` (single files: `fetch`,
-`verify_cache`), `hub_archives` (`RemoteArchive`, safe extraction), `hub_manifests`
-(manifests) and `hub_folders` (`RemoteFolder`, `fetch_folder`). This module re-exports what callers use, so `from taskzoo.hub import X`
-and `hub.X` work as they always did.
+The code lives in these modules, lowest first: `_base` (environment, HTTP transport),
+`_verify` (`sha256_file`, verification records), `_files` (single files: `fetch`,
+`verify_cache`), `_archives` (`RemoteArchive`, safe extraction), `_manifests` (manifests)
+and `_folders` (`RemoteFolder`, `fetch_folder`). This package exports what callers use:
+`__all__`, plus `describe`, `read_url`, `verify_cache`, the constants and the errors.
+
+The hub modules call `sha256_file` as `_verify.sha256_file` and `write_new` as
+`_archives.write_new`, so a test that replaces one in its defining module (to count hashes,
+or to crash mid-extraction) reaches every caller; `copy_stream` (`_files`) and `mark`
+(`_folders`) are only called inside their own module, where a test replaces them too.
 """
 
 from __future__ import annotations
 
-from taskzoo import errors as _errors
-from taskzoo.hub import _archives, _base, _files, _folders, _manifests
+from taskzoo.errors import DataError as DataError
+from taskzoo.errors import DownloadError as DownloadError
+from taskzoo.errors import IntegrityError as IntegrityError
+from taskzoo.errors import OfflineError as OfflineError
+from taskzoo.errors import UsageError as UsageError
 from taskzoo.hub._archives import RemoteArchive
+from taskzoo.hub._base import CHUNK as CHUNK
+from taskzoo.hub._base import LOCK_TIMEOUT as LOCK_TIMEOUT
 from taskzoo.hub._base import cache_root, default_lock_timeout, is_offline, mirrors
+from taskzoo.hub._base import read_url as read_url
 from taskzoo.hub._files import ArchiveMember, RemoteFile, cached_path, fetch
+from taskzoo.hub._files import describe as describe
+from taskzoo.hub._files import verify_cache as verify_cache
+from taskzoo.hub._folders import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from taskzoo.hub._folders import DEFAULT_MAX_FILES as DEFAULT_MAX_FILES
 from taskzoo.hub._folders import RemoteFolder, cached_folder, fetch_folder
 from taskzoo.hub._manifests import (
-                                   Manifest,
-                                   build_manifest,
-                                   format_manifest,
-                                   parse_manifest,
-                                   read_manifest,
-                                   write_manifest,
+    Manifest,
+    build_manifest,
+    format_manifest,
+    parse_manifest,
+    read_manifest,
+    write_manifest,
 )
+from taskzoo.hub._manifests import ManifestEntry as ManifestEntry
 from taskzoo.hub._verify import sha256_file, verified_file
 
 __all__ = ["ArchiveMember", "RemoteFile", "RemoteArchive", "RemoteFolder", "Manifest",
@@ -45,28 +61,3 @@ __all__ = ["ArchiveMember", "RemoteFile", "RemoteArchive", "RemoteFolder", "Mani
            "fetch_folder", "build_manifest", "format_manifest", "parse_manifest",
            "read_manifest", "write_manifest", "sha256_file", "verified_file",
            "default_lock_timeout"]
-
-# Also part of `hub.X`, outside __all__ as before: helpers callers use, the constants, and
-# the errors callers catch as `hub.DownloadError`.
-describe = _files.describe
-read_url = _base.read_url
-verify_cache = _files.verify_cache
-CHUNK = _base.CHUNK
-LOCK_TIMEOUT = _base.LOCK_TIMEOUT
-DEFAULT_MAX_BYTES = _folders.DEFAULT_MAX_BYTES
-DEFAULT_MAX_FILES = _folders.DEFAULT_MAX_FILES
-ManifestEntry = _manifests.ManifestEntry
-DataError = _errors.DataError
-DownloadError = _errors.DownloadError
-IntegrityError = _errors.IntegrityError
-OfflineError = _errors.OfflineError
-UsageError = _errors.UsageError
-
-# Hooks tests replace with `monkeypatch.setattr(hub, name, ...)`. The hub_* modules call
-# these four (and `sha256_file` above) through this module (`hub_base._facade()`), never
-# directly, so a replacement made here takes effect in every module, as when hub was one
-# file. `_discard` is re-exported because tests call it.
-_copy_stream = _files._copy_stream
-_write_new = _archives._write_new
-_mark = _folders._mark
-_discard = _folders._discard

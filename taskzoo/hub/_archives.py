@@ -4,8 +4,8 @@ obtained (pinned and cached, read in place from a mirror), and safe extraction.
 Extraction lists and checks every zip or tar member before writing anything: absolute
 paths, `..` components, links, devices and FIFOs refuse the whole archive (tar members also
 pass PEP 706's data filter where Python has it); entry, file and byte caps stop bombs.
-Files are written new (`_write_new`, hashed while written) and the tree is synced once
-(`_sync_tree`) before it is renamed into place.
+Files are written new (`write_new`, hashed while written) and the tree is synced once
+(`sync_tree`) before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -25,19 +25,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 from taskzoo.errors import IntegrityError
-from taskzoo.hub._base import CHUNK, _Absent, _facade, _Permanent
+from taskzoo.hub._base import CHUNK, Absent, Permanent
 from taskzoo.hub._files import (
     RemoteFile,
-    _adopt_sibling,
-    _cached_ok,
-    _drop_archive,
-    _locked_source,
-    _part,
+    adopt_sibling,
+    cached_ok,
     cached_path,
+    drop_archive,
+    locked_source,
+    part_path,
 )
-from taskzoo.hub._verify import _remember, _signature, verified_file
+from taskzoo.hub._verify import remember, signature, verified_file
 
-_Want = dict[str, tuple[str, int]]  # path -> (sha256, size)
+Want = dict[str, tuple[str, int]]  # path -> (sha256, size)
 
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 try:  # Python built without liblzma: .tar.xz is then unsupported, not a crash at import
@@ -75,7 +75,7 @@ class RemoteArchive:
         """The archive itself as a pinned file (only when `sha256` is set)."""
         return RemoteFile(self.name, self.sha256, self.size, self.urls)
 
-def _unpinned_cap(want: _Want) -> int:
+def unpinned_cap(want: Want) -> int:
     """Most bytes accepted for an unpinned archive of these files: their total plus a
     generous allowance for headers, padding and incompressible data (tar pads each file to
     512 bytes and adds a 512-byte header)."""
@@ -83,35 +83,37 @@ def _unpinned_cap(want: _Want) -> int:
     return total + total // 4 + 2048 * len(want) + (1 << 20)
 
 
-def _not_cached(part: Path) -> None:
-    raise _Absent("no longer in the cache")
+def not_cached(part: Path) -> None:
+    """The copy step of a pinned archive expected in the cache: it is gone."""
+    raise Absent("no longer in the cache")
 
 
-def _local_archive(path: Path) -> Path:
+def local_archive(path: Path) -> Path:
+    """An archive read in place from a mirror folder (never copied, never deleted)."""
     if not path.is_file():
-        raise _Absent(f"not found at {path}")
+        raise Absent(f"not found at {path}")
     return path
 
 
-def _pinned_archive(a: RemoteArchive, group: str, copy: Callable[[Path], None],
-                    wait: float) -> Path:
+def pinned_archive(a: RemoteArchive, group: str, copy: Callable[[Path], None],
+                   wait: float) -> Path:
     """The verified cached copy of a pinned archive, obtained with `copy` if needed."""
     rf = a.remote()
     target = cached_path(rf)
     if verified_file(target, rf.sha256, rf.size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    held = _locked_source(target, wait, f"{group}/{a.name}")
+    held = locked_source(target, wait, f"{group}/{a.name}")
     with held:
-        if _cached_ok(target, rf) or _adopt_sibling(rf, target):
+        if cached_ok(target, rf) or adopt_sibling(rf, target):
             return target
-        part = _part(target)
+        part = part_path(target)
         copy(part)
         os.replace(part, target)
-        _remember(target, rf.sha256, _signature(target))
+        remember(target, rf.sha256, signature(target))
     return target
 
-def _write_new(inp: BinaryIO, path: Path, limit: int, source: str) -> tuple[str, int]:
+def write_new(inp: BinaryIO, path: Path, limit: int, source: str) -> tuple[str, int]:
     """Copy at most `limit` bytes into a new file, hashing them: (sha256, bytes written)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,18 +127,18 @@ def _write_new(inp: BinaryIO, path: Path, limit: int, source: str) -> tuple[str,
             try:
                 chunk = inp.read(min(CHUNK, limit - n))
             except (OSError, *_DECOMPRESS_ERRORS, zipfile.BadZipFile, tarfile.TarError) as e:
-                raise _Permanent(f"cannot read {source}: {e}") from None
+                raise Permanent(f"cannot read {source}: {e}") from None
             if not chunk:
                 break
             out.write(chunk)
             h.update(chunk)
             n += len(chunk)
     # no fsync per file: the folder is synced once, before it is renamed into place
-    # (`_sync_tree`); 8,000 fsyncs cost Flickr8k 27 s of a 31 s first load
+    # (`sync_tree`); 8,000 fsyncs cost Flickr8k 27 s of a 31 s first load
     return h.hexdigest(), n
 
 
-def _sync_tree(folder: Path) -> None:
+def sync_tree(folder: Path) -> None:
     """Everything written under `folder` on disk before the folder is renamed into place,
     so a crash cannot leave a complete-looking folder of empty files."""
     if hasattr(os, "sync"):  # one call flushes every dirty page (POSIX)
@@ -157,7 +159,8 @@ class _Member:
     open: Callable[[], BinaryIO]
 
 
-def _is_archive(path: Path) -> bool:
+def is_archive(path: Path) -> bool:
+    """True for a zip or tar file, judged by its bytes."""
     return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
 
 
@@ -190,7 +193,7 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> _Memb
         try:
             return zf.open(info)  # type: ignore[return-value]
         except (RuntimeError, NotImplementedError) as e:  # encrypted, unknown compression
-            raise _Permanent(f"{label}: cannot read member {info.filename!r}: {e}") from None
+            raise Permanent(f"{label}: cannot read member {info.filename!r}: {e}") from None
 
     return _Member(name, info.is_dir(), opener)
 
@@ -242,11 +245,11 @@ def _archive_members(archive: Path, name: str, label: str, dest: Path,
                     members.append(_tar_member(tf, ti, label, dest))
                 yield members
     except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, *_DECOMPRESS_ERRORS) as e:
-        raise _Permanent(f"{label}: not a readable {kind} archive ({type(e).__name__}: "
-                         f"{e})") from None
+        raise Permanent(f"{label}: not a readable {kind} archive ({type(e).__name__}: "
+                        f"{e})") from None
 
 
-def _find_root(members: list[_Member], want: _Want, label: str) -> str:
+def _find_root(members: list[_Member], want: Want, label: str) -> str:
     """The shallowest folder in the archive that holds every file of the manifest."""
     files = {m.name for m in members if not m.is_dir}
     probe = min(want, key=lambda r: (r.count("/"), r))
@@ -260,8 +263,8 @@ def _find_root(members: list[_Member], want: _Want, label: str) -> str:
                          f"(looked for {probe!r})")
 
 
-def _extract(archive: Path, a: RemoteArchive, dest: Path, label: str, want: _Want | None,
-             limits: tuple[int, int]) -> _Want:
+def _extract(archive: Path, a: RemoteArchive, dest: Path, label: str, want: Want | None,
+             limits: tuple[int, int]) -> Want:
     """Extract the folder at `a.root` of `archive` into `dest` (empty), verified.
 
     With a manifest only its files are written, each bounded by its pinned size (+1 byte to
@@ -273,7 +276,7 @@ def _extract(archive: Path, a: RemoteArchive, dest: Path, label: str, want: _Wan
     # the bound stops a flood of headers, not a legitimately larger archive.
     max_entries = (max(3 * len(want) + 1000, 200_000) if want is not None
                    else 2 * max_files + 1000)
-    got: _Want = {}
+    got: Want = {}
     total = 0
     with _archive_members(archive, a.name, label, dest, max_entries) as members:
         root = (_find_root(members, want, label) if a.root is None and want is not None
@@ -294,7 +297,7 @@ def _extract(archive: Path, a: RemoteArchive, dest: Path, label: str, want: _Wan
             if rel in got:
                 raise _unsafe(label, f"member {m.name!r} appears twice")
             with m.open() as inp:
-                digest, n = _facade()._write_new(inp, dest / rel, limit + 1, f"{m.name} in {label}")
+                digest, n = write_new(inp, dest / rel, limit + 1, f"{m.name} in {label}")
             if n > limit:
                 raise _unsafe(label, f"{m.name!r} is larger than its pinned {limit} bytes"
                               if want is not None else
@@ -313,15 +316,15 @@ def _extract(archive: Path, a: RemoteArchive, dest: Path, label: str, want: _Wan
     return got
 
 
-def _from_archive(obtain: Callable[[], Path], a: RemoteArchive, want: _Want | None,
-                  limits: tuple[int, int], wait: float, drop: bool, dest: Path) -> _Want:
+def from_archive(obtain: Callable[[], Path], a: RemoteArchive, want: Want | None,
+                 limits: tuple[int, int], wait: float, drop: bool, dest: Path) -> Want:
     """Obtain an archive and extract its folder into `dest`. `drop`: a cached unpinned copy
     that fails is deleted, so the next fetch downloads it again instead of failing forever."""
     path = obtain()
-    opened = _signature(path)
+    opened = signature(path)
     try:
         return _extract(path, a, dest, f"{a.name} ({path})", want, limits)
-    except (IntegrityError, _Permanent) as e:
+    except (IntegrityError, Permanent) as e:
         if not drop:
             raise
-        raise type(e)(f"{e}; {_drop_archive(path, opened, wait)}") from None
+        raise type(e)(f"{e}; {drop_archive(path, opened, wait)}") from None

@@ -1,11 +1,10 @@
-"""The lowest layer of the download layer (`taskzoo.hub`), shared by every hub_* module.
+"""The lowest layer of the download layer (`taskzoo.hub`), shared by every hub module.
 
 The environment: `cache_root` (TASKZOO_HOME), `mirrors` (TASKZOO_MIRROR), `is_offline`
 (TASKZOO_OFFLINE), `default_lock_timeout` (TASKZOO_LOCK_TIMEOUT). The HTTP transport: one
 download of a URL into a `.part` file, resumed with Range and retried with backoff
-(`_get_retrying`, `_http_download`), and `read_url` for a small unpinned document. How a
-source fails (`_Transient`, `_Permanent`, `_Absent`), the read size `CHUNK`, and
-`_facade()`, through which the hub_* modules call the names tests replace on `taskzoo.hub`.
+(`get_retrying`, `_http_download`), and `read_url` for a small unpinned document. How a
+source fails (`_Transient`, `Permanent`, `Absent`) and the read size `CHUNK`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import ModuleType
 from typing import Protocol
 
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageError
@@ -31,14 +29,14 @@ from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageErr
 CHUNK = 1 << 20
 LOCK_TIMEOUT = 600.0  # seconds to wait for another process's lock; TASKZOO_LOCK_TIMEOUT overrides
 _TRUTHY = {"1", "true", "yes", "on"}
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Network failures worth retrying; OSErrors from the local disk are deliberately not here.
 # ssl.SSLError is an OSError that urllib does not wrap when it comes from reading the
 # response (status line, headers or body): a TLS record error is a network failure too.
 _NET_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
                ssl.SSLError)
 
-class _Get(Protocol):
+class Get(Protocol):
     """One HTTP download of `url` into `part`, with retries and resume. `limit`: the exact
     size expected (None: unknown); `cap`: the most bytes accepted when `limit` is None."""
 
@@ -49,11 +47,11 @@ class _Transient(Exception):
     """Worth retrying the same source after a backoff."""
 
 
-class _Permanent(Exception):
+class Permanent(Exception):
     """This source failed; move on to the next one."""
 
 
-class _Absent(_Permanent):
+class Absent(Permanent):
     """The source lacks the file (404, no mirror copy, offline): not a real failure."""
 
 
@@ -79,7 +77,7 @@ def mirrors() -> list[str]:
     out = []
     for entry in re.split(r"[,\s]+", os.environ.get("TASKZOO_MIRROR", "").strip()):
         if entry:
-            out.append(entry.rstrip("/") if _URL_RE.match(entry)
+            out.append(entry.rstrip("/") if URL_RE.match(entry)
                        else os.path.abspath(os.path.expanduser(entry)))
     return out
 
@@ -111,14 +109,16 @@ def default_lock_timeout() -> float:
         raise UsageError(f"TASKZOO_LOCK_TIMEOUT must be a number of seconds, got {raw!r}")
     return value
 
-def _get_retrying(url: str, part: Path, limit: int | None, desc: str, *, retries: int,
-                  backoff: float, timeout: float, show: bool, cap: int | None = None) -> None:
+def get_retrying(url: str, part: Path, limit: int | None, desc: str, *, retries: int,
+                 backoff: float, timeout: float, show: bool, cap: int | None = None) -> None:
+    """Download `url` into `part` (see `Get`), retrying a transient failure `retries` times
+    after `backoff * 2**attempt` seconds; then `Permanent`."""
     for attempt in range(retries + 1):
         try:
             return _http_download(url, part, limit, desc, timeout=timeout, show=show, cap=cap)
         except _Transient as e:
             if attempt == retries:
-                raise _Permanent(f"{e} (gave up after {retries + 1} attempts)") from None
+                raise Permanent(f"{e} (gave up after {retries + 1} attempts)") from None
             time.sleep(backoff * 2**attempt)
 
 
@@ -154,16 +154,16 @@ def _http_download(url: str, part: Path, limit: int | None, desc: str, *, timeou
             return _http_download(url, part, limit, desc, timeout=timeout, show=show, cap=cap)
         if e.code == 429 or e.code >= 500:
             raise _Transient(f"HTTP {e.code} {e.reason}") from None
-        raise (_Absent if e.code in (404, 410) else _Permanent)(f"HTTP {e.code} {e.reason}") \
+        raise (Absent if e.code in (404, 410) else Permanent)(f"HTTP {e.code} {e.reason}") \
             from None
     except _NET_ERRORS as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, socket.gaierror):
             # No DNS answer will not change in a few seconds (offline machine): fail this source now.
-            raise _Permanent(f"cannot resolve host ({reason})") from None
+            raise Permanent(f"cannot resolve host ({reason})") from None
         if isinstance(reason, ssl.SSLCertVerificationError):
             # Nor will a certificate the system does not trust: move on to the next source.
-            raise _Permanent(f"TLS certificate not accepted ({reason})") from None
+            raise Permanent(f"TLS certificate not accepted ({reason})") from None
         what = "TLS error" if isinstance(reason, ssl.SSLError) else "connection failed"
         raise _Transient(f"{what}: {e}") from None
 
@@ -224,11 +224,3 @@ def read_url(url: str, *, limit: int = 1 << 20, timeout: float = 30.0) -> bytes:
         raise DownloadError(f"{url}: more than {limit} bytes; not a card")
     return body
 
-
-def _facade() -> ModuleType:
-    """`taskzoo.hub`, the public facade. The hub_* modules call `sha256_file`, `_copy_stream`,
-    `_write_new` and `_mark` through it, so replacing one there (as tests do with
-    `monkeypatch.setattr(hub, ...)`) takes effect in every module, as when hub was one file."""
-    from taskzoo import hub  # lazy: hub imports the hub_* modules
-
-    return hub

@@ -2,7 +2,7 @@
 
 Cache paths, per-file locks, the sources of one file (cache, mirrors, URLs, zip members),
 bounded copies and gunzip, the unpinned-archive download cache, and `verify_cache`. The
-verification records (`sha256_file`, `verified_file`) are `hub_verify`'s.
+verification records (`sha256_file`, `verified_file`) are `_verify`'s.
 """
 
 from __future__ import annotations
@@ -27,26 +27,26 @@ from urllib.request import url2pathname
 from filelock import FileLock, Timeout
 
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError
+from taskzoo.hub import _verify
 from taskzoo.hub._base import (
-    _URL_RE,
     CHUNK,
-    _Absent,
-    _facade,
-    _Get,
-    _get_retrying,
-    _Permanent,
+    URL_RE,
+    Absent,
+    Get,
+    Permanent,
     cache_root,
     default_lock_timeout,
+    get_retrying,
     is_offline,
     mirrors,
 )
 from taskzoo.hub._verify import (
-    _forget,
-    _judge,
-    _prune_records,
-    _remember,
-    _Signature,
-    _signature,
+    Signature,
+    forget,
+    judge,
+    prune_records,
+    remember,
+    signature,
     verified_file,
 )
 
@@ -101,7 +101,7 @@ def cached_path(f: RemoteFile) -> Path:
     """
     return cache_root() / f.sha256.lower()[:16] / _stored_name(f)
 
-def _locked(path: Path, timeout: float, what: str) -> contextlib.AbstractContextManager[object]:
+def locked(path: Path, timeout: float, what: str) -> contextlib.AbstractContextManager[object]:
     """`<path>.lock`, held until the returned context exits; a DownloadError that says what
     to do when another process does not free it within `timeout` seconds."""
     lock_path = f"{path}.lock"
@@ -116,14 +116,14 @@ def _locked(path: Path, timeout: float, what: str) -> contextlib.AbstractContext
             f"other taskzoo process is running, delete {lock_path}") from None
 
 
-def _locked_source(path: Path, timeout: float,
-                   what: str) -> contextlib.AbstractContextManager[object]:
-    """`_locked` for one source of several: a lock timeout means this source is stuck, and
-    the next one may still work, so it is `_Permanent` for this source only."""
+def locked_source(path: Path, timeout: float,
+                  what: str) -> contextlib.AbstractContextManager[object]:
+    """`locked` for one source of several: a lock timeout means this source is stuck, and
+    the next one may still work, so it is `Permanent` for this source only."""
     try:
-        return _locked(path, timeout, what)
+        return locked(path, timeout, what)
     except DownloadError as e:
-        raise _Permanent(str(e)) from None
+        raise Permanent(str(e)) from None
 
 
 def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
@@ -143,7 +143,7 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
     >>> fetch(f, group="sst2")  # doctest: +SKIP
     PosixPath('/home/me/.cache/taskzoo/9f86d081884c7d65/train.tsv')
     """
-    _check(f, group)
+    check_file(f, group)
     wait = default_lock_timeout() if lock_timeout is None else lock_timeout
     target = cached_path(f)
     # Fast path, no lock: cached files are only ever replaced atomically, so reading one is
@@ -152,68 +152,72 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
-    get = functools.partial(_get_retrying, retries=max(0, retries), backoff=backoff,
+    get = functools.partial(get_retrying, retries=max(0, retries), backoff=backoff,
                             timeout=timeout, show=show)
-    with _locked(target, wait, f"{group}/{f.name}"):
+    with locked(target, wait, f"{group}/{f.name}"):
         # Another process may have finished while we waited for the lock.
-        if _cached_ok(target, f) or _adopt_sibling(f, target):
+        if cached_ok(target, f) or adopt_sibling(f, target):
             return target
-        part = _part(target)
+        part = part_path(target)
         failures: list[tuple[str, str, str]] = []  # (source, reason, kind)
         for label, source in _sources(f, group, get, wait):
             try:
                 source(part)
-            except (IntegrityError, _Permanent) as e:
+            except (IntegrityError, Permanent) as e:
                 kind = ("integrity" if isinstance(e, IntegrityError)
-                        else "absent" if isinstance(e, _Absent) else "error")
+                        else "absent" if isinstance(e, Absent) else "error")
                 failures.append((label, str(e), kind))
             else:
                 os.replace(part, target)  # atomic: readers see nothing or the whole file
-                # Just hashed by _verify (os.replace keeps inode and mtime): record, don't rehash.
-                _remember(target, f.sha256, _signature(target))
+                # Just hashed (os.replace keeps inode and mtime): record, don't rehash.
+                remember(target, f.sha256, signature(target))
                 return target
     raise _final_error(f, group, target, failures)
 
 
-def _check(f: RemoteFile, group: str) -> None:
+def check_file(f: RemoteFile, group: str) -> None:
+    """ValueError for a malformed pin or group."""
     # Mistakes in a spec would otherwise surface as confusing path or hash errors.
     if not re.fullmatch(r"[0-9a-fA-F]{64}", f.sha256):
         raise ValueError(f"RemoteFile {f.name!r}: sha256 must be 64 hex digits, got {f.sha256!r}")
-    if not _plain_name(f.name):
+    if not plain_name(f.name):
         raise ValueError(f"RemoteFile name must be a plain file name, got {f.name!r}")
-    if f.gunzip and (not f.name.endswith(".gz") or not _plain_name(f.name[:-3])):
+    if f.gunzip and (not f.name.endswith(".gz") or not plain_name(f.name[:-3])):
         raise ValueError(f"RemoteFile {f.name!r}: gunzip=True needs a name ending in '.gz'")
-    _check_group(group)
+    check_group(group)
 
 
-def _plain_name(name: str) -> bool:
+def plain_name(name: str) -> bool:
+    """True for a file name without path separators that is not "", "." or ".."."""
     return name not in ("", ".", "..") and "/" not in name and "\\" not in name
 
 
-def _check_group(group: str) -> None:
+def check_group(group: str) -> None:
+    """ValueError unless `group` is a relative folder without ".."."""
     if not group or ".." in re.split(r"[/\\]", group) or Path(group).is_absolute():
         raise ValueError(f"group must be a relative folder name, got {group!r}")
 
 
-def _part(path: Path) -> Path:
+def part_path(path: Path) -> Path:
+    """Where `path` is written before it is verified and renamed into place."""
     return path.with_name(path.name + ".part")
 
 
 # ---------------------------------------------------------------- the cache, with records
 
 
-def _cached_ok(target: Path, f: RemoteFile) -> bool:
+def cached_ok(target: Path, f: RemoteFile) -> bool:
     """Under the lock: is the cached file good? A bad one is deleted, never served.
 
     A file judged bad on the fast path is not hashed again: its record says what it holds."""
-    ok, sig = _judge(target, f.sha256, f.size)
+    ok, sig = judge(target, f.sha256, f.size)
     if not ok and sig is not None:  # wrong size or wrong bytes: stale or damaged
         target.unlink(missing_ok=True)
-        _forget(target)
+        forget(target)
     return ok
 
 
-def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
+def adopt_sibling(f: RemoteFile, target: Path) -> bool:
     """The cache key is the hash: reuse a same-content file saved under another name."""
     for other in sorted(target.parent.iterdir()):
         if other.name == target.name or other.name.endswith((".part", ".lock")) \
@@ -222,19 +226,19 @@ def _adopt_sibling(f: RemoteFile, target: Path) -> bool:
         # Check it in full: the directory key is only a 16-digit prefix of the pin.
         if not verified_file(other, f.sha256, f.size):
             continue
-        part = _part(target)
+        part = part_path(target)
         part.unlink(missing_ok=True)
         try:
             os.link(other, part)
         except OSError:  # filesystems without hard links
             shutil.copyfile(other, part)
         os.replace(part, target)
-        _remember(target, f.sha256, _signature(target))  # just checked: no second hash
+        remember(target, f.sha256, signature(target))  # just checked: no second hash
         return True
     return False
 
 
-def _copy_stream(inp: BinaryIO, part: Path, limit: int | None = None) -> None:
+def copy_stream(inp: BinaryIO, part: Path, limit: int | None = None) -> None:
     """Copy at most `limit` bytes into `part` (from zero), then fsync."""
     left = limit
     with open(part, "wb") as out:
@@ -245,9 +249,9 @@ def _copy_stream(inp: BinaryIO, part: Path, limit: int | None = None) -> None:
         os.fsync(out.fileno())
 
 
-def _verify(part: Path, f: RemoteFile, source: str) -> None:
+def _verify_part(part: Path, f: RemoteFile, source: str) -> None:
     size = part.stat().st_size
-    digest = _facade().sha256_file(part) if size == f.size else None
+    digest = _verify.sha256_file(part) if size == f.size else None
     if digest == f.sha256.lower():
         return
     part.unlink(missing_ok=True)
@@ -263,37 +267,38 @@ def _verify(part: Path, f: RemoteFile, source: str) -> None:
 
 def _gunzip_into(inp: BinaryIO, part: Path, f: RemoteFile, source: str) -> None:
     """Decompress `inp` into `part`, at most one byte past the pin: a gzip bomb costs at most
-    `f.size + 1` bytes of disk and the CPU to inflate them, and `_verify` rejects it."""
+    `f.size + 1` bytes of disk and the CPU to inflate them, and `_verify_part` rejects it."""
     try:
         with gzip.GzipFile(fileobj=inp, mode="rb") as gz:
-            _facade()._copy_stream(gz, part, f.size + 1)
+            copy_stream(gz, part, f.size + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         part.unlink(missing_ok=True)
         raise IntegrityError(f"{f.name} from {source}: not a valid gzip file ({e}); "
                              f"discarded") from None
 
 
-def _sources(f: RemoteFile, group: str, get: _Get,
+def _sources(f: RemoteFile, group: str, get: Get,
              wait: float) -> list[tuple[str, Callable[[Path], None]]]:
     out: list[tuple[str, Callable[[Path], None]]] = []
     for m in mirrors():
-        if _URL_RE.match(m):
+        if URL_RE.match(m):
             url = f"{m}/{quote(group)}/{quote(f.name)}"
-            out.append((f"mirror {url}", functools.partial(_from_url, url, f, get)))
+            out.append((f"mirror {url}", functools.partial(from_url, url, f, get)))
         else:
             path = Path(m) / group / f.name
-            out.append((f"mirror {path}", functools.partial(_from_local, path, f)))
+            out.append((f"mirror {path}", functools.partial(from_local, path, f)))
     for u in f.urls:
         if isinstance(u, ArchiveMember):
             out.append((str(u), functools.partial(_from_member, u, f, get, wait=wait)))
         else:
-            out.append((u, functools.partial(_from_url, u, f, get)))
+            out.append((u, functools.partial(from_url, u, f, get)))
     return out
 
 
-def _from_local(src: Path, f: RemoteFile, part: Path) -> None:
+def from_local(src: Path, f: RemoteFile, part: Path) -> None:
+    """Copy `f` from a local file into `part`, verified (gunzip: decompressed, bounded)."""
     if not src.is_file():
-        raise _Absent(f"not found at {src}")
+        raise Absent(f"not found at {src}")
     if f.gunzip:  # the compressed size is not pinned: decompress (bounded) and check that
         with open(src, "rb") as inp:
             _gunzip_into(inp, part, f, str(src))
@@ -301,33 +306,34 @@ def _from_local(src: Path, f: RemoteFile, part: Path) -> None:
         if (size := src.stat().st_size) != f.size:  # don't copy what cannot verify
             raise IntegrityError(f"{f.name} from {src}: size {size} bytes, expected {f.size}")
         with open(src, "rb") as inp:
-            _facade()._copy_stream(inp, part)
-    _verify(part, f, str(src))
+            copy_stream(inp, part)
+    _verify_part(part, f, str(src))
 
 
-def _from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
+def from_url(url: str, f: RemoteFile, get: Get, part: Path) -> None:
+    """Download `f` from `url` (http, https or file) into `part`, verified."""
     scheme = urlparse(url).scheme.lower()
     if scheme == "file":
-        return _from_local(Path(url2pathname(urlparse(url).path)), f, part)
+        return from_local(Path(url2pathname(urlparse(url).path)), f, part)
     if scheme not in ("http", "https"):
-        raise _Permanent(f"unsupported URL scheme {scheme!r}")
+        raise Permanent(f"unsupported URL scheme {scheme!r}")
     if is_offline():
-        raise _Absent("skipped: TASKZOO_OFFLINE is set")
+        raise Absent("skipped: TASKZOO_OFFLINE is set")
     if f.gunzip:
         return _gunzip_from_url(url, f, get, part)
     have = part.stat().st_size if part.exists() else 0
     get(url, part, f.size, f.name)
     try:
-        _verify(part, f, url)
+        _verify_part(part, f, url)
     except IntegrityError:
         if not have:
             raise
         # The resumed prefix may have come from another source or a bad run: redo from zero.
         get(url, part, f.size, f.name)
-        _verify(part, f, url)
+        _verify_part(part, f, url)
 
 
-def _gunzip_from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
+def _gunzip_from_url(url: str, f: RemoteFile, get: Get, part: Path) -> None:
     # The compressed bytes are downloaded to their own `<name>.gz.part` first, so a dropped
     # connection resumes with Range like any download (inflating straight from the socket
     # could not resume). Their size is not pinned, only capped: deflate never grows data by
@@ -342,7 +348,7 @@ def _gunzip_from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
         try:
             with open(zpart, "rb") as inp:
                 _gunzip_into(inp, part, f, url)
-            _verify(part, f, url)
+            _verify_part(part, f, url)
         except IntegrityError:
             if resumed and not fresh:
                 continue  # the resumed prefix may be another source's: redo from zero
@@ -352,46 +358,46 @@ def _gunzip_from_url(url: str, f: RemoteFile, get: _Get, part: Path) -> None:
         return
 
 
-def _from_member(am: ArchiveMember, f: RemoteFile, get: _Get, part: Path, *,
+def _from_member(am: ArchiveMember, f: RemoteFile, get: Get, part: Path, *,
                  wait: float) -> None:
-    archive = _fetch_archive(am.url, get, wait)
-    opened = _signature(archive)
+    archive = fetch_archive(am.url, get, wait)
+    opened = signature(archive)
     try:
         with zipfile.ZipFile(archive) as zf, zf.open(am.member) as inp:
             if f.gunzip:
                 _gunzip_into(inp, part, f, str(am))
-            else:  # one byte over is enough for _verify to reject
-                _facade()._copy_stream(inp, part, f.size + 1)
+            else:  # one byte over is enough for _verify_part to reject
+                copy_stream(inp, part, f.size + 1)
     except IntegrityError as e:  # not gzip: same as failing the pin (below)
-        raise IntegrityError(f"{e}; {_drop_archive(archive, opened, wait)}") from None
+        raise IntegrityError(f"{e}; {drop_archive(archive, opened, wait)}") from None
     except KeyError:
-        raise _Permanent(f"archive has no member {am.member!r} ({archive})") from None
+        raise Permanent(f"archive has no member {am.member!r} ({archive})") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         # corrupt cached archive: re-download next time
-        raise _Permanent(f"archive {archive} is corrupt ({e}); "
-                         f"{_drop_archive(archive, opened, wait)}") from None
+        raise Permanent(f"archive {archive} is corrupt ({e}); "
+                        f"{drop_archive(archive, opened, wait)}") from None
     try:
-        _verify(part, f, str(am))
+        _verify_part(part, f, str(am))
     except IntegrityError as e:
         # The archive is not pinned: a stale or damaged copy kept in the cache would fail
         # the same way on every later fetch, so let the next fetch download it again.
-        raise IntegrityError(f"{e}; {_drop_archive(archive, opened, wait)}") from None
+        raise IntegrityError(f"{e}; {drop_archive(archive, opened, wait)}") from None
 
 
-def _drop_archive(archive: Path, opened: _Signature | None, wait: float) -> str:
+def drop_archive(archive: Path, opened: Signature | None, wait: float) -> str:
     """Delete the cached archive we read (not a fresher copy); say what happened."""
     try:
-        with _locked(archive, wait, f"archive {archive}"):
-            if _signature(archive) == opened:
+        with locked(archive, wait, f"archive {archive}"):
+            if signature(archive) == opened:
                 archive.unlink(missing_ok=True)
     except DownloadError as e:
         return f"could not delete the cached archive: {e}"
     return f"deleted the cached archive {archive}, so the next fetch downloads it again"
 
 
-def _fetch_archive(url: str, get: _Get, wait: float, *,
-                   check: Callable[[Path], bool] = zipfile.is_zipfile, kind: str = "zip",
-                   cap: int | None = None) -> Path:
+def fetch_archive(url: str, get: Get, wait: float, *,
+                  check: Callable[[Path], bool] = zipfile.is_zipfile, kind: str = "zip",
+                  cap: int | None = None) -> Path:
     """Download an unpinned archive once into cache_root()/archives, kept for other members
     (`check` tells its format; `cap` bounds the download)."""
     parsed = urlparse(url)
@@ -400,25 +406,25 @@ def _fetch_archive(url: str, get: _Get, wait: float, *,
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    held = _locked_source(dest, wait, f"archive {url}")
+    held = locked_source(dest, wait, f"archive {url}")
     with held:
         if dest.is_file():
             return dest
-        part, scheme = _part(dest), parsed.scheme.lower()
+        part, scheme = part_path(dest), parsed.scheme.lower()
         if scheme == "file":
             if not (src := Path(url2pathname(parsed.path))).is_file():
-                raise _Absent(f"archive not found at {src}")
+                raise Absent(f"archive not found at {src}")
             with open(src, "rb") as inp:
-                _facade()._copy_stream(inp, part)
+                copy_stream(inp, part)
         elif scheme not in ("http", "https"):
-            raise _Permanent(f"unsupported URL scheme {scheme!r}")
+            raise Permanent(f"unsupported URL scheme {scheme!r}")
         elif is_offline():
-            raise _Absent("skipped: TASKZOO_OFFLINE is set and the archive is not cached")
+            raise Absent("skipped: TASKZOO_OFFLINE is set and the archive is not cached")
         else:
             get(url, part, None, name, cap=cap)
         if not check(part):
             part.unlink(missing_ok=True)
-            raise _Permanent(f"{url} is not a {kind} archive")
+            raise Permanent(f"{url} is not a {kind} archive")
         os.replace(part, dest)
     return dest
 
@@ -469,18 +475,18 @@ def verify_cache(*, delete: bool = True) -> list[tuple[Path, str]]:
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path.suffix in (".part", ".lock"):
                 continue
-            with _locked(path, wait, str(path)):  # never judge a file another process is writing
-                sig = _signature(path)
-                digest = _facade().sha256_file(path)
+            with locked(path, wait, str(path)):  # never judge a file another process is writing
+                sig = signature(path)
+                digest = _verify.sha256_file(path)
                 if digest[:16] == folder.name:
-                    _remember(path, digest, sig if _signature(path) == sig else None)
+                    remember(path, digest, sig if signature(path) == sig else None)
                     report.append((path, "ok"))
                     continue
-                _forget(path)
+                forget(path)
                 if delete:
                     path.unlink()
                     report.append((path, "deleted"))
                 else:
                     report.append((path, "corrupt"))
-    _prune_records(root / "verified")
+    prune_records(root / "verified")
     return report

@@ -1,6 +1,6 @@
 """Pinned folders, of `taskzoo.hub`: `RemoteFolder`, `cached_folder` and `fetch_folder`
 with its sources (mirror folders, HTTP mirrors, archives), completion markers and errors.
-The manifests that pin them are `hub_manifests`'s.
+The manifests that pin them are `_manifests`'s.
 """
 
 from __future__ import annotations
@@ -22,41 +22,41 @@ from urllib.request import url2pathname
 
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError
 from taskzoo.files import write_json
+from taskzoo.hub import _archives, _verify
 from taskzoo.hub._archives import (
     RemoteArchive,
-    _from_archive,
-    _is_archive,
-    _local_archive,
-    _not_cached,
-    _pinned_archive,
-    _sync_tree,
-    _unpinned_cap,
-    _Want,
+    Want,
+    from_archive,
+    is_archive,
+    local_archive,
+    not_cached,
+    pinned_archive,
+    sync_tree,
+    unpinned_cap,
 )
 from taskzoo.hub._base import (
-    _URL_RE,
-    _Absent,
-    _facade,
-    _Get,
-    _get_retrying,
-    _Permanent,
+    URL_RE,
+    Absent,
+    Get,
+    Permanent,
     cache_root,
     default_lock_timeout,
+    get_retrying,
     is_offline,
     mirrors,
 )
 from taskzoo.hub._files import (
-    _check,
-    _check_group,
-    _fetch_archive,
-    _from_local,
-    _from_url,
-    _locked,
-    _plain_name,
     cached_path,
+    check_file,
+    check_group,
+    fetch_archive,
+    from_local,
+    from_url,
+    locked,
+    plain_name,
 )
-from taskzoo.hub._manifests import Manifest, _safe_rel
-from taskzoo.hub._verify import _signature
+from taskzoo.hub._manifests import Manifest, safe_rel
+from taskzoo.hub._verify import signature
 
 # ---------------------------------------------------------------- pinned folders
 # A folder is pinned by a manifest: (relative posix path, sha256, size) for every file. It is
@@ -83,7 +83,7 @@ class RemoteFolder:
     archives: tuple[RemoteArchive, ...] = ()
 
 
-def _manifest_body(want: _Want) -> str:
+def _manifest_body(want: Want) -> str:
     return "".join(f"{want[rel][0]} {want[rel][1]} {rel}\n" for rel in sorted(want))
 
 
@@ -100,7 +100,7 @@ def cached_folder(folder: RemoteFolder) -> Path:
     return cache_root() / "folders" / _folder_key(folder, _check_folder(folder))[:16] / folder.name
 
 
-def _folder_key(folder: RemoteFolder, want: _Want | None) -> str:
+def _folder_key(folder: RemoteFolder, want: Want | None) -> str:
     if want is not None:
         text = _manifest_body(want)
     else:
@@ -108,18 +108,18 @@ def _folder_key(folder: RemoteFolder, want: _Want | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _check_folder(folder: RemoteFolder) -> _Want | None:
+def _check_folder(folder: RemoteFolder) -> Want | None:
     """The manifest as a dict (None when there is none); ValueError for a malformed spec."""
-    if not _plain_name(folder.name):
+    if not plain_name(folder.name):
         raise ValueError(f"RemoteFolder name must be a plain folder name, got {folder.name!r}")
-    want: _Want = {}
+    want: Want = {}
     for entry in folder.manifest:
         try:
             rel, sha, size = entry
         except (TypeError, ValueError):
             raise ValueError(f"RemoteFolder {folder.name!r}: manifest entries are "
                              f"(path, sha256, size), got {entry!r}") from None
-        if not _safe_rel(rel):
+        if not safe_rel(rel):
             raise ValueError(f"RemoteFolder {folder.name!r}: {rel!r} is not a relative path")
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
             raise ValueError(f"RemoteFolder {folder.name!r}: {rel}: sha256 must be 64 hex "
@@ -133,17 +133,17 @@ def _check_folder(folder: RemoteFolder) -> _Want | None:
     if clash := sorted(folders & want.keys()):
         raise ValueError(f"RemoteFolder {folder.name!r}: {clash[0]!r} is both a file and a folder")
     for a in folder.archives:
-        if not _plain_name(a.name):
+        if not plain_name(a.name):
             raise ValueError(f"RemoteArchive name must be a plain file name, got {a.name!r}")
         if a.sha256:
-            _check(a.remote(), "g")
+            check_file(a.remote(), "g")
         elif not want:
             raise ValueError(f"RemoteArchive {a.name!r} has no sha256: allowed only when the "
                              f"RemoteFolder {folder.name!r} has a manifest to verify it by")
         if a.root is None and not want:
             raise ValueError(f"RemoteArchive {a.name!r}: root=None (found from the manifest) "
                              f"needs a manifest")
-        if a.root and not _safe_rel(a.root.strip("/")):
+        if a.root and not safe_rel(a.root.strip("/")):
             raise ValueError(f"RemoteArchive {a.name!r}: root must be a relative folder, "
                              f"got {a.root!r}")
     if not want and not any(a.sha256 for a in folder.archives):
@@ -172,7 +172,7 @@ def fetch_folder(folder: RemoteFolder, *, group: str, retries: int = 3, backoff:
     >>> fetch_folder(faces, group="att_faces")  # doctest: +SKIP
     PosixPath('/home/me/.cache/taskzoo/folders/5d0c4e3a9b1f2c77/att_faces')
     """
-    _check_group(group)
+    check_group(group)
     want = _check_folder(folder)
     key = _folder_key(folder, want)
     wait = default_lock_timeout() if lock_timeout is None else lock_timeout
@@ -182,7 +182,7 @@ def fetch_folder(folder: RemoteFolder, *, group: str, retries: int = 3, backoff:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
-    get = functools.partial(_get_retrying, retries=max(0, retries), backoff=backoff,
+    get = functools.partial(get_retrying, retries=max(0, retries), backoff=backoff,
                             timeout=timeout, show=show)
     if want is not None:  # every byte written must be a listed file: nothing more is allowed
         limits = (sum(s for _, s in want.values()), len(want))
@@ -190,7 +190,7 @@ def fetch_folder(folder: RemoteFolder, *, group: str, retries: int = 3, backoff:
         limits = (DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
                   DEFAULT_MAX_FILES if max_files is None else max_files)
     failures: list[tuple[str, str, str]] = []
-    with _locked(target, wait, f"folder {group}/{folder.name}"):
+    with locked(target, wait, f"folder {group}/{folder.name}"):
         if _folder_ok(target, key, want):  # another process finished while we waited
             return target
         _clear_leftovers(target)  # a killed process's temporary folders (we hold the lock)
@@ -201,27 +201,27 @@ def fetch_folder(folder: RemoteFolder, *, group: str, retries: int = 3, backoff:
                 entries = _check_in_place(target, want)
             except IntegrityError as e:
                 failures.append((f"cache {target}", f"{e}; removed", "integrity"))
-                _discard(target)
+                discard(target)
             else:
-                _facade()._mark(target, key, entries, f"found in place at {target}")
+                mark(target, key, entries, f"found in place at {target}")
                 return target
         for label, source in _folder_sources(folder, group, want, get, wait, limits):
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
             tmp.mkdir()
             try:
                 entries = source(tmp)
-            except (IntegrityError, _Permanent) as e:
+            except (IntegrityError, Permanent) as e:
                 shutil.rmtree(tmp, ignore_errors=True)
                 kind = ("integrity" if isinstance(e, IntegrityError)
-                        else "absent" if isinstance(e, _Absent) else "error")
+                        else "absent" if isinstance(e, Absent) else "error")
                 failures.append((label, str(e), kind))
                 continue
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _sync_tree(tmp)
+            sync_tree(tmp)
             os.rename(tmp, target)  # atomic: the folder appears whole or not at all
-            _facade()._mark(target, key, entries, label)
+            mark(target, key, entries, label)
             return target
     raise _folder_error(folder, group, target, failures, want)
 
@@ -230,11 +230,11 @@ def _marker(target: Path) -> Path:
     return target.with_name(target.name + ".complete.json")
 
 
-def _mark(target: Path, key: str, entries: _Want, source: str) -> None:
+def mark(target: Path, key: str, entries: Want, source: str) -> None:
     """Write the completion marker, last: each file's sha256 and stat signature."""
     files: dict[str, list[object]] = {}
     for rel, (sha, size) in sorted(entries.items()):
-        sig = _signature(target / rel)
+        sig = signature(target / rel)
         if sig is None or sig[0] != size:  # changed under our feet: leave it unmarked
             return
         files[rel] = [sha, *sig]
@@ -242,7 +242,7 @@ def _mark(target: Path, key: str, entries: _Want, source: str) -> None:
                                  "source": source, "files": files})
 
 
-def _folder_ok(target: Path, key: str, want: _Want | None) -> bool:
+def _folder_ok(target: Path, key: str, want: Want | None) -> bool:
     """Is the cached folder complete and unchanged? Stats every file; hashes only those
     whose signature changed since the marker was written (and updates the marker)."""
     marker = _marker(target)
@@ -256,13 +256,13 @@ def _folder_ok(target: Path, key: str, want: _Want | None) -> bool:
             return False
         changed = False
         for rel, (sha, size, *sig) in files.items():
-            if not _safe_rel(rel):
+            if not safe_rel(rel):
                 return False
-            now = _signature(target / rel)
+            now = signature(target / rel)
             if now is None or now[0] != size:
                 return False
             if list(now) != [size, *sig]:  # touched, copied or restored: same bytes still?
-                if _facade().sha256_file(target / rel) != sha or _signature(target / rel) != now:
+                if _verify.sha256_file(target / rel) != sha or signature(target / rel) != now:
                     return False
                 files[rel] = [sha, *now]
                 changed = True
@@ -274,24 +274,24 @@ def _folder_ok(target: Path, key: str, want: _Want | None) -> bool:
     return True
 
 
-def _check_in_place(target: Path, want: _Want) -> _Want:
+def _check_in_place(target: Path, want: Want) -> Want:
     """Hash every listed file of an unmarked folder; IntegrityError names the bad ones."""
     problems: list[str] = []
     for rel, (sha, size) in sorted(want.items()):
         path = target / rel
-        sig = _signature(path)
+        sig = signature(path)
         if sig is None:
             problems.append(f"{path}: missing")
         elif sig[0] != size:
             problems.append(f"{path}: size {sig[0]} bytes, expected {size}")
-        elif (digest := _facade().sha256_file(path)) != sha:
+        elif (digest := _verify.sha256_file(path)) != sha:
             problems.append(f"{path}: sha256 {digest}, expected {sha}")
     if problems:
         raise IntegrityError(_problems(f"{target} does not match the manifest", problems, want))
     return want
 
 
-def _problems(head: str, problems: list[str], want: _Want) -> str:
+def _problems(head: str, problems: list[str], want: Want) -> str:
     shown = "".join(f"\n      {p}" for p in problems[:10])
     more = f"\n      ... and {len(problems) - 10} more" if len(problems) > 10 else ""
     return f"{head} ({len(problems)} of {len(want)} files wrong):{shown}{more}"
@@ -303,7 +303,7 @@ def _clear_leftovers(target: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _discard(target: Path) -> None:
+def discard(target: Path) -> None:
     """Remove a cached folder: marker first, then move it aside, so nothing that looks
     complete (or half-deleted) is ever left at `target`."""
     _marker(target).unlink(missing_ok=True)
@@ -315,23 +315,23 @@ def _discard(target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-_FolderSource = Callable[[Path], _Want]  # fills an empty folder, returns what it verified
+_FolderSource = Callable[[Path], Want]  # fills an empty folder, returns what it verified
 
 
-def _folder_sources(folder: RemoteFolder, group: str, want: _Want | None, get: _Get,
+def _folder_sources(folder: RemoteFolder, group: str, want: Want | None, get: Get,
                     wait: float, limits: tuple[int, int]) -> list[tuple[str, _FolderSource]]:
     out: list[tuple[str, _FolderSource]] = []
-    cap = None if want is None else _unpinned_cap(want)
+    cap = None if want is None else unpinned_cap(want)
 
     def archive(label: str, a: RemoteArchive, obtain: Callable[[], Path], drop: bool) -> None:
-        out.append((label, functools.partial(_from_archive, obtain, a, want, limits, wait, drop)))
+        out.append((label, functools.partial(from_archive, obtain, a, want, limits, wait, drop)))
 
     for a in folder.archives:  # a pinned archive fetched before costs no download
         if a.sha256 and os.path.exists(cached := cached_path(a.remote())):
             archive(f"cached archive {cached}", a,
-                    functools.partial(_pinned_archive, a, group, _not_cached, wait), False)
+                    functools.partial(pinned_archive, a, group, not_cached, wait), False)
     for m in mirrors():
-        if _URL_RE.match(m):
+        if URL_RE.match(m):
             base = f"{m}/{quote(group)}"
             if want is not None:
                 out.append((f"mirror {base}/", functools.partial(_folder_from_urls, base, want,
@@ -339,12 +339,12 @@ def _folder_sources(folder: RemoteFolder, group: str, want: _Want | None, get: _
             for a in folder.archives:
                 url = f"{base}/{quote(a.name)}"
                 if a.sha256:
-                    copy = functools.partial(_from_url, url, a.remote(), get)
+                    copy = functools.partial(from_url, url, a.remote(), get)
                     archive(f"mirror {url}", a,
-                            functools.partial(_pinned_archive, a, group, copy, wait), False)
+                            functools.partial(pinned_archive, a, group, copy, wait), False)
                 else:
                     archive(f"mirror {url}", a, functools.partial(
-                        _fetch_archive, url, get, wait, check=_is_archive, kind="zip or tar",
+                        fetch_archive, url, get, wait, check=is_archive, kind="zip or tar",
                         cap=cap), True)
         else:
             d = Path(m) / group
@@ -352,33 +352,33 @@ def _folder_sources(folder: RemoteFolder, group: str, want: _Want | None, get: _
                 out.append((f"mirror {d}/", functools.partial(_folder_from_dir, d, want)))
             for a in folder.archives:
                 if a.sha256:
-                    copy = functools.partial(_from_local, d / a.name, a.remote())
+                    copy = functools.partial(from_local, d / a.name, a.remote())
                     archive(f"mirror {d / a.name}", a,
-                            functools.partial(_pinned_archive, a, group, copy, wait), False)
+                            functools.partial(pinned_archive, a, group, copy, wait), False)
                 else:  # read where it is: not copied, and never deleted
                     archive(f"mirror {d / a.name}", a,
-                            functools.partial(_local_archive, d / a.name), False)
+                            functools.partial(local_archive, d / a.name), False)
     for a in folder.archives:
         for u in a.urls:
             scheme = urlparse(u).scheme.lower()
             if a.sha256:
-                copy = functools.partial(_from_url, u, a.remote(), get)
-                archive(u, a, functools.partial(_pinned_archive, a, group, copy, wait), False)
+                copy = functools.partial(from_url, u, a.remote(), get)
+                archive(u, a, functools.partial(pinned_archive, a, group, copy, wait), False)
             elif scheme == "file":
                 archive(u, a, functools.partial(
-                    _local_archive, Path(url2pathname(urlparse(u).path))), False)
+                    local_archive, Path(url2pathname(urlparse(u).path))), False)
             else:
-                archive(u, a, functools.partial(_fetch_archive, u, get, wait, check=_is_archive,
+                archive(u, a, functools.partial(fetch_archive, u, get, wait, check=is_archive,
                                                 kind="zip or tar", cap=cap), True)
     return out
 
-def _folder_from_dir(src: Path, want: _Want, dest: Path) -> _Want:
+def _folder_from_dir(src: Path, want: Want, dest: Path) -> Want:
     """Copy the listed files from a mirror folder, verifying each while it is copied."""
     if not src.is_dir():
-        raise _Absent(f"no folder {src}")
+        raise Absent(f"no folder {src}")
     missing = [rel for rel in sorted(want) if not (src / rel).is_file()]
     if len(missing) == len(want):
-        raise _Absent(f"{src} holds none of the folder's files")
+        raise Absent(f"{src} holds none of the folder's files")
     problems = [f"{src / rel}: missing" for rel in missing]
     for rel, (sha, size) in sorted(want.items()):
         path = src / rel
@@ -388,7 +388,7 @@ def _folder_from_dir(src: Path, want: _Want, dest: Path) -> _Want:
             problems.append(f"{path}: size {n} bytes, expected {size}")
             continue
         with open(path, "rb") as inp:
-            digest, n = _facade()._write_new(inp, dest / rel, size + 1, str(path))
+            digest, n = _archives.write_new(inp, dest / rel, size + 1, str(path))
         if (digest, n) != (sha, size):
             problems.append(f"{path}: sha256 {digest}, expected {sha}")
     if problems:
@@ -397,10 +397,10 @@ def _folder_from_dir(src: Path, want: _Want, dest: Path) -> _Want:
     return want
 
 
-def _folder_from_urls(base: str, want: _Want, get: _Get, dest: Path) -> _Want:
+def _folder_from_urls(base: str, want: Want, get: Get, dest: Path) -> Want:
     """Download the listed files one by one from `<base>/<path>` (an HTTP mirror)."""
     if is_offline():
-        raise _Absent("skipped: TASKZOO_OFFLINE is set")
+        raise Absent("skipped: TASKZOO_OFFLINE is set")
     for i, rel in enumerate(sorted(want)):
         sha, size = want[rel]
         url = f"{base}/{quote(rel)}"
@@ -408,18 +408,18 @@ def _folder_from_urls(base: str, want: _Want, get: _Get, dest: Path) -> _Want:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             get(url, path, size, rel)
-        except _Absent:
+        except Absent:
             if i == 0:
-                raise _Absent(f"{base}/ does not serve the folder's files ({url}: "
-                              f"not found)") from None
-            raise _Permanent(f"{url}: not found (the mirror holds only part of the "
-                             f"folder)") from None
-        if (digest := _facade().sha256_file(path)) != sha:
+                raise Absent(f"{base}/ does not serve the folder's files ({url}: "
+                             f"not found)") from None
+            raise Permanent(f"{url}: not found (the mirror holds only part of the "
+                            f"folder)") from None
+        if (digest := _verify.sha256_file(path)) != sha:
             raise IntegrityError(f"{url}: sha256 {digest}, expected {sha}; discarded")
     return want
 
 def _folder_error(folder: RemoteFolder, group: str, target: Path,
-                  failures: list[tuple[str, str, str]], want: _Want | None) -> DownloadError:
+                  failures: list[tuple[str, str, str]], want: Want | None) -> DownloadError:
     tried = "".join(f"\n  - {src}: {why}" for src, why, _ in failures)
     if want is not None:
         example = sorted(want)[0]

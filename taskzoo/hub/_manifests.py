@@ -13,14 +13,14 @@ from pathlib import Path
 
 from taskzoo.errors import DataError
 from taskzoo.files import write_bytes, write_text
-from taskzoo.hub._base import _facade
+from taskzoo.hub import _verify
 
 ManifestEntry = tuple[str, str, int]  # (relative posix path, sha256 hex, size in bytes)
 Manifest = tuple[ManifestEntry, ...]
 _MANIFEST_HEADER = "# taskzoo manifest v1: <sha256> <size> <path>, one file per line, sorted"
 
 
-def _safe_rel(rel: object) -> bool:
+def safe_rel(rel: object) -> bool:
     """A canonical relative posix path: no absolute, empty, '.', '..' or backslash parts."""
     if not isinstance(rel, str) or not rel or rel.startswith("/") or any(
             c in rel for c in "\\\0\n\r"):
@@ -45,10 +45,10 @@ def build_manifest(path: str | os.PathLike[str]) -> Manifest:
         for name in filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            if not _safe_rel(rel):
+            if not safe_rel(rel):
                 raise DataError(f"cannot build a manifest of {root}: unusable name {rel!r}")
             if full.is_file():
-                out.append((rel, _facade().sha256_file(full), full.stat().st_size))
+                out.append((rel, _verify.sha256_file(full), full.stat().st_size))
     return tuple(sorted(out))
 
 
@@ -79,7 +79,7 @@ def parse_manifest(text: str, *, source: str = "manifest") -> Manifest:
             continue
         parts = line.split(" ", 2)
         if (len(parts) != 3 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0])
-                or not parts[1].isdigit() or not _safe_rel(parts[2])):
+                or not parts[1].isdigit() or not safe_rel(parts[2])):
             raise DataError(f"{source}:{lineno}: expected '<sha256> <size> <relative path>', "
                             f"got {line[:120]!r}")
         if parts[2] in seen:

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from taskzoo.files import write_json
-from taskzoo.hub._base import CHUNK, _facade, cache_root
+from taskzoo.hub._base import CHUNK, cache_root
 
 
 def sha256_file(path: Path) -> str:
@@ -32,7 +32,7 @@ def sha256_file(path: Path) -> str:
 # A record says: the file at this absolute path, with this stat signature, has this sha256.
 # The signature changes when the file is rewritten, replaced or resized, so a matching record
 # saves rehashing a file on every use; anything that changes it brings the hash back.
-_Signature = tuple[int, int, int, int]  # (size, st_mtime_ns, st_ino, st_dev)
+Signature = tuple[int, int, int, int]  # (size, st_mtime_ns, st_ino, st_dev)
 
 
 def verified_file(path: Path, sha256: str, size: int) -> bool:
@@ -46,10 +46,11 @@ def verified_file(path: Path, sha256: str, size: int) -> bool:
     >>> verified_file(Path("bilstm.sst2.safetensors"), "9f86d0...", 4181052)  # doctest: +SKIP
     True
     """
-    return _judge(Path(path), sha256, size)[0]
+    return judge(Path(path), sha256, size)[0]
 
 
-def _signature(path: Path) -> _Signature | None:
+def signature(path: Path) -> Signature | None:
+    """The stat signature of a regular file; None when it is absent or not a file."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -59,9 +60,9 @@ def _signature(path: Path) -> _Signature | None:
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
 
 
-def _judge(path: Path, sha256: str, size: int) -> tuple[bool, _Signature | None]:
+def judge(path: Path, sha256: str, size: int) -> tuple[bool, Signature | None]:
     """(whether `path` is the pinned content, the signature judged; None: absent or unsure)."""
-    sig = _signature(path)
+    sig = signature(path)
     if sig is None or sig[0] != size:
         return False, sig
     want = sha256.lower()
@@ -69,12 +70,12 @@ def _judge(path: Path, sha256: str, size: int) -> tuple[bool, _Signature | None]
     if isinstance(rec, dict) and rec == _record(path, str(rec.get("sha256")), sig):
         return rec["sha256"] == want, sig  # unchanged since it was hashed
     try:
-        digest = _facade().sha256_file(path)
+        digest = sha256_file(path)
     except FileNotFoundError:  # purged by another process between stat and open
         return False, None
-    if _signature(path) != sig:  # changed while we read it: no verdict either way
+    if signature(path) != sig:  # changed while we read it: no verdict either way
         return False, None
-    _remember(path, digest, sig)  # what it is, even when it is not what was asked for
+    remember(path, digest, sig)  # what it is, even when it is not what was asked for
     return digest == want, sig
 
 
@@ -83,7 +84,7 @@ def _record_path(path: Path) -> Path:
     return cache_root() / "verified" / f"{key}.json"
 
 
-def _record(path: Path, sha256: str, sig: _Signature) -> dict[str, object]:
+def _record(path: Path, sha256: str, sig: Signature) -> dict[str, object]:
     size, mtime_ns, ino, dev = sig
     return {"path": os.path.abspath(path), "sha256": sha256.lower(), "size": size,
             "mtime_ns": mtime_ns, "ino": ino, "dev": dev}
@@ -96,7 +97,8 @@ def _recalled(path: Path) -> object:
         return None
 
 
-def _remember(path: Path, sha256: str, sig: _Signature | None) -> None:
+def remember(path: Path, sha256: str, sig: Signature | None) -> None:
+    """Record that `path`, with signature `sig`, holds `sha256` (None: record nothing)."""
     if sig is None:
         return
     try:
@@ -105,12 +107,13 @@ def _remember(path: Path, sha256: str, sig: _Signature | None) -> None:
         pass
 
 
-def _forget(path: Path) -> None:
+def forget(path: Path) -> None:
+    """Drop the verification record of `path`, if any."""
     with contextlib.suppress(OSError):
         _record_path(path).unlink(missing_ok=True)
 
 
-def _prune_records(folder: Path) -> None:
+def prune_records(folder: Path) -> None:
     """Drop verification records of files that are gone (and unreadable records)."""
     if not folder.is_dir():
         return
