@@ -1,7 +1,5 @@
 """The optimisation recipe of a TrainConfig: parameter groups (weight decay on matrices
 only, if asked), the optimizer, the learning-rate schedule and the EMA of the weights.
-
-Used by the Trainer; `build_optimizer` and `lr_lambda` are re-exported by taskzoo.train.trainer.
 """
 
 from __future__ import annotations
