@@ -14,7 +14,8 @@ from PIL import Image
 
 from taskzoo import hub
 from taskzoo.data import images as im
-from taskzoo.data.images import ImageSet, load_image_folder, read_idx, read_image
+from taskzoo.data.image_files import load_image_folder, read_image
+from taskzoo.data.images import ImageSet, read_idx
 from taskzoo.errors import DataError, OfflineError, UsageError
 
 pytestmark = pytest.mark.timeout(60)
