@@ -41,9 +41,9 @@ from taskzoo.errors import DataError, UsageError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ImageSet", "read_idx", "load_mnist", "load_fashion_mnist", "load_orl",
-           "load_digits", "LICENSES", "example_images", "MNIST_FILES", "FASHION_MNIST_FILES",
-           "FASHION_MNIST_CLASSES", "orl_folder"]
+__all__ = ["ImageSet", "read_idx", "idx_image_set", "load_mnist", "load_fashion_mnist",
+           "load_orl", "load_digits", "LICENSES", "example_images", "MNIST_FILES",
+           "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES", "orl_folder"]
 
 
 @dataclass
@@ -169,8 +169,10 @@ def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.nd
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _idx_set(images: Path, labels: Path, classes: list[str], expect: int,
-             what: str) -> ImageSet:
+def idx_image_set(images: Path, labels: Path, classes: list[str], expect: int,
+                  what: str) -> ImageSet:
+    """An ImageSet of an IDX images file and its IDX labels file (MNIST's format), checked
+    to hold `expect` images with labels indexing `classes`; `what` names it in errors."""
     x = read_idx(images, magic=IDX_IMAGES)
     y = read_idx(labels, magic=IDX_LABELS)
     if len(x) != len(y):
@@ -255,8 +257,9 @@ def load_mnist(split: str) -> ImageSet:
     (10000, 28, 28)
     """
     images, labels = (MNIST_FILES[f"{_split(split)}-{k}"] for k in ("images", "labels"))
-    return _idx_set(hub.fetch(images, group=MNIST_GROUP), hub.fetch(labels, group=MNIST_GROUP),
-                    [str(d) for d in range(10)], COUNTS[split], f"MNIST {split}")
+    return idx_image_set(hub.fetch(images, group=MNIST_GROUP),
+                         hub.fetch(labels, group=MNIST_GROUP), [str(d) for d in range(10)],
+                         COUNTS[split], f"MNIST {split}")
 
 
 def load_fashion_mnist(split: str) -> ImageSet:
@@ -269,8 +272,8 @@ def load_fashion_mnist(split: str) -> ImageSet:
     """
     images, labels = (FASHION_MNIST_FILES[f"{_split(split)}-{k}"] for k in ("images", "labels"))
     grp = FASHION_MNIST_GROUP
-    return _idx_set(hub.fetch(images, group=grp), hub.fetch(labels, group=grp),
-                    FASHION_MNIST_CLASSES, COUNTS[split], f"Fashion-MNIST {split}")
+    return idx_image_set(hub.fetch(images, group=grp), hub.fetch(labels, group=grp),
+                         FASHION_MNIST_CLASSES, COUNTS[split], f"Fashion-MNIST {split}")
 
 
 # ---------------------------------------------------------------- ORL faces
