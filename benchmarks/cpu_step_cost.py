@@ -21,7 +21,8 @@ from taskzoo.api import make_config, resolve_task
 from taskzoo.config import parse_overrides
 from taskzoo.models.rnn import RNNEncoder
 from taskzoo.runtime import Runtime, seed_everything
-from taskzoo.train.trainer import TrainState, build_optimizer
+from taskzoo.train.optim import build_optimizer
+from taskzoo.train.types import TrainState
 
 
 def tokens_per_s(task, data, batches, *, padded: bool, fused: bool) -> float:

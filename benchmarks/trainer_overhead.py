@@ -23,7 +23,9 @@ import torch
 from taskzoo.api import make_config, resolve_task
 from taskzoo.bench.peers import peer_row, write_report
 from taskzoo.runtime import Runtime, seed_everything
-from taskzoo.train.trainer import Trainer, TrainState, build_optimizer, lr_lambda
+from taskzoo.train.optim import build_optimizer, lr_lambda
+from taskzoo.train.trainer import Trainer
+from taskzoo.train.types import TrainState
 
 
 def plain_loop(task, cfg, data, runtime: Runtime, steps: int) -> float:

@@ -388,20 +388,11 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
     # same folder as the final names, so os.replace is an atomic rename; suffix kept for PyAV
     tmp_out = out.parent / f".{out.stem}.{os.getpid()}.tmp{out.suffix if as_video else ''}"
     tmp_jsonl = out.parent / f".{jsonl.name}.{os.getpid()}.tmp"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*OpenCV.*")  # its NumPy fallback draws fine
-        import supervision as sv
+    drawer = _Drawer(info.height)
     from tqdm import tqdm
-    scale = max(0.4, info.height / 864)  # 0.5 at 432 px high: readable, not covering the object
-    boxer = sv.BoxAnnotator(color_lookup=sv.ColorLookup.TRACK, thickness=max(2, round(4 * scale)))
-    # black text on the palette's light colours, white on its dark ones: readable on every track
-    ink = sv.ColorPalette([sv.Color.BLACK if 0.3 * c.r + 0.6 * c.g + 0.1 * c.b > 140 else sv.Color.WHITE
-                           for c in sv.ColorPalette.DEFAULT.colors])
-    labeller = sv.LabelAnnotator(color_lookup=sv.ColorLookup.TRACK, text_color=ink, text_scale=scale,
-                                 text_thickness=max(1, round(2 * scale)), smart_position=True)
     bytetrack = ByteTrack(info.fps, high=conf)
     total = min(x for x in (info.frames, max_frames) if x is not None) if (info.frames or max_frames) else None
-    n, detect_s, ids, per_class = 0, 0.0, set(), Counter()
+    tally = _Tally()
     writer: _Writer | None = None
     try:
         writer = _Writer(tmp_out, as_video, info.fps, info.width, info.height)
@@ -411,43 +402,91 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
             for start, frames in read_frames(source, batch=batch, max_frames=max_frames):
                 t0 = time.perf_counter()
                 results = list(detect(frames))
-                detect_s += time.perf_counter() - t0
+                tally.detect_s += time.perf_counter() - t0
                 if len(results) != len(frames):
                     raise InputError(f"detect returned {len(results)} results for {len(frames)} frames")
                 for i, (frame, res) in enumerate(zip(frames, results), start):
-                    boxes, scores, labels, names = _parse(res)
-                    pairs = bytetrack.update(boxes, scores, labels)
-                    keep = np.array([d for d, _ in pairs], np.int64)
-                    tids = [t for _, t in pairs]
-                    kept_names = [names[d] for d in keep]
-                    dets = sv.Detections(xyxy=boxes[keep], confidence=scores[keep],
-                                         class_id=labels[keep], tracker_id=np.array(tids, np.int64))
-                    text = [f"{c} #{t} {s:.2f}" for c, t, s in zip(kept_names, tids, scores[keep])]
-                    drawn = labeller.annotate(boxer.annotate(frame.copy(), dets), dets, labels=text)
-                    writer.write(drawn)
-                    fh.write(json.dumps({
-                        "frame": i, "time": round(i / info.fps, 4),
-                        "boxes": [[round(float(v), 1) for v in b] for b in boxes[keep]],
-                        "labels": kept_names, "scores": [round(float(s), 4) for s in scores[keep]],
-                        "track_ids": tids}) + "\n")
-                    ids.update(tids)
-                    per_class.update(set(kept_names))
-                    n += 1
+                    _track_frame(i, frame, res, info.fps, bytetrack, drawer, writer, fh, tally)
                 bar.update(len(frames))
-        if n == 0:
+        if tally.frames == 0:
             raise InputError(f"{info.path}: no frame could be decoded")
         writer.close()
         _commit(tmp_out, out)
         os.replace(tmp_jsonl, jsonl)
     except BaseException:
-        if writer is not None:
-            try:
-                writer.close(ok=False)
-            except Exception:  # the original error matters, not the cleanup's
-                pass
-        shutil.rmtree(tmp_out, ignore_errors=True) if tmp_out.is_dir() else tmp_out.unlink(missing_ok=True)
-        tmp_jsonl.unlink(missing_ok=True)
+        _discard(writer, tmp_out, tmp_jsonl)
         raise
     seconds = time.perf_counter() - t_start
-    return VideoSummary(n, seconds, n / max(seconds, 1e-9), detect_s, len(ids), out, jsonl,
-                        dict(sorted(per_class.items())))
+    return VideoSummary(tally.frames, seconds, tally.frames / max(seconds, 1e-9), tally.detect_s,
+                        len(tally.ids), out, jsonl, dict(sorted(tally.per_class.items())))
+
+
+@dataclass
+class _Tally:
+    """What `VideoSummary` reports, counted frame by frame."""
+
+    frames: int = 0
+    detect_s: float = 0.0
+    ids: set[int] = field(default_factory=set)
+    per_class: Counter[str] = field(default_factory=Counter)
+
+
+class _Drawer:
+    """supervision's boxes and "class #track score" labels, sized for the video's height."""
+
+    def __init__(self, height: int) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*OpenCV.*")  # its NumPy fallback draws fine
+            import supervision as sv
+        self.sv = sv
+        scale = max(0.4, height / 864)  # 0.5 at 432 px high: readable, not covering the object
+        self.boxer = sv.BoxAnnotator(color_lookup=sv.ColorLookup.TRACK,
+                                     thickness=max(2, round(4 * scale)))
+        # black text on the palette's light colours, white on its dark ones: readable on every track
+        ink = sv.ColorPalette([
+            sv.Color.BLACK if 0.3 * c.r + 0.6 * c.g + 0.1 * c.b > 140 else sv.Color.WHITE
+            for c in sv.ColorPalette.DEFAULT.colors])
+        self.labeller = sv.LabelAnnotator(color_lookup=sv.ColorLookup.TRACK, text_color=ink,
+                                          text_scale=scale, text_thickness=max(1, round(2 * scale)),
+                                          smart_position=True)
+
+    def draw(self, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+             tids: list[int], names: list[str]) -> np.ndarray:
+        """A copy of `frame` with the tracked boxes drawn."""
+        dets = self.sv.Detections(xyxy=boxes, confidence=scores, class_id=labels,
+                                  tracker_id=np.array(tids, np.int64))
+        text = [f"{c} #{t} {s:.2f}" for c, t, s in zip(names, tids, scores)]
+        return self.labeller.annotate(self.boxer.annotate(frame.copy(), dets), dets, labels=text)
+
+
+def _track_frame(i: int, frame: np.ndarray, res: dict[str, Any], fps: float, bytetrack: ByteTrack,
+                 drawer: _Drawer, writer: _Writer, fh: Any, tally: _Tally) -> None:
+    """Track frame `i`'s detections; write the drawn frame and its jsonl record."""
+    boxes, scores, labels, names = _parse(res)
+    pairs = bytetrack.update(boxes, scores, labels)
+    keep = np.array([d for d, _ in pairs], np.int64)
+    tids = [t for _, t in pairs]
+    kept_names = [names[d] for d in keep]
+    writer.write(drawer.draw(frame, boxes[keep], scores[keep], labels[keep], tids, kept_names))
+    fh.write(json.dumps({
+        "frame": i, "time": round(i / fps, 4),
+        "boxes": [[round(float(v), 1) for v in b] for b in boxes[keep]],
+        "labels": kept_names, "scores": [round(float(s), 4) for s in scores[keep]],
+        "track_ids": tids}) + "\n")
+    tally.ids.update(tids)
+    tally.per_class.update(set(kept_names))
+    tally.frames += 1
+
+
+def _discard(writer: _Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
+    """Close the writer and remove the temporary outputs of a failed run."""
+    if writer is not None:
+        try:
+            writer.close(ok=False)
+        except Exception:  # the original error matters, not the cleanup's
+            pass
+    if tmp_out.is_dir():
+        shutil.rmtree(tmp_out, ignore_errors=True)
+    else:
+        tmp_out.unlink(missing_ok=True)
+    tmp_jsonl.unlink(missing_ok=True)

@@ -18,7 +18,8 @@ from taskzoo.config import TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import CheckpointError
 from taskzoo.runtime import Runtime
-from taskzoo.train.trainer import StepOutput, Trainer
+from taskzoo.train.trainer import Trainer
+from taskzoo.train.types import StepOutput
 
 
 def main(out: Path, batch_size: int, resume: bool) -> int:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from taskzoo import hub
 from taskzoo.data.detection import datasets as det
+from taskzoo.data.detection.files import load_detection_data, yolo_label_path
 from taskzoo.errors import DataError, OfflineError, UsageError
 
 
@@ -147,7 +148,7 @@ def test_coco128_through_the_hub(coco128_mirror):
 
 def test_coco128_read_as_user_data_agrees(coco128_mirror):
     yolo = det.load_coco128()
-    splits = det.load_detection_data(det.coco128_root())  # annotations/*.json: COCO
+    splits = load_detection_data(det.coco128_root())  # annotations/*.json: COCO
     coco = splits["train"]
     assert list(splits) == ["train"] and coco.classes == yolo.classes
     assert [p.name for p in coco.paths] == [p.name for p in yolo.paths]
@@ -196,7 +197,7 @@ def test_yolo_yaml_layout(tmp_path):
     _yolo(tmp_path, {"train/a.txt": "1 0.5 0.5 0.5 0.5\n\n0 0.25 0.25 0.5 0.5\n",
                      "val/c.txt": "0 0.5 0.5 1 1\n"}, names="{0: cat, 1: dog}")
     for arg in (tmp_path, tmp_path / "data.yaml"):
-        splits = det.load_detection_data(arg)
+        splits = load_detection_data(arg)
         assert list(splits) == ["train", "val"]
         train = splits["train"]
         assert train.classes == ["cat", "dog"] and [p.name for p in train.paths] == ["a.png",
@@ -206,7 +207,7 @@ def test_yolo_yaml_layout(tmp_path):
         assert train.labels[0].tolist() == [1, 0] and train.labels[0].dtype == np.int64
         assert train.boxes[1].shape == (0, 4)  # no label file: no objects
         assert splits["val"].boxes[0].tolist() == [[0, 0, 40, 20]]
-    assert det.yolo_label_path(tmp_path / "images/train/a.png") == tmp_path / "labels/train/a.txt"
+    assert yolo_label_path(tmp_path / "images/train/a.png") == tmp_path / "labels/train/a.txt"
 
 
 def test_yolo_yaml_with_root_and_image_lists(tmp_path):
@@ -215,7 +216,7 @@ def test_yolo_yaml_with_root_and_image_lists(tmp_path):
     _text(data / "train.txt", "./images/train/a.png\n./images/train/b.png\n")
     yaml = _text(tmp_path / "cfg" / "my.yaml", "path: ../ds\ntrain: train.txt\n"
                  "val: [images/val]\ntest: images/val\nnames: [cat, dog]\nnc: 2\n")
-    splits = det.load_detection_data(yaml.parent)  # the folder's only yaml
+    splits = load_detection_data(yaml.parent)  # the folder's only yaml
     assert list(splits) == ["train", "val", "test"]
     assert len(splits["train"]) == 2 and splits["train"].num_boxes == 1
     assert splits["train"].boxes[0].tolist() == [[16, 8, 24, 12]]
@@ -227,7 +228,7 @@ def test_yolo_slightly_outside_is_clipped_and_corrupt_images_skipped(tmp_path):
     Image.new("RGB", (40, 20)).save(tmp_path / "trunc.png")
     raw = (tmp_path / "trunc.png").read_bytes()
     (tmp_path / "images/train/trunc.png").write_bytes(raw[: len(raw) // 2])
-    train = det.load_detection_data(tmp_path)["train"]
+    train = load_detection_data(tmp_path)["train"]
     assert [p.name for p in train.paths] == ["a.png", "b.png"]
     assert train.boxes[0].tolist() == [[0, 0, 40, 20]]
     assert sorted(Path(p).name for p, _ in train.skipped) == ["broken.png", "trunc.png"]
@@ -239,7 +240,7 @@ def test_yolo_bad_labels_are_reported_by_file_and_line(tmp_path):
                      "train/b.txt": "0 0.5 0.5 0 0.2\n0 x 0.5 0.2 0.2\n",
                      "val/c.txt": "1 0.9 0.5 0.5 0.2\n"})
     with pytest.raises(DataError) as e:
-        det.load_detection_data(tmp_path)
+        load_detection_data(tmp_path)
     msg = str(e.value)
     assert msg.startswith("5 label problems in ")
     a, b, c = (str(tmp_path / "labels" / r) for r in ("train/a.txt", "train/b.txt", "val/c.txt"))
@@ -253,7 +254,7 @@ def test_yolo_bad_labels_are_reported_by_file_and_line(tmp_path):
 def test_many_bad_labels_are_counted(tmp_path):
     _yolo(tmp_path, {"train/a.txt": "5 0.5 0.5 0.2 0.2\n" * 13})
     with pytest.raises(DataError) as e:
-        det.load_detection_data(tmp_path)
+        load_detection_data(tmp_path)
     assert str(e.value).startswith("13 label problems") and "... and 3 more" in str(e.value)
     assert str(e.value).count("out of range") == 10
 
@@ -270,7 +271,7 @@ def test_coco_json(tmp_path):
                 {"id": 3, "image_id": 7, "category_id": 2, "bbox": [-0.5, 1, 30.5, 19]}]}
     path = _text(tmp_path / "annotations/instances.json", json.dumps(data))
     for arg in (path, tmp_path):
-        s = det.load_detection_data(arg)["train"]
+        s = load_detection_data(arg)["train"]
         assert s.classes == ["cat", "dog"]  # category ids in ascending order
         assert [p.relative_to(tmp_path / "images").as_posix() for p in s.paths] == [
             "sub/y.png", "x.png"]  # sorted by file_name
@@ -289,7 +290,7 @@ def test_coco_bad_labels_and_missing_images(tmp_path):
                             {"id": 13, "image_id": 2, "category_id": 1, "bbox": [0, 0, 5, 5]}]}
     path = _text(tmp_path / "coco.json", json.dumps(data))
     with pytest.raises(DataError) as e:
-        det.load_detection_data(path)
+        load_detection_data(path)
     msg = str(e.value)
     assert msg.startswith("4 label problems")
     assert "coco.json: annotations[0] (id 10): box outside its image" in msg
@@ -299,40 +300,40 @@ def test_coco_bad_labels_and_missing_images(tmp_path):
     data["images"][0]["file_name"] = "nowhere.png"
     _text(path, json.dumps(data))
     with pytest.raises(DataError, match="none of its 1 images were found .*'nowhere.png'"):
-        det.load_detection_data(path)
+        load_detection_data(path)
 
 
 def test_plain_folder_with_classes_txt(tmp_path):
     _png(tmp_path / "images/a.png")
     _text(tmp_path / "labels/a.txt", "0 0.5 0.5 0.5 0.5\n")
     _text(tmp_path / "classes.txt", "person\n\n")
-    s = det.load_detection_data(tmp_path)
+    s = load_detection_data(tmp_path)
     assert list(s) == ["train"] and s["train"].classes == ["person"]
     assert s["train"].boxes[0].tolist() == [[10, 5, 30, 15]]
 
 
 def test_user_data_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        det.load_detection_data(tmp_path / "nope")
+        load_detection_data(tmp_path / "nope")
     with pytest.raises(DataError, match="not a detection dataset"):
-        det.load_detection_data(tmp_path)
+        load_detection_data(tmp_path)
     yaml = _yolo(tmp_path, {"train/a.txt": "0 0.5 0.5 0.2 0.2\n"})
     _text(yaml, "train: images/train\nval: images/val\n")
     with pytest.raises(DataError, match="no 'names'"):
-        det.load_detection_data(yaml)
+        load_detection_data(yaml)
     _text(yaml, "train: images/train\nnames: [a]\n")
     with pytest.raises(DataError, match="no val"):
-        det.load_detection_data(yaml)
+        load_detection_data(yaml)
     _text(yaml, "train: images/train\nval: images/missing\nnames: [a]\n")
     with pytest.raises(DataError, match=r"val: 'images/missing' -> .* does not exist"):
-        det.load_detection_data(yaml)
+        load_detection_data(yaml)
     _text(yaml, "train: images/train\nval: images/val\nnames: {0: a, 2: b}\n")
     with pytest.raises(DataError, match=r"need the ids 0..1"):
-        det.load_detection_data(yaml)
+        load_detection_data(yaml)
     (tmp_path / "labels/train/a.txt").unlink()
     _text(yaml, "train: images/train\nval: images/val\nnames: [a]\n")
     with pytest.raises(DataError, match="have no boxes: expected YOLO label files such as"):
-        det.load_detection_data(yaml)
+        load_detection_data(yaml)
 
 
 def test_detection_set_validates():
@@ -357,16 +358,16 @@ def test_coco_string_ids_size_mismatch_and_no_boxes(tmp_path):
     path = _text(tmp_path / "coco.json", json.dumps(data))
     with pytest.raises(DataError, match=r"image id 1 \(x.png\): 40x50 in the json but the file "
                                         r"is 50x40 \(upright, by its EXIF orientation\)"):
-        det.load_detection_data(path)
+        load_detection_data(path)
     data["images"][0].update(width=50, height=40)
     _text(path, json.dumps(data))
-    s = det.load_detection_data(path)["train"]  # "1" read as the id 1
+    s = load_detection_data(path)["train"]  # "1" read as the id 1
     assert s.boxes[0].tolist() == [[0, 0, 5, 5]]
     assert s.subset(np.array([False])).paths == [] and len(s.subset(np.array([True]))) == 1
     data["annotations"] = []
     _text(path, json.dumps(data))
     with pytest.raises(DataError, match="have no boxes: expected annotations"):
-        det.load_detection_data(path)
+        load_detection_data(path)
 
 
 def test_coco_folder_of_split_jsons(tmp_path):
@@ -378,7 +379,7 @@ def test_coco_folder_of_split_jsons(tmp_path):
                 "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 2, 3, 4]}]}
         _text(tmp_path / f"annotations/instances_{split}2017.json", json.dumps(data))
     _text(tmp_path / "annotations/captions_train2017.json", "{}")  # not read
-    splits = det.load_detection_data(tmp_path)
+    splits = load_detection_data(tmp_path)
     assert list(splits) == ["train", "val"]
     assert splits["val"].paths == [tmp_path / "images/val2017/b.png"]
     assert splits["train"].labels[0].tolist() == [1] and splits["train"].classes == ["a", "b"]

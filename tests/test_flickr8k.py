@@ -15,7 +15,7 @@ from PIL import Image
 from taskzoo import hub
 from taskzoo.data import color
 from taskzoo.data import flickr8k as fk
-from taskzoo.data.images import IMAGE_EXTENSIONS, load_image_files
+from taskzoo.data.image_files import IMAGE_EXTENSIONS, load_image_files
 from taskzoo.errors import DataError, DownloadError, InputError, OfflineError, UsageError
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import taskzoo
-from taskzoo.train.trainer import Callback
+from taskzoo.train.types import Callback
 
 # Runs in a fresh interpreter, so nothing another test did (a pyplot import, a thread count)
 # can hide a change. It prints the settings before and after each call as JSON.

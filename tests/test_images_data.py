@@ -14,7 +14,8 @@ from PIL import Image
 
 from taskzoo import hub
 from taskzoo.data import images as im
-from taskzoo.data.images import ImageSet, load_image_folder, read_idx, read_image
+from taskzoo.data.image_files import load_image_folder, read_image
+from taskzoo.data.images import ImageSet, read_idx
 from taskzoo.errors import DataError, OfflineError, UsageError
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,7 +43,7 @@ def test_read_idx_good_and_malformed(tmp_path):
     y = read_idx(tmp_path / "i16")
     assert y.tolist() == [[1, -2], [300, 4]] and y.dtype.isnative
 
-    s = im._idx_set(tmp_path / "img", tmp_path / "lab", ["a", "b", "c"], 3, "tiny")
+    s = im.idx_image_set(tmp_path / "img", tmp_path / "lab", ["a", "b", "c"], 3, "tiny")
     assert s.arrays.shape == (3, 2, 2) and s.labels.tolist() == [2, 0, 1] and s.channels == 1
 
     cases = {
@@ -61,11 +62,11 @@ def test_read_idx_good_and_malformed(tmp_path):
         read_idx(tmp_path / "absent")
     (tmp_path / "lab2").write_bytes(idx(2049, (2,), bytes([0, 1])))
     with pytest.raises(DataError, match="3 images .* but 2 labels"):
-        im._idx_set(tmp_path / "img", tmp_path / "lab2", ["a", "b", "c"], 3, "tiny")
+        im.idx_image_set(tmp_path / "img", tmp_path / "lab2", ["a", "b", "c"], 3, "tiny")
     with pytest.raises(DataError, match="expected 4 images, read 3"):
-        im._idx_set(tmp_path / "img", tmp_path / "lab", ["a", "b", "c"], 4, "tiny")
+        im.idx_image_set(tmp_path / "img", tmp_path / "lab", ["a", "b", "c"], 4, "tiny")
     with pytest.raises(DataError, match="label 2 out of range"):
-        im._idx_set(tmp_path / "img", tmp_path / "lab", ["a", "b"], 3, "tiny")
+        im.idx_image_set(tmp_path / "img", tmp_path / "lab", ["a", "b"], 3, "tiny")
     with pytest.raises(UsageError, match="'train' or 'test'"):
         im.load_mnist("validation")
 

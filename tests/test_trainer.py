@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 import taskzoo
 from taskzoo.config import TrainConfig
 from taskzoo.errors import CheckpointError
-from taskzoo.train.trainer import Callback, SourceBase, lr_lambda
+from taskzoo.train.optim import lr_lambda
+from taskzoo.train.types import Callback, SourceBase
 
 TINY = dict(dataset="tiny", epochs=3, batch_size=16, eval_every=7, log_every=5,
             embed_dim=16, hidden_dim=16, device="cpu")
@@ -159,7 +160,8 @@ def test_lr_schedules():
 @pytest.mark.parametrize("ties, expected", [("first", 2), ("last", 6)])
 def test_ties_pick_the_first_or_the_last_equal_evaluation(tmp_path, ties, expected):
     from taskzoo.runtime import Runtime
-    from taskzoo.train.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import Trainer
+    from taskzoo.train.types import StepOutput
 
     class Source(SourceBase):
         steps_per_epoch = 2
@@ -197,7 +199,8 @@ class _Ones(SourceBase):
 
 def _fit(tmp_path, source, step=None, evaluate=None, **cfg):
     from taskzoo.runtime import Runtime
-    from taskzoo.train.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import Trainer
+    from taskzoo.train.types import StepOutput
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
@@ -265,7 +268,8 @@ def test_sources_are_set_up_after_the_model_is_placed_and_before_a_resume(tmp_pa
     assert calls == ["place", ("setup", torch.float64, "cpu")]
     calls.clear()
     from taskzoo.runtime import Runtime as R  # resume: setup, then the source's own state
-    from taskzoo.train.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import Trainer
+    from taskzoo.train.types import StepOutput
 
     trainer = Trainer(TrainConfig(epochs=2, lr=0.01), R.create(device="cpu"), progress=False)
     trainer.fit(lambda m, b: StepOutput(m(b).pow(2).mean(), size=8), torch.nn.Linear(3, 1),
@@ -295,7 +299,7 @@ def test_dqn_target_network_is_copied_from_the_placed_model(tmp_path):
 
 def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_checkpoint_before(tmp_path):
     from taskzoo.errors import DivergenceError
-    from taskzoo.train.trainer import StepOutput
+    from taskzoo.train.types import StepOutput
 
     done = []
 
@@ -320,7 +324,7 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_checkpoint_before(
 
 def test_inf_loss_without_a_checkpoint_says_so(tmp_path):
     from taskzoo.errors import DivergenceError
-    from taskzoo.train.trainer import StepOutput
+    from taskzoo.train.types import StepOutput
 
     def step(model, batch):
         return StepOutput(model(batch).pow(2).mean() + float("inf"), size=len(batch))
@@ -379,7 +383,8 @@ def _linear_fit(tmp_path, cfg: dict, n: int = 10, resume: bool = False, callback
     """SGD on a linear regression over LoaderSource batches; returns (trainer, fit, model)."""
     from taskzoo.data.loader import LoaderSource
     from taskzoo.runtime import Runtime
-    from taskzoo.train.trainer import StepOutput, Trainer
+    from taskzoo.train.trainer import Trainer
+    from taskzoo.train.types import StepOutput
 
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
@@ -430,7 +435,7 @@ def test_ema_weights_are_evaluated_and_delivered(tmp_path):
 
 
 def test_biases_and_norm_weights_can_skip_weight_decay():
-    from taskzoo.train.trainer import build_optimizer
+    from taskzoo.train.optim import build_optimizer
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
                               torch.nn.Flatten(), torch.nn.LazyLinear(2))

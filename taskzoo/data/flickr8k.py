@@ -112,7 +112,7 @@ def flickr8k_root() -> Path:
             f"128x128), images_128.tsv and Flickr8k_text/ (captions and split lists), and "
             f"set TASKZOO_MIRROR=<dir>. A copy resized from the original images does not match "
             f"the pinned files: use it as a plain image folder "
-            f"(taskzoo.data.images.load_image_files) instead.") from None
+            f"(taskzoo.data.image_files.load_image_files) instead.") from None
 
 
 def _split_name(split: str) -> str:

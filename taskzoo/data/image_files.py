@@ -1,8 +1,7 @@
 """Reading a user's own image files: `read_image` (one file, decoded into mode "L" or
 "RGB"), `load_image_folder` (a class-per-folder tree, split into train/val) and
 `load_image_files` (a plain folder of images without classes, for autoencoders). Both
-loaders return `taskzoo.data.images.ImageSet`s holding `paths`; everything here is also
-importable from `taskzoo.data.images`.
+loaders return `taskzoo.data.images.ImageSet`s holding `paths`.
 
     >>> from taskzoo.data.image_files import load_image_folder
     >>> splits = load_image_folder("my_photos")          # doctest: +SKIP
@@ -61,7 +60,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", "
 # ---------------------------------------------------------------- decoding one image
 
 
-class _Unreadable(Exception):
+class UnreadableImage(Exception):
     """A file that is not a readable image; the message is the reason."""
 
 
@@ -74,12 +73,14 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
     'RGB'
     """
     try:
-        return _decode(Path(path))
-    except _Unreadable as e:
+        return decode_image(Path(path))
+    except UnreadableImage as e:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
-def _decode(path: Path) -> Image.Image:
+def decode_image(path: Path) -> Image.Image:
+    """`read_image` without the DataError: raises UnreadableImage with the reason alone, for
+    callers that gather the unreadable files instead of stopping at the first."""
     from PIL import Image, ImageOps
 
     try:
@@ -93,12 +94,12 @@ def _decode(path: Path) -> Image.Image:
             if upright is None:
                 upright = im
             return _standard_mode(upright)
-    except _Unreadable:
+    except UnreadableImage:
         raise
     except FileNotFoundError:
-        raise _Unreadable("no such file") from None
+        raise UnreadableImage("no such file") from None
     except Exception as e:  # Pillow's plugins raise many types for malformed files
-        raise _Unreadable(f"{type(e).__name__}: {e}") from None
+        raise UnreadableImage(f"{type(e).__name__}: {e}") from None
 
 
 def _standard_mode(im: Image.Image) -> Image.Image:
@@ -130,7 +131,7 @@ def _standard_mode(im: Image.Image) -> Image.Image:
     try:
         return im.convert("RGB")
     except ValueError as e:
-        raise _Unreadable(f"unsupported image mode {mode!r} ({e})") from None
+        raise UnreadableImage(f"unsupported image mode {mode!r} ({e})") from None
 
 # ---------------------------------------------------------------- a user's image folder
 
@@ -144,7 +145,7 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
-def _files_under(folder: Path) -> list[Path]:
+def image_files_under(folder: Path) -> list[Path]:
     """Image files (by extension) under `folder`, recursively, hidden ones left out."""
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -159,8 +160,8 @@ def _decode_modes(files: list[Path]) -> tuple[list[str | None], dict[Path, str]]
 
     def check(path: Path) -> str | None:
         try:
-            return _decode(path).mode
-        except _Unreadable as e:
+            return decode_image(path).mode
+        except UnreadableImage as e:
             reasons[path] = str(e)
             return None
 
@@ -185,7 +186,7 @@ def _scan(folder: Path) -> _Scan:
                      key=_natural)
     skipped = [(str(p), "not inside a class folder") for p in sorted(folder.iterdir())
                if p.is_file() and _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
-    files = [(c, p) for c in classes for p in _files_under(folder / c)]
+    files = [(c, p) for c in classes for p in image_files_under(folder / c)]
     modes, reasons = _decode_modes([p for _, p in files])
     by_class: dict[str, list[Path]] = {}
     grey: dict[Path, bool] = {}
@@ -314,7 +315,7 @@ def load_image_files(root: str | os.PathLike[str], *, recursive: bool = True) ->
     if not root.is_dir():
         raise DataError(f"{root} is not a folder (expected a folder of image files)")
     if recursive:
-        files = _files_under(root)
+        files = image_files_under(root)
     else:
         files = [p for p in sorted(root.iterdir(), key=lambda p: _natural(p.name))
                  if p.is_file() and _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]

@@ -2,7 +2,8 @@
 faces, scikit-learn's 8x8 digits, a user's own class-per-folder images (`load_image_folder`)
 and a user's plain folder of images without classes (`load_image_files`, for autoencoders).
 
-    >>> from taskzoo.data.images import load_mnist, load_image_folder
+    >>> from taskzoo.data.image_files import load_image_folder
+    >>> from taskzoo.data.images import load_mnist
     >>> train = load_mnist("train")                      # doctest: +SKIP
     >>> train.arrays.shape, train.classes[:3]            # doctest: +SKIP
     ((60000, 28, 28), ['0', '1', '2'])
@@ -14,8 +15,7 @@ gzip files pinned by their decompressed content (mirrors and the Debian package 
 them), the ORL faces as a folder pinned by a manifest (`taskzoo/data/manifests/`).
 
 `read_image`, `load_image_folder`, `load_image_files` and IMAGE_EXTENSIONS live in
-`taskzoo.data.image_files` (with the list of mode conversions `read_image` applies) and are
-re-exported here.
+`taskzoo.data.image_files`, with the list of mode conversions `read_image` applies.
 
 An ImageSet's `channels` is 1 when every image is grey ("L"), else 3, and then grey images
 are converted to RGB when read (`ImageSet.image`).
@@ -35,21 +35,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from taskzoo import hub
-from taskzoo.data.image_files import (
-    IMAGE_EXTENSIONS,
-    load_image_files,
-    load_image_folder,
-    read_image,
-)
+from taskzoo.data.image_files import read_image
 from taskzoo.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ImageSet", "read_image", "read_idx", "load_mnist", "load_fashion_mnist",
-           "load_orl", "load_digits", "load_image_folder", "LICENSES", "example_images", "load_image_files",
-           "IMAGE_EXTENSIONS", "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES",
-           "orl_folder"]
+__all__ = ["ImageSet", "read_idx", "idx_image_set", "load_mnist", "load_fashion_mnist",
+           "load_orl", "load_digits", "LICENSES", "example_images", "MNIST_FILES",
+           "FASHION_MNIST_FILES", "FASHION_MNIST_CLASSES", "orl_folder"]
 
 
 @dataclass
@@ -175,8 +169,10 @@ def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.nd
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _idx_set(images: Path, labels: Path, classes: list[str], expect: int,
-             what: str) -> ImageSet:
+def idx_image_set(images: Path, labels: Path, classes: list[str], expect: int,
+                  what: str) -> ImageSet:
+    """An ImageSet of an IDX images file and its IDX labels file (MNIST's format), checked
+    to hold `expect` images with labels indexing `classes`; `what` names it in errors."""
     x = read_idx(images, magic=IDX_IMAGES)
     y = read_idx(labels, magic=IDX_LABELS)
     if len(x) != len(y):
@@ -261,8 +257,9 @@ def load_mnist(split: str) -> ImageSet:
     (10000, 28, 28)
     """
     images, labels = (MNIST_FILES[f"{_split(split)}-{k}"] for k in ("images", "labels"))
-    return _idx_set(hub.fetch(images, group=MNIST_GROUP), hub.fetch(labels, group=MNIST_GROUP),
-                    [str(d) for d in range(10)], COUNTS[split], f"MNIST {split}")
+    return idx_image_set(hub.fetch(images, group=MNIST_GROUP),
+                         hub.fetch(labels, group=MNIST_GROUP), [str(d) for d in range(10)],
+                         COUNTS[split], f"MNIST {split}")
 
 
 def load_fashion_mnist(split: str) -> ImageSet:
@@ -275,8 +272,8 @@ def load_fashion_mnist(split: str) -> ImageSet:
     """
     images, labels = (FASHION_MNIST_FILES[f"{_split(split)}-{k}"] for k in ("images", "labels"))
     grp = FASHION_MNIST_GROUP
-    return _idx_set(hub.fetch(images, group=grp), hub.fetch(labels, group=grp),
-                    FASHION_MNIST_CLASSES, COUNTS[split], f"Fashion-MNIST {split}")
+    return idx_image_set(hub.fetch(images, group=grp), hub.fetch(labels, group=grp),
+                         FASHION_MNIST_CLASSES, COUNTS[split], f"Fashion-MNIST {split}")
 
 
 # ---------------------------------------------------------------- ORL faces

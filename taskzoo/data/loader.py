@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from taskzoo.errors import ConfigError, DataError
-from taskzoo.train.trainer import SourceBase, TrainState
+from taskzoo.train.types import SourceBase, TrainState
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -119,7 +119,7 @@ _WORD = re.compile(
     | (?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|Mt|Ft|No|vs|etc|Inc|Ltd|Co|Corp|Jan|Feb|Aug|Sept?|Oct|Nov|Dec)\.(?!\w)
     | \d+(?:[.,:/-]\d+)+                                     # 3.5  1,000  10:30  1/2
     | \.{2,} | -{2,}                                         # ...  --
-    | \w+(?:['\u2019]\w+)*                                   # words, inner apostrophes kept for now
+    | \w+(?:['\u2019]\w+)*                                   # words, inner apostrophes (see _CLITIC)
     | \S                                                     # any other symbol alone
     """,
     re.VERBOSE,

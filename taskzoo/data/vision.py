@@ -89,7 +89,7 @@ def open_input(item: Any, index: int) -> Any:
     inputs pass through for `to_tensor`. InputError naming the input's position."""
     if not isinstance(item, (str, os.PathLike)):
         return item
-    from taskzoo.data.images import read_image
+    from taskzoo.data.image_files import read_image
     from taskzoo.errors import DataError
 
     path = Path(item).expanduser()

@@ -35,7 +35,7 @@ BCE there.
     vae          1x28x28, width 32, latent 16               492,897
     unet_small   1 in, 2 out, width 32, depth 3 (any size)  1,926,466
 
-Weights: the CNN family's `_init_weights` (kaiming-normal fan-out convs, BN 1/0, PyTorch's
+Weights: the CNN family's `init_weights` (kaiming-normal fan-out convs, BN 1/0, PyTorch's
 default for linear layers and transposed convs), except the conv that outputs logits: see
 `_init_logit_conv`.
 
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskzoo.models import MODELS
-from taskzoo.models.cnn import _conv_bn_relu, _init_weights
+from taskzoo.models.cnn import conv_bn_relu, init_weights
 
 # exp(10) = 22,026 keeps exp(logvar) (in the KL term) and exp(logvar / 2) finite in fp16 and
 # bf16, and stops an early, runaway logvar from making z pure noise (or a near-zero variance
@@ -97,8 +97,8 @@ class _ConvCodec(nn.Module):
         self.in_channels = in_channels
         self.image_size = image_size
         self.encoder_convs = nn.Sequential(
-            _conv_bn_relu(in_channels, width),
-            *(_conv_bn_relu(widths[i], widths[i + 1], stride=2) for i in range(len(sides) - 1)))
+            conv_bn_relu(in_channels, width),
+            *(conv_bn_relu(widths[i], widths[i + 1], stride=2) for i in range(len(sides) - 1)))
         self.grid = (widths[-1], sides[-1], sides[-1])
         self.flat_dim = widths[-1] * sides[-1] ** 2
         # the dense layers in reverse, back to the trunk's grid, a ReLU after each
@@ -116,7 +116,7 @@ class _ConvCodec(nn.Module):
         self._code_dim = code_dims[-1]
 
     def _init(self) -> None:
-        _init_weights(self)
+        init_weights(self)
         _init_logit_conv(self.decoder_convs[-1])
 
     def _check(self, x: torch.Tensor) -> None:
@@ -205,7 +205,7 @@ class ConvVAE(_ConvCodec):
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(_conv_bn_relu(cin, cout), _conv_bn_relu(cout, cout))
+    return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
 
 
 class UNet(nn.Module):
@@ -232,7 +232,7 @@ class UNet(nn.Module):
         self.up_convs = nn.ModuleList(_double_conv(2 * widths[level], widths[level])
                                       for level in levels)
         self.head = nn.Conv2d(widths[0], out_channels, 1)
-        _init_weights(self)
+        init_weights(self)
         _init_logit_conv(self.head)
 
     def _check(self, x: torch.Tensor) -> None:

@@ -94,12 +94,13 @@ class ImageClassifier(nn.Module):
         return self.forward_head(self.features(x)[-1])
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """A 3x3 conv (no bias: the BN's shift replaces it), BatchNorm and ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def _init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module) -> None:
     """torchvision's (and He et al.'s) init: kaiming-normal convs (fan_out), BN 1 and 0.
     Linear layers keep PyTorch's default, as torchvision's ResNet does."""
     for m in model.modules():
@@ -124,7 +125,7 @@ class PlainCNN(ImageClassifier):
                 raise ValueError(f"every stage needs at least one conv, got depth {depth}")
             layers: list[nn.Module] = [nn.MaxPool2d(2)] if i else []
             for _ in range(depth):
-                layers.append(_conv_bn_relu(cin, width))
+                layers.append(conv_bn_relu(cin, width))
                 cin = width
             stages.append(nn.Sequential(*layers))
         pools = len(stages) - 1
@@ -132,7 +133,7 @@ class PlainCNN(ImageClassifier):
             in_channels=in_channels, stem=nn.Identity(), stages=stages,
             feature_channels=stage_widths, feature_strides=[2 ** i for i in range(pools + 1)],
             head=nn.Linear(cin, num_classes), pre_logits=nn.Dropout(dropout), min_size=2 ** pools)
-        _init_weights(self)
+        init_weights(self)
 
 
 @MODELS.register("cnn_small", aliases=("small_cnn",))
@@ -193,10 +194,10 @@ class CifarResNet(ImageClassifier):
                       for b in range(blocks_per_stage)]
             stages.append(nn.Sequential(*blocks))
             cin = cout
-        super().__init__(in_channels=in_channels, stem=_conv_bn_relu(in_channels, width),
+        super().__init__(in_channels=in_channels, stem=conv_bn_relu(in_channels, width),
                          stages=stages, feature_channels=widths, feature_strides=(1, 2, 4),
                          head=nn.Linear(cin, num_classes))
-        _init_weights(self)
+        init_weights(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, CifarBasicBlock):

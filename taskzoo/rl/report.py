@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from taskzoo.report import new_figure, png_bytes
-from taskzoo.train.trainer import Callback, Trainer, TrainState
+from taskzoo.train.trainer import Trainer
+from taskzoo.train.types import Callback, TrainState
 
 
 def solved_summary(history: Sequence[dict[str, Any]], threshold: float | None,

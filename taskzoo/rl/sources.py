@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from taskzoo.rl.envs import Spaces, VecRunner, encode_obs, to_env_actions
-from taskzoo.train.trainer import SourceBase, TrainState
+from taskzoo.train.types import SourceBase, TrainState
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -1,7 +1,5 @@
 """The optimisation recipe of a TrainConfig: parameter groups (weight decay on matrices
 only, if asked), the optimizer, the learning-rate schedule and the EMA of the weights.
-
-Used by the Trainer; `build_optimizer` and `lr_lambda` are re-exported by taskzoo.train.trainer.
 """
 
 from __future__ import annotations
@@ -47,8 +45,8 @@ def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     for p in params:
         decay = cfg.weight_decay if (cfg.decay_1d or p.ndim > 1) else 0.0
         groups.setdefault((getattr(p, _LR_SCALE, 1.0), decay), []).append(p)
-    # unscaled groups first, decayed before not (the order before scale_lr existed, so
-    # older checkpoints' optimizer states still line up)
+    # unscaled groups first, decayed before not: a model without scale_lr marks gets the
+    # groups in the order its checkpoints' optimizer states were saved in
     order = sorted(groups, key=lambda k: (k[0] != 1.0, -k[1]))
     return [{"params": groups[k], "weight_decay": k[1], "lr": cfg.lr * k[0], "lr_scale": k[0]}
             for k in order]

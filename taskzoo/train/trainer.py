@@ -4,9 +4,9 @@ It iterates a BatchSource (not a DataLoader) and owns optimisation, precision, e
 early stopping, checkpoints with exact resume, progress and metrics.jsonl. It never branches
 on what task it trains: a task that needs something new gets a hook.
 
-Its parts live beside it: the shared types in taskzoo.train.types, the optimizer and schedule
-in taskzoo.train.optim, the log in taskzoo.train.log and the checkpoint files in taskzoo.train.checkpoints.
-The names those modules held here before are re-exported.
+Its parts live beside it, and are imported from there: the shared types in
+taskzoo.train.types, the optimizer and schedule in taskzoo.train.optim, the log in
+taskzoo.train.log and the checkpoint files in taskzoo.train.checkpoints.
 """
 
 from __future__ import annotations
@@ -34,21 +34,34 @@ from taskzoo.train.checkpoints import (
     write_checkpoint,
 )
 from taskzoo.train.log import TrainLog, truncate_log
-from taskzoo.train.optim import build_ema, build_optimizer, lr_lambda, param_groups
+from taskzoo.train.optim import build_ema, build_optimizer, lr_lambda
 from taskzoo.train.types import (
     BatchSource,
     Callback,
     FitResult,
-    SourceBase,
     StepOutput,
     TrainState,
     check_source,
 )
 
-__all__ = [
-    "CKPT_FORMAT", "BatchSource", "Callback", "FitResult", "SourceBase", "StepOutput",
-    "TrainState", "Trainer", "build_optimizer", "lr_lambda", "param_groups",
-]
+__all__ = ["Trainer"]
+
+
+@dataclasses.dataclass
+class _Fit:
+    """What one `Trainer.fit` call works with from batch to batch."""
+
+    step: Callable[[nn.Module, Any], StepOutput]
+    source: BatchSource
+    evaluate: Callable[[nn.Module], dict[str, float]] | None
+    run_dir: Path
+    per_epoch: int  # batches per epoch; `accumulate` of them make one optimizer step
+    total: int  # optimizer steps to train for
+    best_metrics: dict[str, float]  # the evaluation of the delivered weights so far
+    eval_every: int | None  # optimizer steps between evaluations; None: once per epoch
+    own_schedule: bool  # the source decides when to evaluate (`eval_due`)
+    bar: Any  # the tqdm progress bar
+    params: list[nn.Parameter]  # what gradient clipping sees
 
 
 class Trainer:
@@ -98,24 +111,62 @@ class Trainer:
             return self._fit(step, model, source, evaluate, Path(run_dir), resume)
 
     def _fit(self, step, model, source, evaluate, run_dir: Path, resume: bool) -> FitResult:
-        cfg, runtime = self.cfg, self.runtime
         per_epoch = int(source.steps_per_epoch)  # batches; `accumulate` of them make one step
         if per_epoch < 1:
             raise DataError(f"{type(source).__name__} has {per_epoch} batches per epoch: "
                             "there is nothing to train on (is the training split empty?)")
-        acc = cfg.accumulate
         run_dir.mkdir(parents=True, exist_ok=True)
+        total = self._prepare(model, source, per_epoch)
+        state, best_metrics = self._start(source, run_dir, total, resume)
+        fit = _Fit(step=step, source=source, evaluate=evaluate, run_dir=run_dir,
+                   per_epoch=per_epoch, total=total, best_metrics=best_metrics,
+                   eval_every=self.cfg.eval_every if self.cfg.eval_every > 0 else None,
+                   own_schedule=bool(source.schedules_evaluation),
+                   bar=self._progress_bar(total, state.step),
+                   params=[p for p in self.model.parameters() if p.requires_grad])
+        steps_at_start, time_at_start = state.step, state.train_time
+        self._last_save = time.monotonic()
+        try:
+            while state.step < total and not state.stopped_early:
+                if not self._epoch(fit, state):
+                    break
+        finally:
+            fit.bar.close()
+            if self._log.file is not None:
+                self._log.file.close()
+        self._deliver(evaluate, run_dir, fit.best_metrics)
+        steps_done = state.step - steps_at_start
+        train_time = max(1e-9, state.train_time - time_at_start)
+        return FitResult(
+            state=state,
+            best_metrics=fit.best_metrics,
+            history=self.history,
+            steps_per_sec=steps_done / train_time,
+            samples_per_sec=state.samples / max(1e-9, state.train_time),
+        )
+
+    def _prepare(self, model: nn.Module, source: BatchSource, per_epoch: int) -> int:
+        """Wrap the model, set up the source, build the optimizer, EMA and schedule; return
+        the number of optimizer steps to train for."""
+        cfg, runtime = self.cfg, self.runtime
         model = runtime.setup_model(model)
         self.model = model
         source.setup(runtime.unwrap(model), runtime)
         self.optimizer = build_optimizer(cfg, model)
         self.ema = build_ema(runtime.unwrap(model), cfg.ema)
         # optimizer steps per epoch: an epoch's last group may hold fewer than `acc` batches
-        steps_per_epoch = -(-per_epoch // acc)
+        steps_per_epoch = -(-per_epoch // cfg.accumulate)
         # An RL source knows its budget (environment steps turned into batches).
         epochs = -(-int(source.total_steps) // per_epoch) if source.total_steps else cfg.epochs
         total = cfg.max_steps if cfg.max_steps > 0 else epochs * steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total))
+        return total
+
+    def _start(self, source: BatchSource, run_dir: Path, total: int, resume: bool
+               ) -> tuple[TrainState, dict[str, float]]:
+        """A fresh state with seeded RNGs, or the one in last.ckpt when resuming; opens
+        metrics.jsonl for appending."""
+        cfg, runtime = self.cfg, self.runtime
         state = TrainState(total_steps=total)
         best_metrics: dict[str, float] = {}
         self._ckpt_step: int | None = None
@@ -135,111 +186,122 @@ class Trainer:
         # Under DDP only rank 0 writes files; the others compute the same evaluations.
         self._log.file = (open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
                           if runtime.is_main else None)
-        eval_every = cfg.eval_every if cfg.eval_every > 0 else None
-        own_schedule = bool(source.schedules_evaluation)
+        return state, best_metrics
+
+    def _progress_bar(self, total: int, initial: int) -> Any:
         # progress=None lets tqdm decide: a bar on a terminal, silence in a pipe or CI log.
-        bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
-                   disable=(None if self.progress is None else not self.progress)
-                   if runtime.is_main else True,
-                   dynamic_ncols=True, leave=False)
-        params = [p for p in model.parameters() if p.requires_grad]
-        steps_at_start, time_at_start = state.step, state.train_time
-        self._last_save = time.monotonic()
-        try:
-            while state.step < total and not state.stopped_early:
-                model.train()
-                t0 = time.perf_counter()
-                finished_epoch = True
-                steps_before, resumed_at = state.step, state.batch_in_epoch
-                for batch in source.batches(state):
-                    group = state.batch_in_epoch // acc * acc  # first batch of this step
-                    size = min(acc, per_epoch - group)  # batches in this step
-                    first = state.batch_in_epoch == group
-                    last = state.batch_in_epoch + 1 == group + size
-                    batch = runtime.to_device(batch)
-                    if first:
-                        self.optimizer.zero_grad(set_to_none=True)
-                    # DDP all-reduces gradients on the step's last batch only
-                    with runtime.no_sync(model, not last):
-                        with runtime.autocast():
-                            out = step(model, batch)
-                        runtime.backward(out.loss / size if size > 1 else out.loss)
-                    state.batch_in_epoch += 1
-                    state.samples += out.size
-                    self._log.add(out, state.step + 1)
-                    if not last:
-                        continue
-                    runtime.optimizer_step(self.optimizer, params, cfg.grad_clip)
-                    self.scheduler.step()
-                    if self.ema is not None:
-                        self.ema.update_parameters(runtime.unwrap(model))
-                    state.step += 1
-                    source.after_update(state)
-                    bar.update(1)
-                    for cb in self.callbacks:
-                        cb.on_step_end(self, state)
-                    if state.step % cfg.log_every == 0:
-                        self._flush_log(state, source, bar)
-                    if state.step >= total:
-                        finished_epoch = state.batch_in_epoch >= per_epoch
-                        break
-                    if ((eval_every and state.step % eval_every == 0)
-                            or (own_schedule and source.eval_due(state))):
-                        runtime.synchronize()
-                        state.train_time += time.perf_counter() - t0
-                        best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
-                                                           best_metrics, bar)
-                        model.train()
-                        t0 = time.perf_counter()
-                        if state.stopped_early:
-                            finished_epoch = False
-                            break
-                    elif self._periodic_save_due(state):
-                        runtime.synchronize()
-                        state.train_time += time.perf_counter() - t0
-                        self._save_checkpoint(run_dir / "last.ckpt", source, state, best_metrics)
-                        runtime.barrier()
-                        t0 = time.perf_counter()
-                if state.step == steps_before and resumed_at < per_epoch:
-                    # without this, a source that yields nothing would loop here forever
-                    raise DataError(
-                        f"epoch {state.epoch} yielded no batches ({type(source).__name__}, "
-                        f"{per_epoch} expected from batch {state.batch_in_epoch}): the "
-                        "training data is empty or smaller than one batch per process")
+        return tqdm(total=total, initial=initial, desc="train", unit="step",
+                    disable=(None if self.progress is None else not self.progress)
+                    if self.runtime.is_main else True,
+                    dynamic_ncols=True, leave=False)
+
+    def _epoch(self, fit: _Fit, state: TrainState) -> bool:
+        """Train through (the rest of) one epoch, then evaluate if it is due; False when the
+        run stopped early."""
+        runtime, per_epoch = self.runtime, fit.per_epoch
+        self.model.train()
+        steps_before, resumed_at = state.step, state.batch_in_epoch
+        finished_epoch, t0 = self._train_batches(fit, state)
+        if state.step == steps_before and resumed_at < per_epoch:
+            # without this, a source that yields nothing would loop here forever
+            raise DataError(
+                f"epoch {state.epoch} yielded no batches ({type(fit.source).__name__}, "
+                f"{per_epoch} expected from batch {state.batch_in_epoch}): the "
+                "training data is empty or smaller than one batch per process")
+        runtime.synchronize()
+        state.train_time += time.perf_counter() - t0
+        if state.stopped_early:
+            return False
+        if finished_epoch:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+        # In-loop evaluations never fall on the last step, so this one is never a repeat.
+        if ((finished_epoch and not fit.eval_every and not fit.own_schedule)
+                or state.step >= fit.total):
+            fit.best_metrics = self._eval_and_save(fit.evaluate, fit.source, state, fit.run_dir,
+                                                   fit.best_metrics, fit.bar)
+        return True
+
+    def _train_batches(self, fit: _Fit, state: TrainState) -> tuple[bool, float]:
+        """The source's batches of this epoch, with the evaluations and periodic checkpoints
+        that fall between them. Returns whether the epoch was finished and when the clock of
+        the training time last started."""
+        runtime = self.runtime
+        t0 = time.perf_counter()
+        for batch in fit.source.batches(state):
+            if not self._accumulate(fit, state, batch):
+                continue
+            self._optimizer_step(fit, state)
+            if state.step >= fit.total:
+                return state.batch_in_epoch >= fit.per_epoch, t0
+            if ((fit.eval_every and state.step % fit.eval_every == 0)
+                    or (fit.own_schedule and fit.source.eval_due(state))):
                 runtime.synchronize()
                 state.train_time += time.perf_counter() - t0
+                fit.best_metrics = self._eval_and_save(fit.evaluate, fit.source, state,
+                                                       fit.run_dir, fit.best_metrics, fit.bar)
+                self.model.train()
+                t0 = time.perf_counter()
                 if state.stopped_early:
-                    break
-                if finished_epoch:
-                    state.epoch += 1
-                    state.batch_in_epoch = 0
-                # In-loop evaluations never fall on the last step, so this one is never a repeat.
-                if (finished_epoch and not eval_every and not own_schedule) or state.step >= total:
-                    best_metrics = self._eval_and_save(evaluate, source, state, run_dir,
-                                                       best_metrics, bar)
-        finally:
-            bar.close()
-            if self._log.file is not None:
-                self._log.file.close()
-        if (cfg.keep == "best" and evaluate is not None and self.monitor
+                    return False, t0
+            elif self._periodic_save_due(state):
+                runtime.synchronize()
+                state.train_time += time.perf_counter() - t0
+                self._save_checkpoint(fit.run_dir / "last.ckpt", fit.source, state,
+                                      fit.best_metrics)
+                runtime.barrier()
+                t0 = time.perf_counter()
+        return True, t0
+
+    def _accumulate(self, fit: _Fit, state: TrainState, batch: Any) -> bool:
+        """Forward and backward one batch, its loss scaled for gradient accumulation; True
+        when it is the last batch of an optimizer step."""
+        runtime, acc = self.runtime, self.cfg.accumulate
+        group = state.batch_in_epoch // acc * acc  # first batch of this step
+        size = min(acc, fit.per_epoch - group)  # batches in this step
+        first = state.batch_in_epoch == group
+        last = state.batch_in_epoch + 1 == group + size
+        batch = runtime.to_device(batch)
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        # DDP all-reduces gradients on the step's last batch only
+        with runtime.no_sync(self.model, not last):
+            with runtime.autocast():
+                out = fit.step(self.model, batch)
+            runtime.backward(out.loss / size if size > 1 else out.loss)
+        state.batch_in_epoch += 1
+        state.samples += out.size
+        self._log.add(out, state.step + 1)
+        return last
+
+    def _optimizer_step(self, fit: _Fit, state: TrainState) -> None:
+        """Apply the accumulated gradients, advance the schedule and EMA, and log."""
+        runtime = self.runtime
+        runtime.optimizer_step(self.optimizer, fit.params, self.cfg.grad_clip)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(runtime.unwrap(self.model))
+        state.step += 1
+        fit.source.after_update(state)
+        fit.bar.update(1)
+        for cb in self.callbacks:
+            cb.on_step_end(self, state)
+        if state.step % self.cfg.log_every == 0:
+            self._flush_log(state, fit.source, fit.bar)
+
+    def _deliver(self, evaluate: Callable[[nn.Module], dict[str, float]] | None,
+                 run_dir: Path, best_metrics: dict[str, float]) -> None:
+        """Leave the delivered weights in the model and in best.safetensors."""
+        if (self.cfg.keep == "best" and evaluate is not None and self.monitor
                 and (run_dir / "best.safetensors").exists()):
             # with keep="last" the weights in memory are already the ones delivered
             self._load_best(run_dir / "best.safetensors")
         else:
             if self.ema is not None:  # the average is what was evaluated and is delivered
-                runtime.unwrap(model).load_state_dict(self.ema.module.state_dict())
+                self.runtime.unwrap(self.model).load_state_dict(self.ema.module.state_dict())
             if evaluate is None or not best_metrics:
                 self._save_best(run_dir / "best.safetensors")
-                runtime.barrier()
-        steps_done = state.step - steps_at_start
-        train_time = max(1e-9, state.train_time - time_at_start)
-        return FitResult(
-            state=state,
-            best_metrics=best_metrics,
-            history=self.history,
-            steps_per_sec=steps_done / train_time,
-            samples_per_sec=state.samples / max(1e-9, state.train_time),
-        )
+                self.runtime.barrier()
 
     def _periodic_save_due(self, state: TrainState) -> bool:
         """save_every steps, or save_minutes since the last checkpoint. The clock is read

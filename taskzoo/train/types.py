@@ -2,7 +2,7 @@
 BatchSource protocol (with its defaults in SourceBase) and the Callback hooks.
 
 They live apart from the Trainer so that sources (taskzoo.data.loader, taskzoo.rl.sources)
-and tasks can use them without importing the loop; taskzoo.train.trainer re-exports them all.
+and tasks can use them without importing the loop.
 """
 
 from __future__ import annotations
@@ -134,4 +134,4 @@ def check_source(source: Any) -> None:
                                "batches", "after_update", "eval_due", "metrics", "state_dict",
                                "load_state_dict") if not hasattr(source, m)]
         raise TypeError(f"{type(source).__name__} is not a BatchSource: it lacks "
-                        f"{', '.join(missing)} (subclass taskzoo.train.trainer.SourceBase for defaults)")
+                        f"{', '.join(missing)} (subclass taskzoo.train.types.SourceBase for defaults)")

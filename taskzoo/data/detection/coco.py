@@ -14,14 +14,14 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskzoo.data.detection.labels import (
     PIXEL_TOLERANCE,
     SPLITS,
     LabelProblems,
-    _detection_set,
-    _finish,
+    box_arrays,
+    detection_set,
     image_sizes,
 )
 from taskzoo.errors import DataError
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from taskzoo.data.detection.datasets import DetectionSet
 
 __all__ = ["load_coco_json", "coco_splits"]
+
+_Image = tuple[str, Any, Any]  # an image entry: file_name, and width and height as given
 
 
 # ---------------------------------------------------------------- COCO json
@@ -73,6 +75,35 @@ def load_coco_json(path: str | os.PathLike[str]) -> DetectionSet:
     'person'
     """
     path = Path(path)
+    data, cats, images = _read_coco(path)
+    index = {cid: k for k, (cid, _) in enumerate(cats)}
+    order = sorted(images, key=lambda i: images[i][0])
+    base = _coco_image_dir(path, [images[i][0] for i in order])
+    files = [base / images[i][0] for i in order]
+    sizes, reasons = image_sizes(files)
+    size_of = dict(zip(order, sizes, strict=True))
+    problems = LabelProblems()
+    _check_sizes(path, images, size_of, problems)
+    found: dict[int, tuple[list[list[float]], list[int]]] = {i: ([], []) for i in images}
+    for k, ann in enumerate(data["annotations"]):
+        got = _annotation_box(path, k, ann, images, cats, index, size_of, problems)
+        if got is not None:
+            img, box, label = got
+            found[img][0].append(box)
+            found[img][1].append(label)
+    problems.check(str(path))
+    kept, skipped = [], []
+    for i, file in zip(order, files, strict=True):
+        if (size := size_of[i]) is None:
+            skipped.append((str(file), reasons[file]))
+        else:
+            kept.append((file, size, box_arrays(*found[i])))
+    return detection_set(kept, [n for _, n in cats], path.stem, skipped)
+
+
+def _read_coco(path: Path) -> tuple[dict[str, Any], list[tuple[int, str]], dict[int, _Image]]:
+    """The json's object, its categories (id, name) in ascending id order, and its images
+    by id: (file_name, width, height), the sizes as given (None when absent)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -92,13 +123,12 @@ def load_coco_json(path: str | os.PathLike[str]) -> DetectionSet:
         raise DataError(f"{path}: no {'categories' if not cats else 'images'}")
     if len(images) != len(data["images"]) or len({c for c, _ in cats}) != len(cats):
         raise DataError(f"{path}: the same id is given to two images or two categories")
-    index = {cid: k for k, (cid, _) in enumerate(cats)}
-    order = sorted(images, key=lambda i: images[i][0])
-    base = _coco_image_dir(path, [images[i][0] for i in order])
-    files = [base / images[i][0] for i in order]
-    sizes, reasons = image_sizes(files)
-    size_of = dict(zip(order, sizes, strict=True))
-    problems = LabelProblems()
+    return data, cats, images
+
+
+def _check_sizes(path: Path, images: dict[int, _Image],
+                 size_of: dict[int, tuple[int, int] | None], problems: LabelProblems) -> None:
+    """A problem for each image whose width and height in the json differ from its file's."""
     for i, size in size_of.items():
         _, w, h = images[i]
         if size is not None and w is not None and h is not None and (w, h) != size:
@@ -106,53 +136,50 @@ def load_coco_json(path: str | os.PathLike[str]) -> DetectionSet:
             turned = " (upright, by its EXIF orientation)" if (h, w) == size else ""
             problems.add(f"{path.name}: image id {i} ({images[i][0]})",
                          f"{w}x{h} in the json but the file is {size[0]}x{size[1]}{turned}")
-    found: dict[int, tuple[list[list[float]], list[int]]] = {i: ([], []) for i in images}
-    for k, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            problems.add(f"{path.name}: annotations[{k}]", f"not an object: {ann!r:.80}")
-            continue
-        if ann.get("iscrowd"):  # a crowd region, not one object: COCO leaves it out too
-            continue
-        where = f"{path.name}: annotations[{k}] (id {ann.get('id')})"
-        img, cat, bbox = _id(ann.get("image_id")), _id(ann.get("category_id")), ann.get("bbox")
-        if img not in images:
-            problems.add(where, f"image_id {ann.get('image_id')!r} is not in images")
-            continue
-        if cat not in index:
-            problems.add(where, f"category_id {ann.get('category_id')!r} is not in "
-                                f"categories (ids {cats[0][0]}..{cats[-1][0]}, {len(cats)} "
-                                f"categories)")
-            continue
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(
-                isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-            problems.add(where, f"bbox must be 4 numbers [x, y, width, height], got {bbox!r}")
-            continue
-        if (size := size_of[img]) is None:  # an unreadable image: skipped below
-            continue
-        x, y, bw, bh = (float(v) for v in bbox)
-        if bw <= 0 or bh <= 0:
-            problems.add(where, f"zero-width or zero-height box {bbox}")
-            continue
-        w, h = size
-        if min(x, y) < -PIXEL_TOLERANCE or x + bw > w + PIXEL_TOLERANCE \
-                or y + bh > h + PIXEL_TOLERANCE:
-            problems.add(where, f"box outside its image: bbox {bbox} in a {w}x{h} image "
-                                f"({images[img][0]})")
-            continue
-        box = [min(max(x, 0.0), w), min(max(y, 0.0), h), min(x + bw, w), min(y + bh, h)]
-        if box[2] <= box[0] or box[3] <= box[1]:
-            problems.add(where, "zero-width or zero-height box once clipped to its image")
-            continue
-        found[img][0].append(box)
-        found[img][1].append(index[cat])
-    problems.check(str(path))
-    kept, skipped = [], []
-    for i, file in zip(order, files, strict=True):
-        if (size := size_of[i]) is None:
-            skipped.append((str(file), reasons[file]))
-        else:
-            kept.append((file, size, _finish(*found[i])))
-    return _detection_set(kept, [n for _, n in cats], path.stem, skipped)
+
+
+def _annotation_box(path: Path, k: int, ann: object, images: dict[int, _Image],
+                    cats: list[tuple[int, str]], index: dict[int, int],
+                    size_of: dict[int, tuple[int, int] | None], problems: LabelProblems
+                    ) -> tuple[int, list[float], int] | None:
+    """Annotation `k` as (image id, xyxy box clipped to the image, class index), or None
+    for a crowd region, a box on an unreadable image, or a problem (added to `problems`)."""
+    if not isinstance(ann, dict):
+        problems.add(f"{path.name}: annotations[{k}]", f"not an object: {ann!r:.80}")
+        return None
+    if ann.get("iscrowd"):  # a crowd region, not one object: COCO leaves it out too
+        return None
+    where = f"{path.name}: annotations[{k}] (id {ann.get('id')})"
+    img, cat, bbox = _id(ann.get("image_id")), _id(ann.get("category_id")), ann.get("bbox")
+    if img not in images:
+        problems.add(where, f"image_id {ann.get('image_id')!r} is not in images")
+        return None
+    if cat not in index:
+        problems.add(where, f"category_id {ann.get('category_id')!r} is not in "
+                            f"categories (ids {cats[0][0]}..{cats[-1][0]}, {len(cats)} "
+                            f"categories)")
+        return None
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+        problems.add(where, f"bbox must be 4 numbers [x, y, width, height], got {bbox!r}")
+        return None
+    if (size := size_of[img]) is None:  # an unreadable image: skipped by the caller
+        return None
+    x, y, bw, bh = (float(v) for v in bbox)
+    if bw <= 0 or bh <= 0:
+        problems.add(where, f"zero-width or zero-height box {bbox}")
+        return None
+    w, h = size
+    if min(x, y) < -PIXEL_TOLERANCE or x + bw > w + PIXEL_TOLERANCE \
+            or y + bh > h + PIXEL_TOLERANCE:
+        problems.add(where, f"box outside its image: bbox {bbox} in a {w}x{h} image "
+                            f"({images[img][0]})")
+        return None
+    box = [min(max(x, 0.0), w), min(max(y, 0.0), h), min(x + bw, w), min(y + bh, h)]
+    if box[2] <= box[0] or box[3] <= box[1]:
+        problems.add(where, "zero-width or zero-height box once clipped to its image")
+        return None
+    return img, box, index[cat]
 
 
 def coco_splits(jsons: list[Path]) -> dict[str, DetectionSet]:

@@ -33,15 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from taskzoo import hub
-from taskzoo.data.detection.files import (
-    LabelProblems,
-    load_coco_json,
-    load_detection_data,
-    load_yolo_yaml,
-    read_class_names,
-    read_yolo_split,
-    yolo_label_path,
-)
+from taskzoo.data.detection.files import read_class_names, read_yolo_split
+from taskzoo.data.detection.labels import LabelProblems
 from taskzoo.data.image_files import read_image
 from taskzoo.errors import DataError, DownloadError, UsageError
 
@@ -50,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DetectionSet", "pennfudan_folder", "load_pennfudan", "pennfudan_split",
            "read_pennfudan_annotation", "coco128_folder", "coco128_root", "load_coco128",
-           "load_detection_data", "load_yolo_yaml", "load_coco_json", "yolo_label_path",
            "DETECTION_LICENSES", "PENNFUDAN_GROUP", "PENNFUDAN_URL", "COCO128_GROUP"]
 
 
@@ -308,7 +300,7 @@ def coco128_root() -> Path:
         raise type(e)(
             f"{e}\ncoco128 has no public URL for these files: the Ultralytics coco128.zip "
             f"holds re-encoded JPEGs that do not match the pins (use it as your own data "
-            f"with taskzoo.data.detection.datasets.load_detection_data instead). Put the folder at "
+            f"with taskzoo.data.detection.files.load_detection_data instead). Put the folder at "
             f"TASKZOO_MIRROR/{COCO128_GROUP}/, holding images/train2017/ (128 JPEGs from COCO "
             f"train2017), labels/train2017/, classes.txt and "
             f"annotations/instances_train2017.json, and set TASKZOO_MIRROR=<dir>.") from None
@@ -325,7 +317,7 @@ def load_coco128() -> DetectionSet:
     Mirror or cache only: no public URL serves these bytes (the Ultralytics zip holds
     re-encoded JPEGs). The folder also holds the COCO json
     (`coco128_root() / "annotations/instances_train2017.json"`, readable with
-    `load_coco_json`), whose non-crowd boxes equal the YOLO ones.
+    `taskzoo.data.detection.coco.load_coco_json`), whose non-crowd boxes equal the YOLO ones.
 
     >>> coco = load_coco128()  # doctest: +SKIP
     >>> len(coco), coco.num_boxes, coco.classes[:3]  # doctest: +SKIP

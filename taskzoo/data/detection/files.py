@@ -1,8 +1,7 @@
 """Reading a user's own object-detection data into `taskzoo.data.detection.datasets.DetectionSet`s:
 `load_detection_data` (an Ultralytics YOLO dataset, a COCO json, or a plain `images/` +
 `labels/` folder), and the YOLO label reader that the packaged coco128 loader shares. The
-COCO json reader is `coco`, what both share `labels`. Everything public
-here is also importable from `taskzoo.data.detection.datasets`.
+COCO json reader is `coco`, what both share `labels`.
 
     >>> from taskzoo.data.detection.files import load_detection_data
     >>> splits = load_detection_data("my_dataset/data.yaml")  # doctest: +SKIP
@@ -30,9 +29,10 @@ Accepted layouts (`load_detection_data(path)`):
 Bad labels (class id out of range, a box outside its image beyond the tolerance, a
 malformed line, a zero-width or zero-height box) are gathered over the whole dataset and
 raised as one DataError naming each file and line (up to 10, then how many more). Boxes
-slightly outside the image (by at most YOLO_TOLERANCE of its size, or PIXEL_TOLERANCE px
-for COCO) are clipped to it. Every image is decoded once: unreadable or truncated files are
-left out and listed, with the reason, in the split's `skipped`.
+slightly outside the image (by at most `labels.YOLO_TOLERANCE` of its size, or
+`labels.PIXEL_TOLERANCE` px for COCO) are clipped to it. Every image is decoded once:
+unreadable or truncated files are left out and listed, with the reason, in the split's
+`skipped`.
 """
 
 from __future__ import annotations
@@ -46,24 +46,22 @@ import numpy as np
 
 from taskzoo.data.detection.coco import coco_splits, load_coco_json
 from taskzoo.data.detection.labels import (
-    PIXEL_TOLERANCE,
     SPLITS,
     YOLO_TOLERANCE,
     LabelProblems,
-    _detection_set,
-    _empty,
-    _finish,
+    box_arrays,
+    detection_set,
     image_sizes,
+    no_boxes,
 )
-from taskzoo.data.image_files import IMAGE_EXTENSIONS, _files_under
+from taskzoo.data.image_files import IMAGE_EXTENSIONS, image_files_under
 from taskzoo.errors import DataError
 
 if TYPE_CHECKING:
     from taskzoo.data.detection.datasets import DetectionSet
 
-__all__ = ["load_detection_data", "load_yolo_yaml", "load_coco_json", "read_yolo_split",
-           "read_yolo_labels", "yolo_label_path", "read_class_names", "LabelProblems",
-           "image_sizes", "YOLO_TOLERANCE", "PIXEL_TOLERANCE"]
+__all__ = ["load_detection_data", "load_yolo_yaml", "read_yolo_split", "read_yolo_labels",
+           "yolo_label_path", "read_class_names"]
 
 _LAYOUTS = ("a YOLO data yaml (train, val, names), a COCO json (annotations/*.json), or "
             "images/ + labels/ with classes.txt")
@@ -93,10 +91,10 @@ def read_yolo_labels(path: Path, size: tuple[int, int], num_classes: int,
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return _empty()
+        return no_boxes()
     except (OSError, UnicodeDecodeError) as e:
         problems.add(str(path), f"cannot read the label file: {e}")
-        return _empty()
+        return no_boxes()
     w, h = size
     boxes: list[list[float]] = []
     labels: list[int] = []
@@ -139,7 +137,7 @@ def read_yolo_labels(path: Path, size: tuple[int, int], num_classes: int,
             continue
         boxes.append([x1 * w, y1 * h, x2 * w, y2 * h])
         labels.append(int(cls))
-    return _finish(boxes, labels)
+    return box_arrays(boxes, labels)
 
 
 def read_yolo_split(images: list[Path], classes: list[str], *, name: str,
@@ -156,7 +154,7 @@ def read_yolo_split(images: list[Path], classes: list[str], *, name: str,
             continue
         kept.append((path, size, read_yolo_labels(yolo_label_path(path), size, len(classes),
                                                   problems, names_from=names_from)))
-    return _detection_set(kept, classes, name, skipped)
+    return detection_set(kept, classes, name, skipped)
 
 
 def read_class_names(path: Path) -> list[str]:
@@ -229,7 +227,7 @@ def _yolo_images(spec: object, root: Path, yaml_path: Path, key: str) -> list[Pa
     for entry in entries:
         p = root / entry
         if p.is_dir():
-            found = _files_under(p)
+            found = image_files_under(p)
         elif p.is_file() and p.suffix.lower() == ".txt":
             found = []
             try:
@@ -294,7 +292,7 @@ def _plain(root: Path, classes: list[str], names_from: str) -> dict[str, Detecti
     problems = LabelProblems()
     out = {}
     for split, folder in parts.items():
-        if not (files := _files_under(folder)):
+        if not (files := image_files_under(folder)):
             raise DataError(f"no images in {folder} (extensions: "
                             f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
         out[split] = read_yolo_split(files, classes, name=f"{root.name} {split}",

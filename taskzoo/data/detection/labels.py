@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from taskzoo.data.image_files import _decode, _Unreadable
+from taskzoo.data.image_files import UnreadableImage, decode_image
 from taskzoo.errors import DataError
 
 if TYPE_CHECKING:
@@ -70,12 +70,12 @@ def image_sizes(paths: list[Path], *, decode: bool = True
     def size(path: Path) -> tuple[int, int] | None:
         try:
             if decode:
-                return _decode(path).size
+                return decode_image(path).size
             with Image.open(path) as im:
                 w, h = im.size
                 # orientations 5-8 rotate by 90 degrees: read_image returns the image upright
                 return (h, w) if im.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)
-        except _Unreadable as e:
+        except UnreadableImage as e:
             reasons[path] = str(e)
         except Exception as e:  # Pillow's plugins raise many types for malformed files
             reasons[path] = f"{type(e).__name__}: {e}"
@@ -87,19 +87,22 @@ def image_sizes(paths: list[Path], *, decode: bool = True
         return list(pool.map(size, paths)), reasons
 
 
-def _empty() -> tuple[np.ndarray, np.ndarray]:
+def no_boxes() -> tuple[np.ndarray, np.ndarray]:
+    """The boxes [0, 4] and labels [0] of an image with no objects."""
     return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
 
 
-def _finish(boxes: list[list[float]], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def box_arrays(boxes: list[list[float]], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One image's boxes (float32 [N, 4]) and labels (int64 [N]) as arrays."""
     if not boxes:
-        return _empty()
+        return no_boxes()
     return np.asarray(boxes, np.float32), np.asarray(labels, np.int64)
 
 
-def _detection_set(kept: list[tuple[Path, tuple[int, int], tuple[np.ndarray, np.ndarray]]],
-                   classes: list[str], name: str, skipped: list[tuple[str, str]]
-                   ) -> DetectionSet:
+def detection_set(kept: list[tuple[Path, tuple[int, int], tuple[np.ndarray, np.ndarray]]],
+                  classes: list[str], name: str, skipped: list[tuple[str, str]]
+                  ) -> DetectionSet:
+    """A DetectionSet of the readable images: (path, size, (boxes, labels)) each."""
     from taskzoo.data.detection.datasets import DetectionSet
 
     return DetectionSet(paths=[p for p, _, _ in kept], boxes=[b for _, _, (b, _) in kept],
