@@ -87,10 +87,8 @@ class Captioning(ImageTask[CaptioningConfig]):
     name = "captioning"
     Config = CaptioningConfig
     description = "a sentence for an image (Flickr8k): Show, Attend and Tell with beam search"
-    monitor = "dev/cider"
+    dev_metric = "dev/cider"
     models = ("show_attend_tell",)
-    eval_splits = ("dev",)
-    final_splits = ("dev", "test")
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # the tiny synthetic set: small images, a small random encoder trained with the rest
         "shapes": {"encoder": "cnn_small", "encoder_init": "", "freeze_encoder": 0,
@@ -310,7 +308,7 @@ class Captioning(ImageTask[CaptioningConfig]):
         return [shapes.arrays[i % len(shapes)] for i in range(n)]
 
     def dataset_card(self) -> dict[str, Any]:
-        data = getattr(self, "_data", None)
+        data = self._data
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
                 "license": data.license if data else "unknown"}
