@@ -90,7 +90,7 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
     name = "autoencoder"
     Config = AutoencoderConfig
     description = "autoencoders: reconstruct, denoise, VAE, colorize photos, codes vs PCA"
-    monitor = "dev/psnr"
+    dev_metric = "dev/psnr"
     models = ("conv_ae", "vae", "unet_small")
     preset_key = "mode"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -171,14 +171,21 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
         channels, size = int(first.shape[0]), tuple(first.shape[1:])
         if c.mode == "colorize" and channels != 3:
             raise DataError(f"mode=colorize needs colour photos; {name} is grey")
-        self.eval_splits = ("dev",) if "dev" in sets else ()
-        self.final_splits = tuple(k for k in ("dev", "test") if k in sets)
-        metric = "elbo" if c.mode == "vae" else "psnr"
-        self.monitor = f"dev/{metric}" if "dev" in sets else ""
         classes = list(getattr(getattr(sets["test"], "images", None), "classes", [])) or ["image"]
         self._data = AEData(train=sets.pop("train"), splits=sets, labels=classes, mode=c.mode,
                             channels=channels, size=size, name=name, files=files)
         return self._data
+
+    def monitor_of(self, data: AEData | None) -> str:
+        """A VAE's data is scored by its ELBO, the other modes' by PSNR; before the data is
+        built, the class's PSNR."""
+        return "dev/elbo" if data is not None and data.mode == "vae" else self.dev_metric
+
+    @property
+    def final_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The dev and test splits the data has; a finished run's figures read back without
+        its data (`taskzoo export --no-evaluate`) are dev's alone."""
+        return super().final_splits if self._data is not None else ("dev",)
 
     def _pairs(self, training: bool) -> pairs.Clean:
         c = self.cfg

@@ -1,11 +1,12 @@
-"""The captioning task's data: splits as decoded images and caption ids, the training
-source (which serves a frozen encoder's cached maps instead of images), and the encoder's
-starting weights from another task (`encoder_init=`)."""
+"""The captioning task's data: its bundle (CaptionData) of splits as decoded images and
+caption ids, the training source (which serves a frozen encoder's cached maps instead of
+images), and the encoder's starting weights from another task (`encoder_init=`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,26 @@ from torch import nn
 from taskzoo.data.captions import CaptionVocab, caption_vocab, caption_words
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import CheckpointError, ConfigError, DataError
+from taskzoo.tasks.base import DataBundle
 from taskzoo.train.types import TrainState
 
 FLICKR8K_LICENSE = ("Flickr8k: research use only (Hodosh, Young, Hockenmaier 2013); images "
                     "are Flickr photos under their owners' copyright")
+
+
+@dataclass
+class CaptionData(DataBundle):
+    vocab: CaptionVocab | None = None  # the training captions' words
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # split -> uint8 [N, H, W, 3]
+    references: dict[str, list[list[str]]] = field(default_factory=dict)  # split -> captions
+    names: dict[str, list[str]] = field(default_factory=dict)  # split -> image names
+    size: int = 128  # stored image side (inputs are resized to it, as the data was)
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the encoder's input
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # normalisation
+    name: str = ""  # what the data is, for a weights card
+    files: list[Any] = field(default_factory=list)  # pinned files, for a weights card
+    license: str = ""  # the data's terms
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)  # the encoder's builder kwargs
 
 
 def _decode(paths: Sequence[Path]) -> np.ndarray:
@@ -65,12 +82,10 @@ def _splits(cfg: Any) -> tuple[dict[str, tuple[np.ndarray, list[list[str]], list
             FLICKR8K_LICENSE, IMAGE_SIZE[0])
 
 
-def load_caption_data(cfg: Any, state: dict[str, Any] | None) -> Any:
+def load_caption_data(cfg: Any, state: dict[str, Any] | None) -> CaptionData:
     """The task's CaptionData: decoded images per split, the vocabulary (the state's when
     fine-tuning from released weights, else the training captions' at `min_count`), the
     training examples as (image index, caption ids) pairs, one per caption."""
-    from taskzoo.tasks.captioning.task import CaptionData
-
     splits, name, files, license_, side = _splits(cfg)
     words = [[caption_words(c) for c in caps] for caps in splits["train"][1]]
     vocab = (CaptionVocab.from_list(state["vocab"]) if state and state.get("vocab")
@@ -194,5 +209,5 @@ def load_encoder(encoder: nn.Module, tensors: dict[str, torch.Tensor], spec: str
     return sorted(set(tensors) - set(own))
 
 
-__all__ = ["CaptionSource", "caption_collate", "encoder_source", "load_caption_data",
-           "load_encoder"]
+__all__ = ["CaptionData", "CaptionSource", "caption_collate", "encoder_source",
+           "load_caption_data", "load_encoder"]

@@ -17,7 +17,7 @@ Scores are pycocoevalcap's BLEU-1..4 and CIDEr-D against all five references of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -30,8 +30,13 @@ from taskzoo.data.captions import CaptionVocab, caption_scores
 from taskzoo.errors import ConfigError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Reference
-from taskzoo.tasks.captioning.data import CaptionSource, caption_collate, load_caption_data
+from taskzoo.tasks.base import Reference
+from taskzoo.tasks.captioning.data import (
+    CaptionData,
+    CaptionSource,
+    caption_collate,
+    load_caption_data,
+)
 from taskzoo.tasks.captioning.predictor import CaptionPredictor, encoder_maps
 from taskzoo.tasks.common.image_task import ImageTask
 from taskzoo.train.trainer import StepOutput
@@ -76,31 +81,14 @@ class CaptioningConfig(SupervisedConfig):
     keep: Literal["best", "last"] = "best"  # weights the run delivers: best dev CIDEr or last
 
 
-@dataclass
-class CaptionData(DataBundle):
-    vocab: CaptionVocab | None = None  # the training captions' words
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # split -> uint8 [N, H, W, 3]
-    references: dict[str, list[list[str]]] = field(default_factory=dict)  # split -> captions
-    names: dict[str, list[str]] = field(default_factory=dict)  # split -> image names
-    size: int = 128  # stored image side (inputs are resized to it, as the data was)
-    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the encoder's input
-    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # normalisation
-    name: str = ""  # what the data is, for a weights card
-    files: list[Any] = field(default_factory=list)  # pinned files, for a weights card
-    license: str = ""  # the data's terms
-    encoder_kwargs: dict[str, Any] = field(default_factory=dict)  # the encoder's builder kwargs
-
-
 # ---------------------------------------------------------------------------- the task
 @TASKS.register("captioning", aliases=("caption", "image_captioning"))
 class Captioning(ImageTask[CaptioningConfig]):
     name = "captioning"
     Config = CaptioningConfig
     description = "a sentence for an image (Flickr8k): Show, Attend and Tell with beam search"
-    monitor = "dev/cider"
+    dev_metric = "dev/cider"
     models = ("show_attend_tell",)
-    eval_splits = ("dev",)
-    final_splits = ("dev", "test")
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # the tiny synthetic set: small images, a small random encoder trained with the rest
         "shapes": {"encoder": "cnn_small", "encoder_init": "", "freeze_encoder": 0,
@@ -320,7 +308,7 @@ class Captioning(ImageTask[CaptioningConfig]):
         return [shapes.arrays[i % len(shapes)] for i in range(n)]
 
     def dataset_card(self) -> dict[str, Any]:
-        data = getattr(self, "_data", None)
+        data = self._data
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
                 "license": data.license if data else "unknown"}

@@ -20,18 +20,32 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from taskzoo.config import PositiveFloat, Probability
 from taskzoo.errors import ConfigError
 
 MASK = "[MASK]"  # a masked word: the student's <unk>, a BERT teacher's mask token
 # Tang et al. 2019's probabilities: mask a word, swap it for another of its POS tag, and
 # keep only an n-gram (n in 1..5) of the whole sentence
 P_MASK, P_POS, P_NGRAM = 0.1, 0.1, 0.25
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    """The distillation fields of a text task's config (sentiment, pos). The task's config
+    names it first among its bases, before a class with the task's own fields: dataclass
+    fields follow the bases from the last to the first, so these come after the task's own,
+    in `taskzoo run TASK --help` too."""
+
+    teacher: str = ""  # distil from a run dir or weights of this task (tasks/common/distill.py); "" = gold labels only
+    temperature: PositiveFloat = 2.0  # distillation: softmax temperature of teacher and student
+    distill_alpha: Probability = 0.5  # distillation: weight of the soft labels; the rest is gold labels
 
 
 def load_teacher(spec: str, task: str, *, device: str,

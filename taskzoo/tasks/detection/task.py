@@ -100,10 +100,8 @@ class Detection(ImageTask[DetectionConfig]):
     name = "detection"
     Config = DetectionConfig
     description = "objects in images and videos (PennFudan, coco128, your data); FastestDet, yolo_tiny"
-    monitor = "dev/map"
+    dev_metric = "dev/map"
     models = ("fastestdet", "yolo_tiny")
-    eval_splits = ("dev",)
-    final_splits = ("dev", "test")
     init_reinit_mismatched = True  # your own classes: a new class layer, the rest kept
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "pennfudan": {"init": "fastestdet.coco"},
@@ -211,9 +209,6 @@ class Detection(ImageTask[DetectionConfig]):
         train = splits.pop("train")
         if sum(train.num_boxes(i) for i in range(len(train))) == 0:
             raise DataError(f"{name}: the training images hold no boxes; nothing to learn")
-        self.eval_splits = ("dev",) if "dev" in splits else ()
-        self.final_splits = tuple(k for k in ("dev", "test") if k in splits)
-        self.monitor = "dev/map" if "dev" in splits else ""
         self._data = DetectionData(train=train, splits=splits, labels=labels, classes=classes,
                                    label_map=label_map, size=c.image_size, resize=c.resize,
                                    name=name, files=files, skipped=list(data.skipped),
@@ -336,7 +331,7 @@ class Detection(ImageTask[DetectionConfig]):
     def dataset_card(self) -> dict[str, Any]:
         from taskzoo.data.detection.datasets import DETECTION_LICENSES
 
-        data = getattr(self, "_data", None)
+        data = self._data
         return {"name": data.name if data else self.cfg.dataset,
                 "files": data.files if data else [],
                 "license": DETECTION_LICENSES.get(self.cfg.dataset, "the user's own")}

@@ -96,10 +96,8 @@ class ImageClassification(ImageTask[ImageConfig]):
     name = "image_classification"
     Config = ImageConfig
     description = "image classes (Fashion-MNIST, MNIST, ORL faces, your folders); CNN/ResNet zoo"
-    monitor = "dev/accuracy"
+    dev_metric = "dev/accuracy"
     models = ("cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small")
-    eval_splits = ("dev",)
-    final_splits = ("dev", "test")
     init_reinit_mismatched = True  # fine-tune a Fashion-MNIST net on your classes: a new head
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"augment": "crop", "epochs": 8},
@@ -185,9 +183,6 @@ class ImageClassification(ImageTask[ImageConfig]):
                             "class: classification needs at least two")
         mean, std = vision.channel_stats(train)
         skipped = [s for v in sets.values() for s in getattr(v, "skipped", [])]
-        self.eval_splits = ("dev",) if "dev" in splits else ()
-        self.final_splits = tuple(k for k in ("dev", "test") if k in splits)
-        self.monitor = "dev/accuracy" if "dev" in splits else ""
         self._data = ImageData(train=train, splits=splits, labels=classes, channels=channels,
                                size=size, mean=mean, std=std, skipped=skipped, files=files,
                                name=name)

@@ -11,7 +11,7 @@ from torch import nn
 from taskzoo.data.text import as_text, split_words
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import Predictor
-from taskzoo.tasks.pos.task import CharTable, PosData, PosTask, TagBatch, collate, encode_words
+from taskzoo.tasks.pos.data import CharTable, PosData, TagBatch, collate, encode_words, tag_scores
 
 
 class Tagger(Predictor):
@@ -90,7 +90,7 @@ class Tagger(Predictor):
         return self(list(sentences), tokenized=True, _logits=True)
 
     def forward(self, batch: TagBatch, ctx: dict[str, Any]) -> list[torch.Tensor]:
-        scores = PosTask._scores(self.model, batch).float().cpu()
+        scores = tag_scores(self.model, batch).float().cpu()
         return [scores[j, :n] for j, n in enumerate(batch.lengths.tolist())]
 
     def postprocess(self, result: torch.Tensor, example: tuple, ctx: dict[str, Any]) -> Any:

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from taskzoo.data.ud import TaggedSentence
+from taskzoo.tasks.pos.data import PosData, sentence_tags
+
 
 class SubTagBatch(NamedTuple):
     ids: torch.Tensor  # [B, T] subword ids, 0-padded
@@ -43,11 +46,6 @@ def collate(rows: list[tuple[torch.Tensor, ...]]) -> SubTagBatch:
     )
 
 
-def scores(model: nn.Module, batch: SubTagBatch) -> torch.Tensor:
-    """Tag scores [B, W, K] of a batch."""
-    return model(batch.ids, batch.sub_lengths, batch.first, batch.lengths)
-
-
 def implied_recipe(overrides: dict[str, Any]) -> dict[str, Any]:
     """What model=minilm_tagger / hf:... implies before the user's overrides."""
     from taskzoo.tasks.common.pretrained_text import FINETUNE_RECIPE, is_pretrained
@@ -60,23 +58,25 @@ def implied_recipe(overrides: dict[str, Any]) -> dict[str, Any]:
     return recipe
 
 
-def subword_data(task: Any, sents: dict[str, list[Any]], state: dict[str, Any] | None) -> Any:
+def subword_data(cfg: Any, sents: dict[str, list[TaggedSentence]],
+                 state: dict[str, Any] | None) -> PosData:
     """The task's PosData with every split through the pretrained encoder's tokenizer."""
     from taskzoo.hf.encoders import Subwords
     from taskzoo.tasks.common.pretrained_text import pretrained_repo, repo_from_state
-    from taskzoo.tasks.pos.task import PosData
 
     train = sents["train"]
-    repo = repo_from_state(state) if state else pretrained_repo(task.cfg.model)
-    labels = list(state["labels"]) if state else sorted({t for s in train for t in task._tags(s)})
+    repo = repo_from_state(state) if state else pretrained_repo(cfg.model)
+    labels = (list(state["labels"]) if state else
+              sorted({t for s in train for t in sentence_tags(s, cfg.tagset)}))
     subwords = Subwords.from_repo(repo)
     tag_ids = {t: i for i, t in enumerate(labels)}
     encoded = {}
     for split, ss in sents.items():
         pieces = encode(subwords, [s.words for s in ss], what=f"{split} sentence")
         # a tag train never shows: ignored by the loss, counted wrong in scores
-        encoded[split] = [(ids, first, torch.tensor([tag_ids.get(t, -100) for t in task._tags(s)]))
-                          for (ids, first), s in zip(pieces, ss)]
+        encoded[split] = [
+            (ids, first, torch.tensor([tag_ids.get(t, -100) for t in sentence_tags(s, cfg.tagset)]))
+            for (ids, first), s in zip(pieces, ss)]
     # batches are bucketed by subword length, what their cost depends on
     lengths = {k: [len(r[0]) for r in v] for k, v in encoded.items()}
     return PosData(train=encoded.pop("train"), splits=encoded, labels=labels, subwords=subwords,

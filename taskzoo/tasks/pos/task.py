@@ -14,33 +14,42 @@ training.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
-from taskzoo.config import PositiveFloat, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.data.text import Vocab
 from taskzoo.data.ud import TaggedSentence
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import Predictor, Reference, Task
+from taskzoo.tasks.common.distill import DistillConfig
 from taskzoo.tasks.common.pretrained_text import is_pretrained
+from taskzoo.tasks.pos.data import (
+    CHAR_SPECIALS,
+    CharTable,
+    PosData,
+    TagBatch,
+    collate,
+    encode_words,
+    normalize,
+    sentence_tags,
+    tag_scores,
+)
 from taskzoo.train.trainer import StepOutput
-
-CHAR_SPECIALS = ["<pad>", "<unk>", "<w>", "</w>"]  # padding, unknown char, word start, word end
 
 
 # ---------------------------------------------------------------------------- config
 @dataclass(frozen=True, kw_only=True)
-class PosConfig(SupervisedConfig):
+class PosFields(SupervisedConfig):
+    """The POS task's own fields; PosConfig adds distillation's after them."""
+
     dataset: Literal["ewt", "tiny"] = "ewt"  # ewt (UD English-EWT r2.16, downloaded) or tiny
     model: str = "bilstm_tagger"  # bilstm_tagger, bigru_tagger, minilm_tagger or hf:<repo>@<commit>
     tagset: Literal["upos", "xpos"] = "upos"  # universal tags (17) or the treebank's PTB tags
@@ -69,85 +78,11 @@ class PosConfig(SupervisedConfig):
     train_layers: Annotated[int, Range(-1)] = -1  # transformer: top k layers trained; -1 = all
     train_embeddings: bool = False  # transformer: fine-tune the embeddings too (else frozen, left to the base)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # transformer: lr factor per layer down
-    teacher: str = ""  # distil from this pos run dir or weights (tasks/common/distill.py); "" = gold tags only
-    temperature: PositiveFloat = 2.0  # distillation: softmax temperature of teacher and student
-    distill_alpha: Probability = 0.5  # distillation: weight of the soft tags; the rest is gold tags
 
 
-def normalize(word: str) -> str:
-    """Word-embedding key: lower case, digits as 0 ('1987' and '2024' share a vector), ’ as '."""
-    return re.sub(r"\d", "0", word.lower()).replace("\u2019", "'")
-
-
-class TagBatch(NamedTuple):
-    words: torch.Tensor  # [B, T] word ids, 0-padded
-    lengths: torch.Tensor  # [B]
-    chars: torch.Tensor  # [U, L] character ids of the batch's distinct words
-    char_index: torch.Tensor  # [B, T] row of `chars` for each position
-    tags: torch.Tensor  # [B, T] tag ids, -100 at padding
-    teacher: torch.Tensor | None = None  # [B, T, K] a teacher's tag scores when distilling
-
-
-class CharTable:
-    """Character ids of word forms, each form encoded once: `<w> c1 .. cn </w>`, 0-padded."""
-
-    def __init__(self, chars: Vocab, max_chars: int) -> None:
-        self.chars, self.max_chars = chars, max_chars
-        self.ids: dict[str, int] = {"": 0}  # form -> row; row 0 is padding (all zeros)
-        self.rows: list[list[int]] = [[]]
-
-    def add(self, form: str) -> int:
-        row = self.ids.get(form)
-        if row is None:
-            if len(form) > self.max_chars:
-                half = self.max_chars // 2
-                form_chars = form[:half] + form[-half:]
-            else:
-                form_chars = form
-            row = self.ids[form] = len(self.rows)
-            self.rows.append([2, *self.chars.encode(list(form_chars)), 3])
-        return row
-
-    def tensor(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """([N, L] padded ids, [N] lengths) of every form added so far."""
-        lens = torch.tensor([len(r) for r in self.rows])
-        return pad_sequence([torch.tensor(r, dtype=torch.long) for r in self.rows],
-                            batch_first=True), lens
-
-
-def encode_words(words: Sequence[str], vocab: Vocab,
-                 table: CharTable) -> tuple[torch.Tensor, torch.Tensor]:
-    """(word ids, form rows in `table`) of one sentence; new forms are added to the table."""
-    return (torch.tensor(vocab.encode([normalize(w) for w in words])),
-            torch.tensor([table.add(w) for w in words]))
-
-
-def collate(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
-            table: tuple[torch.Tensor, torch.Tensor]) -> TagBatch:
-    """rows of (word ids, form rows, tag ids) -> TagBatch with each distinct form's chars once."""
-    char_ids, char_lens = table
-    forms = pad_sequence([r[1] for r in rows], batch_first=True)
-    unique, inverse = torch.unique(forms, return_inverse=True)
-    return TagBatch(
-        words=pad_sequence([r[0] for r in rows], batch_first=True),
-        lengths=torch.tensor([len(r[0]) for r in rows]),
-        chars=char_ids[unique, : int(char_lens[unique].max())],
-        char_index=inverse,
-        tags=pad_sequence([r[2] for r in rows], batch_first=True, padding_value=-100),
-        teacher=pad_sequence([r[3] for r in rows], batch_first=True) if len(rows[0]) > 3 else None,
-    )
-
-
-@dataclass
-class PosData(DataBundle):
-    vocab: Vocab = field(default_factory=lambda: Vocab([Vocab.PAD, Vocab.UNK]))
-    chars: Vocab = field(default_factory=lambda: Vocab(CHAR_SPECIALS))
-    sentences: dict[str, list[TaggedSentence]] = field(default_factory=dict)  # eval splits, raw
-    lengths: dict[str, list[int]] = field(default_factory=dict)  # words per sentence, per split
-    table: tuple[torch.Tensor, torch.Tensor] | None = None  # CharTable.tensor() of every form
-    subwords: Any = None  # a pretrained encoder's Subwords tokenizer (then vocab, chars unused)
-    teacher: dict[str, Any] | None = None  # what the student was distilled from
-    train_words: frozenset[str] = frozenset()  # lower-cased train forms: the OOV test
+@dataclass(frozen=True, kw_only=True)
+class PosConfig(DistillConfig, PosFields):
+    """The POS task's config: its own fields, then distillation's."""
 
 
 # ---------------------------------------------------------------------------- task
@@ -190,9 +125,6 @@ class PosTask(Task[PosConfig]):
 
         return {split: load_ewt(split) for split in ("train", "dev", "test")}
 
-    def _tags(self, s: TaggedSentence) -> tuple[str, ...]:
-        return s.upos if self.cfg.tagset == "upos" else s.xpos
-
     @classmethod
     def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
         from taskzoo.tasks.pos.subword import implied_recipe
@@ -205,7 +137,7 @@ class PosTask(Task[PosConfig]):
         if is_pretrained(self.cfg.model):
             from taskzoo.tasks.pos.subword import subword_data
 
-            data = subword_data(self, sents, state)
+            data = subword_data(self.cfg, sents, state)
         else:
             data = self._word_data(sents, state)
         if state and "teacher" in state:  # rebuilt from a distilled run: its teacher, not again
@@ -230,14 +162,15 @@ class PosTask(Task[PosConfig]):
             vocab = Vocab.build(([normalize(w) for w in s.words] for s in train),
                                 min_freq=self.cfg.min_freq)
             chars = Vocab.build((w for s in train for w in s.words), specials=CHAR_SPECIALS[2:])
-            labels = sorted({t for s in train for t in self._tags(s)})
+            labels = sorted({t for s in train for t in sentence_tags(s, self.cfg.tagset)})
         data = PosData(train=None, labels=labels, vocab=vocab, chars=chars,
                        train_words=frozenset(w.lower() for s in train for w in s.words))
         table = CharTable(chars, self.cfg.max_word_chars)
         tag_ids = {t: i for i, t in enumerate(labels)}
         # a tag train never shows: ignored by the loss, counted wrong in scores
         encoded = {split: [(*encode_words(s.words, vocab, table),
-                            torch.tensor([tag_ids.get(t, -100) for t in self._tags(s)]))
+                            torch.tensor([tag_ids.get(t, -100)
+                                          for t in sentence_tags(s, self.cfg.tagset)]))
                            for s in ss]
                    for split, ss in sents.items()}
         data.table = table.tensor()
@@ -308,14 +241,8 @@ class PosTask(Task[PosConfig]):
                      word_dropout=c.word_dropout)
 
     # -- step
-    @staticmethod
-    def _scores(model: nn.Module, batch: Any) -> torch.Tensor:
-        if isinstance(batch, TagBatch):
-            return model(batch.words, batch.lengths, batch.chars, batch.char_index)
-        return model(batch.ids, batch.sub_lengths, batch.first, batch.lengths)  # SubTagBatch
-
     def step(self, model: nn.Module, batch: TagBatch) -> StepOutput:
-        scores = self._scores(model, batch)
+        scores = tag_scores(model, batch)
         if batch.teacher is not None:
             from taskzoo.tasks.common.distill import distill_loss
 
@@ -334,7 +261,7 @@ class PosTask(Task[PosConfig]):
                                        collate=self._collate(data),
                                        lengths=data.lengths[split]):
             batch = self.runtime.to_device(batch)
-            best = self._scores(model, batch).argmax(-1).cpu()
+            best = tag_scores(model, batch).argmax(-1).cpu()
             for j, i in enumerate(idx):
                 preds[i] = best[j, : len(rows[i][2])]
         return preds

@@ -20,7 +20,6 @@ from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import (
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     Probability,
     Range,
@@ -32,6 +31,7 @@ from taskzoo.errors import CheckpointError, InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.common.distill import DistillConfig
 from taskzoo.tasks.common.pretrained_text import is_pretrained
 from taskzoo.train.trainer import StepOutput
 
@@ -40,7 +40,9 @@ LABELS = ["negative", "positive"]
 
 # ---------------------------------------------------------------------------- config
 @dataclass(frozen=True, kw_only=True)
-class SentimentConfig(SupervisedConfig):
+class SentimentFields(SupervisedConfig):
+    """The sentiment task's own fields; SentimentConfig adds distillation's after them."""
+
     dataset: Literal["sst2", "tiny"] = "sst2"  # sst2 (GLUE SST-2, downloaded) or tiny (embedded)
     model: str = "bigru"  # lstm, gru, bilstm, bigru, textcnn, minilm or hf:<repo>@<commit>
     epochs: int = 2  # passes over the training set
@@ -67,9 +69,12 @@ class SentimentConfig(SupervisedConfig):
     min_freq: PositiveInt = 1  # words seen fewer times in train map to <unk>
     max_tokens: PositiveInt = 256  # longer inputs are truncated
     eval_batch_size: PositiveInt = 512  # sentences per evaluation batch
-    teacher: str = ""  # distil from this sentiment run dir or weights (tasks/common/distill.py); "" = gold labels only
-    temperature: PositiveFloat = 2.0  # distillation: softmax temperature of teacher and student
-    distill_alpha: Probability = 0.5  # distillation: weight of the soft labels; the rest is gold labels
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentimentConfig(DistillConfig, SentimentFields):
+    """The sentiment task's config: its own fields, then distillation's."""
+
     augment: NonNegativeInt = 0  # distillation: teacher-labelled augmented copies per sentence
 
 
@@ -139,10 +144,10 @@ class SentimentTask(Task[SentimentConfig]):
 
         if not is_pretrained(str(overrides.get("model", ""))):
             return {}
-        # 256 tiny sentences: a few epochs of small batches, a short warm-up
         # SST-2, decided on dev (README, Results): one epoch of the top 4 of MiniLM's 6 layers
         # reached 0.897 in 7.5 min; the top 3, 0.878-0.892; all 6 at 1e-4, 0.888 in 9+ min
         recipe = {**FINETUNE_RECIPE, "train_layers": 4}
+        # 256 tiny sentences: a few epochs of small batches, a short warm-up
         tiny = {"epochs": 4, "batch_size": 16, "warmup_steps": 10}
         return {**recipe, **(tiny if overrides.get("dataset") == "tiny" else {})}
 

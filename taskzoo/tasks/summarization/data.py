@@ -1,6 +1,7 @@
 """What extractive summarization needs besides a model: documents cut into sentences, ROUGE
 from the `rouge-score` package, the greedy ROUGE oracle that labels training sentences
-(Nallapati et al. 2017), and the two unsupervised baselines, Lead-k and TextRank.
+(Nallapati et al. 2017), and the unsupervised cues the scorer reads beside each sentence's
+embedding (TextRank centrality among them; baselines.py also ranks by it alone).
 
     >>> split_sentences("Profits rose 5%. Shares fell.\\n\\nMore follows.")
     ['Profits rose 5%.', 'Shares fell.', 'More follows.']

@@ -2,8 +2,9 @@
 (BBC News Summary). A frozen pretrained encoder embeds each sentence; a SummaRuNNer-style
 BiGRU reads the document's sentence vectors and scores each one, trained on labels from a
 greedy ROUGE oracle; beside each embedding it reads the sentence's TextRank centrality,
-similarity to the document, position and length. The run scores Lead-3 and TextRank (PageRank over the sentences'
-embedding similarities) on the same documents, and the oracle as the ceiling.
+similarity to the document, position and length. The run scores Lead-3 and TextRank
+(PageRank over the sentences' embedding similarities) on the same documents, and the oracle
+as the ceiling (baselines.py).
 
     taskzoo run summarization                         # BBC News Summary, seeded topic split
     taskzoo run summarization dataset=tiny            # invented biographies, offline
@@ -28,6 +29,7 @@ from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
 from taskzoo.tasks.common.pretrained_text import embed, load_embedder
+from taskzoo.tasks.summarization.baselines import baseline_picks
 from taskzoo.tasks.summarization.data import (
     FEATURES,
     greedy_oracle,
@@ -35,7 +37,6 @@ from taskzoo.tasks.summarization.data import (
     rouge,
     sentence_features,
     split_sentences,
-    textrank,
     top_k,
     unjoin,
 )
@@ -234,15 +235,7 @@ class SummarizationTask(Task[SummarizationConfig]):
         """Lead-3, Lead-k (the model's length), TextRank (the model's length) and the oracle."""
         out: dict[str, float] = {}
         for split, docs in data.splits.items():
-            n = [len(d.sentences) for d in docs]
-            methods = {
-                "lead3": [list(range(min(3, k))) for k in n],
-                "lead": [list(range(self._k(k))) for k in n],
-                "textrank": [top_k(textrank(d.vectors[:, :-FEATURES]), self._k(k))
-                             for d, k in zip(docs, n)],
-                "oracle": [torch.nonzero(d.labels).flatten().tolist() or [0] for d in docs],
-            }
-            for name, picks in methods.items():
+            for name, picks in baseline_picks(docs, self._k).items():
                 out.update(self._rouge(docs, picks, split, f"_{name}"))
         return out
 
