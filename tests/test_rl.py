@@ -304,7 +304,7 @@ def test_rl_processes_step_their_own_envs_and_share_the_budget(algo):
     environment steps; schedules count the steps of all ranks (rank 0 = a single run)."""
     from taskzoo.api import make_config, resolve_task
     from taskzoo.runtime import Runtime
-    from taskzoo.train.trainer import TrainState
+    from taskzoo.train.types import TrainState
 
     cls = resolve_task("cartpole")
     recipe = DQN_SMALL if algo == "dqn" else PPO_SMALL

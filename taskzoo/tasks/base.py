@@ -21,7 +21,7 @@ from taskzoo.config import RunConfig, TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import InputError, UsageError
 from taskzoo.runtime import Runtime
-from taskzoo.train.trainer import BatchSource, Callback, FitResult, StepOutput
+from taskzoo.train.types import BatchSource, Callback, FitResult, StepOutput
 
 C = TypeVar("C", bound=RunConfig)
 

@@ -32,7 +32,7 @@ from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task, json_argument
 from taskzoo.tasks.common.pretrained_text import FinetuneConfig
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 
 # ---------------------------------------------------------------------------- config

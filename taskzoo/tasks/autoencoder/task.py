@@ -31,7 +31,7 @@ from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference
 from taskzoo.tasks.common.image_task import ImageTask
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 MODES = ("reconstruct", "denoise", "vae", "colorize", "features")
 MODELS_OF = {"reconstruct": ("conv_ae",), "features": ("conv_ae",), "vae": ("vae",),
@@ -118,6 +118,7 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
         """({split: Dataset of (uint8 image, label)}, a name, pinned files)."""
         from taskzoo import hub
         from taskzoo.data import images
+        from taskzoo.data.image_files import load_image_files
 
         c = self.cfg
         size = (c.image_size, c.image_size) if c.image_size else None
@@ -152,7 +153,7 @@ class Autoencoder(ImageTask[AutoencoderConfig]):
             return sets, "Flickr8k 128x128 (train 6,000; dev 1,000; test 1,000)", []
         if not c.data:
             raise DataError("dataset=folder needs data=PATH (a folder of images)")
-        found = images.load_image_files(Path(c.data).expanduser())
+        found = load_image_files(Path(c.data).expanduser())
         size = size or (64, 64)
         rest, test = vision.random_split(len(found), 0.1, c.split_seed)
         kept, dev = vision.random_split(len(rest), c.dev_fraction or 0.1, c.split_seed + 1)

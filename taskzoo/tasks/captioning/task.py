@@ -39,7 +39,7 @@ from taskzoo.tasks.captioning.data import (
 )
 from taskzoo.tasks.captioning.predictor import CaptionPredictor, encoder_maps
 from taskzoo.tasks.common.image_task import ImageTask
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 
 # ---------------------------------------------------------------------------- config

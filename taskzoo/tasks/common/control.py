@@ -38,7 +38,7 @@ from taskzoo.rl.sources import ReplaySource, RolloutSource
 from taskzoo.runtime import rank_seed
 from taskzoo.tasks.base import DataBundle, Task
 from taskzoo.tasks.common.agent import Agent, greedy_policy
-from taskzoo.train.trainer import BatchSource, Callback, FitResult, StepOutput
+from taskzoo.train.types import BatchSource, Callback, FitResult, StepOutput
 
 
 # ---------------------------------------------------------------- config

@@ -38,7 +38,7 @@ from taskzoo.runtime import rank_seed
 from taskzoo.tasks.base import DataBundle, Task
 from taskzoo.tasks.common.agent import Agent
 from taskzoo.tasks.common.control import episode_metrics
-from taskzoo.train.trainer import BatchSource, FitResult, StepOutput
+from taskzoo.train.types import BatchSource, FitResult, StepOutput
 
 
 @dataclass(frozen=True, kw_only=True)

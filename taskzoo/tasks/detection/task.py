@@ -34,7 +34,7 @@ from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.common.image_task import ImageTask
 from taskzoo.tasks.detection.predictor import DetectionPredictor, unwrap_detector
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 DATASETS = ("pennfudan", "coco128", "shapes", "folder")
 # random weights need more steps and a bolder optimizer than fine-tuning: the recipe of the
@@ -137,6 +137,7 @@ class Detection(ImageTask[DetectionConfig]):
     def _source(self) -> tuple[Any, dict[str, list[int]], str, list[Any]]:
         """(dataset, {split: indices}, a name, pinned files)."""
         from taskzoo.data.detection import datasets as det
+        from taskzoo.data.detection.files import load_detection_data
         from taskzoo.data.vision import random_split
 
         c = self.cfg
@@ -159,7 +160,7 @@ class Detection(ImageTask[DetectionConfig]):
         if not c.data:
             raise DataError("dataset=folder needs data=PATH (an Ultralytics data yaml or its "
                             "folder, or a COCO json)")
-        found = det.load_detection_data(Path(c.data).expanduser())
+        found = load_detection_data(Path(c.data).expanduser())
         return self._user_splits(found)
 
     def _user_splits(self, found: dict[str, Any]) -> tuple[Any, dict[str, list[int]], str, list]:

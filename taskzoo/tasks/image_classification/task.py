@@ -29,7 +29,7 @@ from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference
 from taskzoo.tasks.common.image_task import ImageTask
-from taskzoo.train.trainer import FitResult, StepOutput
+from taskzoo.train.types import FitResult, StepOutput
 
 DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "folder")
 
@@ -127,6 +127,7 @@ class ImageClassification(ImageTask[ImageConfig]):
         """({split: ImageSet}, {split: indices into it}, a name, pinned files)."""
         from taskzoo import hub
         from taskzoo.data import images
+        from taskzoo.data.image_files import load_image_folder
 
         c = self.cfg
         if c.dataset in ("mnist", "fashion_mnist"):
@@ -154,8 +155,8 @@ class ImageClassification(ImageTask[ImageConfig]):
                      "test": test}, "scikit-learn digits (8x8, 1,797 images)", [])
         if not c.data:
             raise DataError("dataset=folder needs data=PATH (a class-per-folder tree of images)")
-        found = images.load_image_folder(Path(c.data).expanduser(), seed=c.split_seed,
-                                         val_fraction=c.dev_fraction or 0.2)
+        found = load_image_folder(Path(c.data).expanduser(), seed=c.split_seed,
+                                  val_fraction=c.dev_fraction or 0.2)
         sets = {"train": found["train"], "dev": found["val"]}
         if "test" in found:
             sets["test"] = found["test"]

@@ -42,7 +42,7 @@ from taskzoo.tasks.pos.data import (
     sentence_tags,
     tag_scores,
 )
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 
 # ---------------------------------------------------------------------------- config

@@ -29,7 +29,7 @@ from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task, json_argument
 from taskzoo.tasks.common.pretrained_text import FinetuneConfig
 from taskzoo.tasks.qa.data import SpanBatch, Window, best_answer, collate, windows
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 
 # ---------------------------------------------------------------------------- config

@@ -33,7 +33,7 @@ from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
 from taskzoo.tasks.common.distill import DistillConfig
 from taskzoo.tasks.common.pretrained_text import is_pretrained
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 LABELS = ["negative", "positive"]
 

@@ -40,7 +40,7 @@ from taskzoo.tasks.summarization.data import (
     top_k,
     unjoin,
 )
-from taskzoo.train.trainer import StepOutput
+from taskzoo.train.types import StepOutput
 
 
 # ---------------------------------------------------------------------------- config
