@@ -376,7 +376,7 @@ def test_load_into_reinitialises_a_head_of_another_shape_only_when_asked():
 
 
 # ---------------------------------------------------------------- one resolver of a spec
-def test_resolve_spec_reads_each_kind_of_spec(asset, server):
+def test_resolve_spec_reads_each_kind_of_spec(asset, server):  # noqa: F811  (a fixture)
     """A released name, a run directory, a local file with its card and a pinned URL each
     give their card (or run records) and a verified local file; without fetch only the card."""
     w, c, _ = asset
