@@ -156,35 +156,13 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     task_obj = task_cls(cfg, runtime)
-    init = cfgmod.init_spec(getattr(cfg, "init", ""))
-    if init:  # the data is encoded with the starting weights' vocabulary and labels
-        from taskzoo.weights import init_tensors, load_into
-
-        card, tensors = init_tensors(init, task_cls.name)
-        data = task_obj.build_data(card.data)
-    else:
-        data = task_obj.build_data()
-    model = task_obj.build_model(data)
-    reinit: dict[str, Any] = {}
-    if init and not resume:
-        reinit = load_into(model, tensors, source=card.name,
-                           reinit_mismatched=task_cls.init_reinit_mismatched,
-                           base=card.extra.get("base"))
-        if reinit:
-            import warnings
-
-            from taskzoo.errors import InitWarning
-
-            warnings.warn(InitWarning(
-                f"init={init}: re-initialised {len(reinit)} tensor(s) of another shape: "
-                + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in reinit.items())), stacklevel=3)
+    data, model, started = _start(task_obj, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     if runtime.is_main:
         write_json(run_dir / "config.json", _config_record(cfg, task_cls.name))
         write_json(run_dir / "data.json", task_obj.data_state(data))
-        if init and not resume:  # what the run started from, and what did not fit
-            write_json(run_dir / "init.json", {"init": init, "weights": card.name,
-                                               "reinitialised": reinit})
+        if started:  # what the run started from, and what did not fit
+            write_json(run_dir / "init.json", started)
     source = task_obj.batches(data, model)
 
     def evaluate(m: Any) -> dict[str, float]:
@@ -215,21 +193,58 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     })
     metrics.update(task_obj.summarize(fit))
     if runtime.is_main:
-        write_json(run_dir / "metrics.json", metrics)
-        from taskzoo.report import read_records, training_curves_png
-
-        curves = training_curves_png(read_records(run_dir / "metrics.jsonl"),
-                                     title=f"{task_cls.name}: {run_dir.name}")
-        if curves is not None:
-            write_bytes(run_dir / "training_curves.png", curves)
-        with infer.inference():
-            for name, content in task_obj.reports(model, data).items():
-                if isinstance(content, bytes):
-                    write_bytes(run_dir / name, content)
-                else:
-                    write_text(run_dir / name, content)
+        _write_results(run_dir, task_obj, model, data, metrics)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
+
+
+def _start(task_obj: Any, resume: bool) -> tuple[Any, Any, dict[str, Any] | None]:
+    """The run's data and model; with `init=` the data is encoded with the starting
+    weights' vocabulary and labels, and (unless resuming) the model holds those weights.
+    The third item is init.json's record, None when the run did not start from weights."""
+    task_cls = type(task_obj)
+    init = cfgmod.init_spec(getattr(task_obj.cfg, "init", ""))
+    if not init:
+        data = task_obj.build_data()
+        return data, task_obj.build_model(data), None
+    from taskzoo.weights import init_tensors, load_into
+
+    card, tensors = init_tensors(init, task_cls.name)
+    data = task_obj.build_data(card.data)
+    model = task_obj.build_model(data)
+    if resume:  # the checkpoint holds the weights
+        return data, model, None
+    reinit = load_into(model, tensors, source=card.name,
+                       reinit_mismatched=task_cls.init_reinit_mismatched,
+                       base=card.extra.get("base"))
+    if reinit:
+        import warnings
+
+        from taskzoo.errors import InitWarning
+
+        # the frame of run()'s caller: _start <- _run <- run <- caller
+        warnings.warn(InitWarning(
+            f"init={init}: re-initialised {len(reinit)} tensor(s) of another shape: "
+            + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in reinit.items())), stacklevel=4)
+    return data, model, {"init": init, "weights": card.name, "reinitialised": reinit}
+
+
+def _write_results(run_dir: Path, task_obj: Any, model: Any, data: Any,
+                   metrics: dict[str, float]) -> None:
+    """metrics.json, the training curves and the task's reports, beside the checkpoints."""
+    from taskzoo.report import read_records, training_curves_png
+
+    write_json(run_dir / "metrics.json", metrics)
+    curves = training_curves_png(read_records(run_dir / "metrics.jsonl"),
+                                 title=f"{task_obj.name}: {run_dir.name}")
+    if curves is not None:
+        write_bytes(run_dir / "training_curves.png", curves)
+    with task_obj.runtime.inference():
+        for name, content in task_obj.reports(model, data).items():
+            if isinstance(content, bytes):
+                write_bytes(run_dir / name, content)
+            else:
+                write_text(run_dir / name, content)
 
 
 def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", **options: Any) -> Any:
@@ -239,32 +254,9 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", **options
     >>> clf("a gripping , beautiful film")["label"]  # doctest: +SKIP
     'positive'
     """
-    from safetensors.torch import load_file
+    from taskzoo.restore import restore_run
 
-    from taskzoo.runtime import Runtime, preserved_rng
-
-    run_dir = Path(run_dir)
-    needed = ["config.json", "data.json", "best.safetensors"]
-    missing = [n for n in needed if not (run_dir / n).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"{run_dir} is not a finished run directory: missing {', '.join(missing)} "
-            f"(expected the --out folder of `taskzoo run`)"
-        )
-    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    task_cls = resolve_task(saved.get("_task", ""))
-    cfg = cfgmod.from_dict(task_cls.Config, saved)
-    runtime = Runtime.create(device=device, precision="32",
-                             channels_last=getattr(cfg, "channels_last", False))
-    task_obj = task_cls(cfg, runtime)
-    data = task_obj.data_from_state(json.loads((run_dir / "data.json").read_text(encoding="utf-8")))
-    with preserved_rng():  # initialising layers draws random numbers: not the caller's
-        model = task_obj.build_model(data)
-    try:
-        model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
-    except Exception as exc:  # a foreign or damaged weights file
-        raise CheckpointError(f"{run_dir / 'best.safetensors'} does not fit this model: {exc}") from None
-    return task_obj.predictor(runtime.place(model).eval(), data).configure(**options)
+    return restore_run(run_dir, device=device).predictor().configure(**options)
 
 
 def list_tasks() -> list[str]:

@@ -58,11 +58,11 @@ def remote_release(asset, server, monkeypatch, tmp_path):
     released = tmp_path / "released"
     released.mkdir()
     shutil.copy(c, released / c.name)
-    monkeypatch.setattr(weights, "RELEASED", released)
+    monkeypatch.setattr(weights.catalog, "RELEASED", released)
     monkeypatch.setenv("TASKZOO_HUB_URL", server.url("/rel"))
-    weights._released.cache_clear()
+    weights.released_cards.cache_clear()
     yield read_card(c)
-    weights._released.cache_clear()
+    weights.released_cards.cache_clear()
 
 
 def _accuracy(predictor, rows) -> float:
@@ -88,7 +88,7 @@ def test_every_released_card_is_valid_and_matches_its_file():
             assert source["license"] and source["sha256"] and source["repo"] in card.notes
         else:
             assert card.recipe.startswith(f"taskzoo run {card.task}")
-        path = weights.RELEASED / card.file
+        path = weights.catalog.RELEASED / card.file
         if card.default:  # defaults ship in the package, at most 10 MB
             assert path.is_file() and card.size <= 10_000_000
         if path.is_file():
@@ -239,7 +239,7 @@ def _load_worker(name, released, hub_url, home, barrier, queue) -> None:
     os.environ.update(TASKZOO_HUB_URL=hub_url, TASKZOO_HOME=home)
     from taskzoo import weights as w
 
-    w.RELEASED = Path(released)
+    w.catalog.RELEASED = Path(released)
     barrier.wait()
     predictor = w.load(name, device="cpu")
     queue.put((str(w.weights_file(w.resolve(name))), predictor(["good"])[0]["label"]))
@@ -248,7 +248,7 @@ def _load_worker(name, released, hub_url, home, barrier, queue) -> None:
 def test_four_processes_loading_at_once_download_once(remote_release, server):
     card = remote_release
     server.faults[f"/rel/{card.file}"] = {"delay": 1.0}
-    args = (card.name, str(weights.RELEASED), os.environ["TASKZOO_HUB_URL"],
+    args = (card.name, str(weights.catalog.RELEASED), os.environ["TASKZOO_HUB_URL"],
             os.environ["TASKZOO_HOME"])
     results = run_at_once(_load_worker, args, n=4, timeout=100)
     assert len({r[0] for r in results}) == 1 and len({r[1] for r in results}) == 1
@@ -261,9 +261,9 @@ def test_packaged_weights_are_hashed_once_not_on_every_load(monkeypatch):
     hashed = count_hashes(monkeypatch)
     card = weights.resolve("sentiment")
     first = taskzoo.load("sentiment", device="cpu")
-    assert hashed == [weights.RELEASED / card.file]  # verified (and recorded) once
+    assert hashed == [weights.catalog.RELEASED / card.file]  # verified (and recorded) once
     second = taskzoo.load("sentiment", device="cpu")
-    assert hashed == [weights.RELEASED / card.file]  # unchanged since: not hashed again
+    assert hashed == [weights.catalog.RELEASED / card.file]  # unchanged since: not hashed again
     assert weights.local_state(card) == "packaged" and len(hashed) == 1
     text = ["a gripping , beautiful film"]
     assert first(text) == second(text)
@@ -373,3 +373,84 @@ def test_load_into_reinitialises_a_head_of_another_shape_only_when_asked():
     with pytest.raises(CheckpointError, match="missing \\['1.bias'\\]"):  # another architecture
         weights.load_into(dst, {k: v for k, v in tensors.items() if k != "1.bias"},
                           source="src", reinit_mismatched=True)
+
+
+# ---------------------------------------------------------------- one resolver of a spec
+def test_resolve_spec_reads_each_kind_of_spec(asset, server):  # noqa: F811  (a fixture)
+    """A released name, a run directory, a local file with its card and a pinned URL each
+    give their card (or run records) and a verified local file; without fetch only the card."""
+    w, c, _ = asset
+    card = read_card(c)
+    default = weights.resolve("sentiment")
+    src = weights.resolve_spec(default.name, task="sentiment")
+    assert src.card == default and src.path == weights.catalog.RELEASED / default.file
+    src = weights.resolve_spec(w, task="sentiment")
+    assert src.card == card and src.path == w and src.run_dir is None
+    assert weights.resolve_spec(w, task="sentiment", fetch=False).path is None
+    server.files[f"/s/{w.name}"] = w.read_bytes()
+    server.files[f"/s/{c.name}"] = c.read_bytes()
+    src = weights.resolve_spec(server.url(f"/s/{w.name}"), task="sentiment", sha256=card.sha256)
+    assert src.card == card and hub.sha256_file(src.path) == card.sha256
+    run_dir = w.parent.parent / "run"
+    src = weights.resolve_spec(run_dir, task="sentiment",
+                               rules=weights.SpecRules(run_dirs=True))
+    assert src.card is None and src.run_dir == run_dir and src.task == "sentiment"
+    assert src.path == run_dir / "best.safetensors" and src.data["labels"]
+    text = ["a gripping , beautiful film", "dull"]
+    restored = src.restore(device="cpu").predictor()
+    assert restored(text) == taskzoo.load_run(run_dir, device="cpu")(text)
+
+
+def test_resolve_spec_refuses_a_bad_spec_in_each_option_s_words(asset, tmp_path):
+    from taskzoo.tasks.captioning.data import ENCODER_INIT
+    from taskzoo.tasks.common.distill import TEACHER
+    from taskzoo.weights.loading import INIT
+
+    w, c, _ = asset
+    run_dir = w.parent.parent / "run"
+    with pytest.raises(UsageError, match="weights='nowhere': no such file, released name"):
+        weights.resolve_spec("nowhere", task="sentiment")
+    with pytest.raises(UsageError, match="no such file"):  # load() takes no run directory
+        weights.resolve_spec(run_dir, task="sentiment")
+    with pytest.raises(UsageError, match="needs sha256"):
+        weights.resolve_spec("https://127.0.0.1:9/x.safetensors", task="sentiment")
+    with pytest.raises(ConfigError, match="^weights bilstm.tiny are for task sentiment, not pos"):
+        weights.resolve_spec(w, task="pos")
+    with pytest.raises(ConfigError, match=f"^init={w}: weights .* for task sentiment, not pos"):
+        weights.resolve_spec(w, task="pos", rules=INIT)
+    with pytest.raises(UnknownNameError, match="init='nowhere': not a released weights name"):
+        weights.resolve_spec("nowhere", task="sentiment", rules=INIT)
+    with pytest.raises(ConfigError, match="teacher='nowhere': expected a run directory"):
+        weights.resolve_spec("nowhere", task="sentiment", rules=TEACHER)
+    with pytest.raises(UnknownNameError, match="Unknown weights or task 'bigru.sst3'"):
+        weights.resolve_spec("bigru.sst3", task="sentiment", rules=TEACHER)
+    with pytest.raises(UnknownNameError, match="encoder_init='nowhere': not a released"):
+        weights.resolve_spec("nowhere", task=None, rules=ENCODER_INIT)
+    with pytest.raises(CheckpointError, match="not a finished run directory: missing data.json"):
+        (tmp_path / "half").mkdir()
+        (tmp_path / "half" / "config.json").write_text("{}")
+        weights.resolve_spec(tmp_path / "half", task=None, rules=ENCODER_INIT)
+    local = tmp_path / w.name
+    local.write_bytes(w.read_bytes()[:-1] + bytes([w.read_bytes()[-1] ^ 0xFF]))
+    shutil.copy(c, tmp_path / c.name)
+    with pytest.raises(CheckpointError, match=f"^{local} does not match its card"):
+        weights.resolve_spec(local, task="sentiment")
+    with pytest.raises(CheckpointError, match="encoder_init=.*does not match its card's sha256"):
+        weights.resolve_spec(local, task=None, rules=ENCODER_INIT)
+
+
+def test_tasks_declare_the_fields_and_the_tag_of_their_weights():
+    from taskzoo.api import make_config, resolve_task
+    from taskzoo.weights.export import default_name
+
+    assert resolve_task("sentiment").weights_fields == ("model",)
+    assert resolve_task("pos").weights_fields == ("model", "tagset")
+    assert {"algo", "env", "hidden", "activation"} <= set(resolve_task("cartpole").weights_fields)
+    assert {"algo", "env"} <= set(resolve_task("taxi").weights_fields)
+    for task, arch, name in [("sentiment", "bigru", "bigru.sst2"),
+                             ("cartpole", "mlp_actor_critic", "mlp_actor_critic.cartpole_v1"),
+                             ("taxi", "q_table", "q_table.taxi_v4")]:
+        task_cls = resolve_task(task)
+        overrides = {"dataset": "sst2"} if task == "sentiment" else {}
+        task_obj = task_cls(make_config(task_cls, overrides))
+        assert default_name(arch, task_obj) == name

@@ -190,6 +190,9 @@ class Task(ABC, Generic[C]):
     # init= from weights of another label set: tensors of another shape (the head) are
     # re-initialised and listed instead of refused (vision tasks; text tasks keep their labels)
     init_reinit_mismatched: ClassVar[bool] = False
+    # config fields that, with the builder's kwargs, identify a task's weights: `init=` takes
+    # them from the card it starts from (they decide the network's shape or what it outputs)
+    weights_fields: ClassVar[tuple[str, ...]] = ("model",)
 
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg
@@ -258,6 +261,11 @@ class Task(ABC, Generic[C]):
     def example_inputs(self, n: int) -> list[Any]:
         """`n` raw inputs for the predictor (the benchmark times it on them), offline."""
         raise NotImplementedError(f"task {self.name} declares no example inputs")
+
+    def weights_tag(self) -> str:
+        """What a weights name says the weights were trained on (`bilstm.<tag>`): the
+        dataset, else the task's name."""
+        return str(getattr(self.cfg, "dataset", "") or self.name)
 
     def dataset_card(self) -> dict[str, Any]:
         """What a weights card says about the training data: name, pinned files, license."""

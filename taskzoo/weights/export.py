@@ -26,9 +26,9 @@ _NEEDED = ("config.json", "data.json", "metrics.json", "best.safetensors")
 
 
 def default_name(arch: str, task_obj: Any) -> str:
-    """arch.tag, the tag from the dataset or environment: `bilstm.sst2`, `mlp_actor_critic.cartpole_v1`."""
-    cfg = task_obj.cfg
-    tag = getattr(cfg, "dataset", "") or getattr(cfg, "env", "") or task_obj.name
+    """arch.tag, the tag the task gives (`Task.weights_tag`: the dataset, an environment):
+    `bilstm.sst2`, `mlp_actor_critic.cartpole_v1`."""
+    tag = task_obj.weights_tag()
     return f"{arch}.{re.sub(r'[^a-z0-9]+', '_', str(tag).lower()).strip('_')}"
 
 
@@ -68,64 +68,35 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     of its change (two thin factors), the card says so, and the figures are measured on
     that approximation."""
     import torch
-    from safetensors.torch import save_file
 
     import taskzoo
-    from taskzoo import config as cfgmod
-    from taskzoo.api import resolve_task
-    from taskzoo.runtime import Runtime
+    from taskzoo.restore import check_run_dir, read_json, rebuild
 
     run_dir = Path(run_dir)
-    missing = [n for n in _NEEDED if not (run_dir / n).is_file()]
-    if missing:
-        raise CheckpointError(f"{run_dir} is not a finished run directory: missing "
-                              f"{', '.join(missing)} (expected the --out folder of `taskzoo run`)")
+    check_run_dir(run_dir, _NEEDED)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    state = json.loads((run_dir / "data.json").read_text(encoding="utf-8"))
-    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    task_cls = resolve_task(saved.get("_task", ""))
-    cfg = cfgmod.from_dict(task_cls.Config, saved)
-    cfg = cfgmod.apply_overrides(cfg, {"device": "cpu"})
-    task_obj = task_cls(cfg, Runtime.create(device="cpu", precision="32"))
-    model = task_obj.build_model(task_obj.data_from_state(state))
-    arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(cfg, "model", ""), {}))
+    saved, state = read_json(run_dir / "config.json"), read_json(run_dir / "data.json")
+    run_metrics = read_json(run_dir / "metrics.json")
+    # on the CPU, in the standard memory layout: the card's figures are measured so
+    restored = rebuild({**saved, "device": "cpu"}, state, device="cpu", channels_last=False)
+    task_obj, model, task_cls = restored.task, restored.model, type(restored.task)
+    arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(task_obj.cfg, "model", ""), {}))
     name = name or default_name(arch, task_obj)
     base = _base_snapshot(model)
     load_into(model, read_weights(run_dir / "best.safetensors"), source=str(run_dir))
-
-    # floating tensors are stored in `dtype`; integer buffers stay as they are. Over a
-    # pretrained base only what fine-tuning changed is written (compared in full precision).
-    target = getattr(torch, dtype)
-    tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
-               for k, v in model.state_dict().items()
-               if k not in base or not torch.equal(v, base[k])}
-    if delta_rank:
-        if not base:
-            raise ConfigError("delta_rank= needs a fine-tune over a pretrained base (its card's "
-                              "extra.base); this model was trained from scratch")
-        tensors = low_rank_delta(tensors, base, delta_rank, target)
     out_dir = Path(out) if out is not None else run_dir / "export"
     weights_path = out_dir / f"{name}.safetensors"
-    with atomic_path(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task_cls.name})
-    base_card = _base_card(model, base, tensors)
+    written = _write_weights(model, base, weights_path, name=name, task=task_cls.name,
+                             dtype=dtype, delta_rank=delta_rank)
+    base_card = _base_card(model, base, written)
     if base_card and delta_rank:
         base_card["delta_rank"] = delta_rank
     if base:  # what users get: the base, then the file over it
         model.load_state_dict({**model.state_dict(), **base})
     load_into(model, read_weights(weights_path), source=str(weights_path), base=base_card)
-
     if evaluate:
-        data = task_obj.build_data(state)  # the run's labels (a fine-tune keeps its init's)
-        if json.loads(json.dumps(task_obj.data_state(data))) != state:
-            raise CheckpointError(f"the data now differs from {run_dir / 'data.json'} (another "
-                                  "vocabulary or label set); cannot measure these weights on it")
-        metrics: dict[str, float] = {}
-        with torch.inference_mode():
-            for split in task_obj.final_splits:  # a task may set its splits from the data
-                metrics.update(task_obj.evaluate(model.eval(), data, split))
+        metrics = _measure(task_obj, model, state, run_dir)
         measured = f"measured by `taskzoo export` on the {dtype} weights"
     else:
         finals = tuple(f"{s}/" for s in task_obj.final_splits)
@@ -137,7 +108,7 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
         file=weights_path.name, sha256=hub.sha256_file(weights_path),
         size=weights_path.stat().st_size, dtype=dtype,
         metrics={k: round(float(v), 6) for k, v in metrics.items()},
-        dataset=task_obj.dataset_card(), recipe=recipe_of(task_cls, cfg),
+        dataset=task_obj.dataset_card(), recipe=recipe_of(task_cls, task_obj.cfg),
         library={"taskzoo": taskzoo.__version__, "torch": torch.__version__.split("+")[0],
                  "python": platform.python_version()},
         default=default, url=url,
@@ -149,6 +120,44 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     card_path = out_dir / f"{name}.json"
     write_json(card_path, card.to_dict())
     return weights_path, card_path
+
+
+def _write_weights(model: Any, base: dict[str, Any], path: Path, *, name: str, task: str,
+                   dtype: str, delta_rank: int) -> dict[str, Any]:
+    """Write the model's tensors to `path` and return them: floating ones in `dtype`, integer
+    buffers as they are. Over a pretrained base only what fine-tuning changed is written
+    (compared in full precision), as low-rank factors with `delta_rank`."""
+    import torch
+    from safetensors.torch import save_file
+
+    target = getattr(torch, dtype)
+    tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
+               for k, v in model.state_dict().items()
+               if k not in base or not torch.equal(v, base[k])}
+    if delta_rank:
+        if not base:
+            raise ConfigError("delta_rank= needs a fine-tune over a pretrained base (its card's "
+                              "extra.base); this model was trained from scratch")
+        tensors = low_rank_delta(tensors, base, delta_rank, target)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"taskzoo.name": name, "taskzoo.task": task})
+    return tensors
+
+
+def _measure(task_obj: Any, model: Any, state: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """The task's final splits evaluated with `model`, on the real data encoded with the
+    run's vocabulary and labels (a fine-tune keeps its init's)."""
+    import torch
+
+    data = task_obj.build_data(state)
+    if json.loads(json.dumps(task_obj.data_state(data))) != state:
+        raise CheckpointError(f"the data now differs from {run_dir / 'data.json'} (another "
+                              "vocabulary or label set); cannot measure these weights on it")
+    metrics: dict[str, float] = {}
+    with torch.inference_mode():
+        for split in task_obj.final_splits:  # a task may set its splits from the data
+            metrics.update(task_obj.evaluate(model.eval(), data, split))
+    return metrics
 
 
 def headline_metric(task_obj: Any, metrics: dict[str, float]) -> str:

@@ -16,9 +16,10 @@ from torch import nn
 
 from taskzoo.data.captions import CaptionVocab, caption_vocab, caption_words
 from taskzoo.data.loader import LoaderSource
-from taskzoo.errors import CheckpointError, ConfigError, DataError
+from taskzoo.errors import CheckpointError, ConfigError, DataError, UnknownNameError, did_you_mean
 from taskzoo.tasks.base import DataBundle
 from taskzoo.train.types import TrainState
+from taskzoo.weights import SpecRules, cards, resolve_spec
 
 FLICKR8K_LICENSE = ("Flickr8k: research use only (Hodosh, Young, Hockenmaier 2013); images "
                     "are Flickr photos under their owners' copyright")
@@ -149,42 +150,35 @@ class CaptionSource(LoaderSource):
 
 
 # ---------------------------------------------------------------- encoder_init
+def _no_encoder(spec: str, task: str | None) -> Exception:
+    names = sorted(c.name for c in cards())
+    return UnknownNameError(f"encoder_init={spec!r}: not a released weights name, a run "
+                            f"directory or a .safetensors with its .json card."
+                            f"{did_you_mean(spec, names)} Released: {', '.join(names)}.")
+
+
+def _not_its_card(spec: str, path: Path) -> Exception:
+    return CheckpointError(f"encoder_init={spec}: the file does not match its card's sha256")
+
+
+# weights of any task: only the network they hold matters
+ENCODER_INIT = SpecRules(option="encoder_init", run_dirs=True, missing=_no_encoder,
+                         mismatch=_not_its_card)
+
+
 def encoder_source(spec: str, encoder: str) -> tuple[dict[str, Any], dict[str, torch.Tensor],
                                                     dict[str, Any]]:
     """(the builder's kwargs, the tensors, the data state) of `encoder_init=`: a released
     name, a finished run directory of any task, or a .safetensors with its card beside it;
     the network they hold must be `encoder`. The data state holds the input normalisation
     (mean, std) the encoder was trained with, when it had one."""
-    from taskzoo import weights as w
-
-    released = {c.name: c for c in w.cards()}
-    path = Path(spec).expanduser()
-    if spec in released:
-        card = released[spec]
-        arch, kwargs, tensors = card.arch, card.arch_kwargs, w.read_weights(w.weights_file(card))
-        state = card.data
-    elif path.is_dir():
-        import json
-
-        from taskzoo.api import load_run
-
-        net = load_run(path, device="cpu").model
+    source = resolve_spec(spec, task=None, rules=ENCODER_INIT)
+    if source.card is not None:
+        arch, kwargs, tensors = source.card.arch, source.card.arch_kwargs, source.tensors()
+    else:  # a run directory: its config rebuilds the network, which names its builder
+        net = source.restore(device="cpu").model
         arch, kwargs = net.zoo_spec
         tensors = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        state = json.loads((path / "data.json").read_text(encoding="utf-8"))
-    elif path.is_file() and path.with_suffix(".json").is_file():
-        card = w.read_card(path.with_suffix(".json"))
-        if w.hub.sha256_file(path) != card.sha256:
-            raise CheckpointError(f"encoder_init={spec}: the file does not match its card's sha256")
-        arch, kwargs, tensors = card.arch, card.arch_kwargs, w.read_weights(path)
-        state = card.data
-    else:
-        from taskzoo.errors import UnknownNameError, did_you_mean
-
-        names = sorted(released)
-        raise UnknownNameError(f"encoder_init={spec!r}: not a released weights name, a run "
-                               f"directory or a .safetensors with its .json card."
-                               f"{did_you_mean(spec, names)} Released: {', '.join(names)}.")
     if arch != encoder:
         raise ConfigError(f"encoder_init={spec}: those weights are a {arch}, but "
                           f"encoder={encoder}; set encoder={arch}")
@@ -192,7 +186,7 @@ def encoder_source(spec: str, encoder: str) -> tuple[dict[str, Any], dict[str, t
         raise ConfigError(f"encoder_init={spec}: that {arch} reads {kwargs['in_channels']}-"
                           f"channel images; captioning needs an RGB encoder")
     kwargs = {k: v for k, v in kwargs.items() if k not in ("num_classes", "in_channels")}
-    return kwargs, tensors, state
+    return kwargs, tensors, source.data
 
 
 def load_encoder(encoder: nn.Module, tensors: dict[str, torch.Tensor], spec: str) -> list[str]:

@@ -104,6 +104,11 @@ class ControlTask(Task[ControlConfig]):
     eval_splits: ClassVar[tuple[str, ...]] = ("val",)
     final_splits: ClassVar[tuple[str, ...]] = ("eval",)
     preset_key: ClassVar[str] = "algo"
+    # the algorithm picks the network's head, the environment its input and output sizes
+    weights_fields: ClassVar[tuple[str, ...]] = ("model", "algo", "env", "hidden", "activation")
+
+    def weights_tag(self) -> str:
+        return str(self.cfg.env or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
         spec = envs.check_env_id(self.cfg.env)

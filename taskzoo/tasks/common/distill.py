@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from taskzoo.config import PositiveFloat, Probability
 from taskzoo.errors import ConfigError
+from taskzoo.weights import SpecRules, resolve_spec, unknown_name
 
 MASK = "[MASK]"  # a masked word: the student's <unk>, a BERT teacher's mask token
 # Tang et al. 2019's probabilities: mask a word, swap it for another of its POS tag, and
@@ -53,33 +54,32 @@ def load_teacher(spec: str, task: str, *, device: str,
     """The teacher's predictor (a run directory, a released weights name or a .safetensors
     file with its card) and what a student's card says of it: model and figures. A teacher
     with other `labels` than the student's is a ConfigError."""
-    import json
-
-    import taskzoo
-    from taskzoo.weights import _card_path, read_card, resolve
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        teacher = taskzoo.load_run(path, device=device)
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        about = {"run": str(path), "model": cfg.get("model"), "task": cfg.get("_task")}
-    elif path.suffix == ".safetensors" or spec.count(".") == 1:
-        card = read_card(_card_path(path)) if path.suffix == ".safetensors" else resolve(spec)
-        teacher = taskzoo.load(task, weights=spec, device=device)
-        metrics = card.metrics
-        about = {"weights": card.name, "sha256": card.sha256, "model": card.config.get("model")}
+    source = resolve_spec(spec, task=task, rules=TEACHER)
+    teacher = source.restore(device=device).predictor()
+    if source.run_dir is not None:
+        about = {"run": str(source.run_dir), "model": source.config.get("model"),
+                 "task": source.config.get("_task")}
     else:
-        raise ConfigError(f"teacher={spec!r}: expected a run directory, a released weights "
-                          "name (minilm.sst2) or a .safetensors file with its card beside it")
+        card = source.card
+        about = {"weights": card.name, "sha256": card.sha256, "model": card.config.get("model")}
     if not hasattr(teacher, "teacher_logits"):
         raise ConfigError(f"teacher={spec!r}: a {type(teacher).__name__} cannot teach "
                           "(it has no teacher_logits)")
     if list(teacher.labels) != list(labels):
         raise ConfigError(f"teacher={spec}: it predicts {list(teacher.labels)}, not this "
                           f"run's {list(labels)}")
-    about["metrics"] = {k: v for k, v in metrics.items() if k.startswith(("dev/", "test/"))}
+    about["metrics"] = {k: v for k, v in source.metrics.items() if k.startswith(("dev/", "test/"))}
     return teacher, about
+
+
+def _no_teacher(spec: str, task: str | None) -> Exception:
+    if Path(spec).suffix != ".safetensors" and spec.count(".") == 1:
+        return unknown_name(spec)  # a mistyped released name: the closest ones
+    return ConfigError(f"teacher={spec!r}: expected a run directory, a released weights "
+                       "name (minilm.sst2) or a .safetensors file with its card beside it")
+
+
+TEACHER = SpecRules(option="teacher", run_dirs=True, missing=_no_teacher)
 
 
 def teacher_logits(teacher: Any, sentences: Sequence[Sequence[str]], *, chunk: int = 2048,

@@ -137,6 +137,11 @@ class TabularTask(Task[TabularConfig]):
     eval_splits: ClassVar[tuple[str, ...]] = ("val",)
     final_splits: ClassVar[tuple[str, ...]] = ("eval",)
     preset_key: ClassVar[str] = "algo"
+    # the environment fixes the table's states and actions, the solver how it was filled
+    weights_fields: ClassVar[tuple[str, ...]] = ("algo", "env")
+
+    def weights_tag(self) -> str:
+        return str(self.cfg.env or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> MDPData:
         data = _mdp_data(self.cfg.env, self.cfg.sweeps, self.cfg.solved_return)

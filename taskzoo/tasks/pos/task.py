@@ -97,6 +97,7 @@ class PosTask(Task[PosConfig]):
     model_schemes = ("hf",)  # model=hf:<repo>@<commit> (built as hf_tagger)
     eval_splits = ("dev",)
     final_splits = ("dev", "test")
+    weights_fields = ("model", "tagset")  # the tag set decides what the head outputs
     # 300 tiny sentences repeat each word often: small batches, more epochs, and little word
     # dropout (at 0.4 the few names of the tiny set were tagged from spelling alone).
     presets: ClassVar[dict[str, dict[str, Any]]] = {
