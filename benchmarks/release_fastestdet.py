@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from taskzoo.api import _config_record, make_config
+from taskzoo.api import config_record, make_config
 from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
@@ -52,7 +52,7 @@ def main() -> None:
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
-        write_json(run / "config.json", _config_record(cfg, task_cls.name))
+        write_json(run / "config.json", config_record(cfg, task_cls.name))
         write_json(run / "data.json", task.data_state(data))
         with torch.inference_mode():
             metrics = task.evaluate(model, data, "test")

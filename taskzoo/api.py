@@ -84,7 +84,7 @@ def _check_model(task_cls: Any, cfg: Any) -> Any:
     return cfgmod.apply_overrides(cfg, {"model": canonical})
 
 
-def _config_record(cfg: Any, task: str) -> dict[str, Any]:
+def config_record(cfg: Any, task: str) -> dict[str, Any]:
     """What config.json holds: the config plus the task name (enough to rebuild the run)."""
     return json.loads(cfgmod.to_json(cfg)) | {"_task": task}
 
@@ -137,7 +137,7 @@ def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
     if not (run_dir / "last.ckpt").exists():
         raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
     saved = json.loads(config_path.read_text(encoding="utf-8"))
-    ours = _config_record(cfg, task)
+    ours = config_record(cfg, task)
     # device and precision may change between machines; the recipe may not
     diff = sorted(k for k in set(saved) | set(ours)
                   if k not in ("device", "precision") and saved.get(k) != ours.get(k))
@@ -159,7 +159,7 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     data, model, started = _start(task_obj, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     if runtime.is_main:
-        write_json(run_dir / "config.json", _config_record(cfg, task_cls.name))
+        write_json(run_dir / "config.json", config_record(cfg, task_cls.name))
         write_json(run_dir / "data.json", task_obj.data_state(data))
         if started:  # what the run started from, and what did not fit
             write_json(run_dir / "init.json", started)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# fixtures shared by several test modules: `server` (an HTTP server on 127.0.0.1) and the
+# tiny-BERT mirror (`tiny_mirror`, `hf_env`)
+pytest_plugins = ["hub_server", "tiny_bert"]
+
 REPO = Path(__file__).resolve().parents[1]
 # Tests that need real datasets read them from a mirror folder, the normal way (the hub
 # through TASKZOO_MIRROR): the one given in the environment (CI: ../shared/data), else

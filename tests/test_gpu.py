@@ -144,9 +144,9 @@ def test_captioning_trains_on_cuda_in_bf16_with_a_frozen_then_trained_encoder(tm
 @pytest.mark.parametrize("task", ["sentiment", "pos"])
 def test_a_pretrained_encoder_fine_tunes_on_cuda_in_bf16(tmp_path, monkeypatch, task):
     """The tiny random BERT of test_transfer.py, as hf:<repo>@<commit>, under bf16 autocast."""
-    from test_transfer import SPEC, _write_tiny_bert
+    from tiny_bert import SPEC, write_tiny_bert
 
-    _write_tiny_bert(tmp_path / "mirror" / "tiny-bert")
+    write_tiny_bert(tmp_path / "mirror" / "tiny-bert")
     monkeypatch.setenv("TASKZOO_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("TASKZOO_OFFLINE", "1")
     result = taskzoo.run(task, dataset="tiny", model=SPEC, lr=1e-3 if task == "sentiment" else 2e-3,

@@ -5,30 +5,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import multiprocessing
 import os
 import random
 import re
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hub_server import count_hashes, run_at_once
 
 from taskzoo import hub
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError, UsageError
 from taskzoo.hub import (
     ArchiveMember,
     RemoteFile,
-    _verify,  # noqa: PLC2701 (its sha256_file is replaced there to count hashes)
     cached_path,
     fetch,
 )
@@ -46,107 +43,12 @@ def pin(name: str, data: bytes, *urls) -> RemoteFile:
     return RemoteFile(name, hashlib.sha256(data).hexdigest(), len(data), tuple(urls))
 
 
-class Fake:
-    """State shared with the handler: files to serve, faults to inject, requests seen."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        # path -> {"fail": K (500 the first K times), "drop": K (half body then close),
-        #          "wrong": True (other bytes, same length), "short": True (truncated body,
-        #          matching Content-Length, ignores Range), "delay": seconds}
-        self.faults: dict[str, dict] = {}
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        self.full_bodies: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self.base = ""
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def count(self, path: str | None = None) -> int:
-        with self.lock:
-            return sum(1 for p, _ in self.requests if path is None or p == path)
-
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        fake: Fake = self.server.fake  # type: ignore[attr-defined]
-        path = urlsplit(self.path).path
-        with fake.lock:
-            fake.requests.append((path, self.headers.get("Range")))
-            fault = fake.faults.setdefault(path, {})
-            if fault.get("fail", 0) > 0:
-                fault["fail"] -= 1
-                status = 500
-            else:
-                status = 200
-        if fault.get("delay"):
-            time.sleep(fault["delay"])
-        if status == 500:
-            return self.send_error(500)
-        if path not in fake.files:
-            return self.send_error(404)
-        data = fake.files[path]
-        if fault.get("wrong"):
-            data = bytes(b ^ 0xFF for b in data)
-        if fault.get("short"):
-            return self._send(200, data[: len(data) // 2], len(data) // 2)
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
-            start = int(rng[6:-1])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                return self.end_headers()
-        body = data[start:]
-        with fake.lock:
-            drop = fault.get("drop", 0) > 0
-            if drop:
-                fault["drop"] -= 1
-        extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start else {}
-        if drop:  # declare the full length, send half, hang up
-            return self._send(206 if start else 200, body[: len(body) // 2], len(body), extra)
-        self._send(206 if start else 200, body, len(body), extra)
-        if start == 0:
-            with fake.lock:
-                fake.full_bodies[path] = fake.full_bodies.get(path, 0) + 1
-
-    def _send(self, status: int, body: bytes, length: int, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(length))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-        self.close_connection = True
-
-
 @pytest.fixture(autouse=True)
 def env(monkeypatch, tmp_path):
     monkeypatch.setenv("TASKZOO_HOME", str(tmp_path / "home"))
     for var in ("TASKZOO_MIRROR", "TASKZOO_OFFLINE", "http_proxy", "HTTP_PROXY",
                 "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server():
-    fake = Fake()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.fake = fake  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
 
 
 def nothing_in_place(f: RemoteFile) -> bool:
@@ -334,21 +236,6 @@ def test_wrong_size_cache_is_replaced_and_same_hash_is_linked(server):
     twin = pin("twin.bin", data)  # no URL at all: must come from the cache by hash
     p = fetch(twin, group="g", **FAST)
     assert p.name == "twin.bin" and p.read_bytes() == data and server.count() == 1
-
-
-def run_at_once(target, args: tuple, *, n: int, timeout: float) -> list:
-    """Start n spawned processes of target(*args, barrier, queue) that pass a barrier together;
-    what each put on the queue, after checking every process exited cleanly."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, barrier, queue)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=timeout) for _ in procs]
-    for p in procs:
-        p.join(10)
-        assert p.exitcode == 0
-    return results
 
 
 def _worker(f: RemoteFile, barrier, queue) -> None:
@@ -551,19 +438,6 @@ def test_lock_held_by_another_process_times_out(server, monkeypatch):
 
 
 # ---------------------------------------------------------------- verification records
-
-
-def count_hashes(monkeypatch) -> list[Path]:
-    """Every path the hub hashes from now on (every hub module calls _verify.sha256_file)."""
-    seen: list[Path] = []
-    real = _verify.sha256_file
-
-    def counting(path):
-        seen.append(Path(path))
-        return real(path)
-
-    monkeypatch.setattr(_verify, "sha256_file", counting)
-    return seen
 
 
 def test_same_size_corruption_of_a_cached_file_is_refetched(server, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
+from test_trainer import KillAt, Killed, assert_same_weights  # the crash helpers
 
 import taskzoo
 from taskzoo.data.images import load_digits
@@ -153,15 +153,15 @@ def test_resume_with_workers_and_augmentation_is_exact(tmp_path):
     an unbroken one, and the number of workers changes nothing."""
     recipe = dict(FAST, epochs=3, eval_every=10, workers=2)
     full = taskzoo.run("image_classification", out=tmp_path / "full", progress=False, **recipe)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         taskzoo.run("image_classification", out=tmp_path / "cut", progress=False,
                     callbacks=[KillAt(37)], **recipe)
     taskzoo.run("image_classification", out=tmp_path / "cut", resume=True, progress=False,
                 **recipe)
-    _assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
     taskzoo.run("image_classification", out=tmp_path / "w0", progress=False,
                 **dict(recipe, workers=0))
-    _assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "w0" / "best.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "w0" / "best.safetensors")
     assert full.metrics["train/steps"] == 3 * 21
 
 

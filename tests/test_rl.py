@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_trainer import KillAt, _assert_same_weights, _Killed  # the crash helpers
+from test_trainer import KillAt, Killed, assert_same_weights  # the crash helpers
 
 import taskzoo
 from taskzoo.api import resolve_task
@@ -16,7 +16,7 @@ from taskzoo.errors import UnknownNameError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
 from taskzoo.rl.report import solved_summary
-from taskzoo.tasks.common.tabular import _mdp_data, expected_return
+from taskzoo.tasks.common.tabular import expected_return, mdp_data
 
 # CartPole's PPO recipe cut to 8192 steps (32 rollouts of 8 x 32), validation every 1024.
 PPO_SMALL = dict(total_timesteps=8192, eval_freq=1024, val_episodes=3, eval_episodes=3)
@@ -173,13 +173,13 @@ def test_stop_when_solved_ends_training_at_the_first_solved_validation(tmp_path)
                          ids=["ppo", "dqn"])
 def test_rl_resume_after_a_crash_equals_an_unbroken_run(tmp_path, recipe, kill_at):
     full = taskzoo.run("cartpole", out=tmp_path / "full", progress=False, seed=3, **recipe)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         taskzoo.run("cartpole", out=tmp_path / "cut", progress=False, seed=3,
                     callbacks=[KillAt(kill_at)], **recipe)
     assert (tmp_path / "cut" / "last.ckpt").exists()
     resumed = taskzoo.run("cartpole", out=tmp_path / "cut", resume=True, progress=False, seed=3,
                           **recipe)
-    _assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
     assert _figures(full.metrics) == _figures(resumed.metrics)
     log = lambda d: (d / "metrics.jsonl").read_text()  # noqa: E731
     assert log(tmp_path / "full") == log(tmp_path / "cut")
@@ -204,7 +204,7 @@ def test_dqn_trains_through_the_replay_source(tmp_path):
 def test_value_iteration_step_is_one_bellman_sweep(tmp_path):
     res = taskzoo.run("frozenlake", out=tmp_path / "vi1", progress=False, sweeps=1,
                       eval_episodes=5, val_episodes=5)
-    data = _mdp_data("FrozenLake-v1", 1, None)
+    data = mdp_data("FrozenLake-v1", 1, None)
     mdp = data.mdp
     expected = (mdp.prob * (mdp.rew + 0.999 * (1 - mdp.done) * 0.0)).sum(-1)  # from Q = 0
     assert torch.allclose(res.model.q.detach(), expected)
@@ -278,7 +278,7 @@ def test_q_learning_applies_duplicate_pairs_one_after_another(tmp_path):
 
 
 def test_exact_policy_evaluation_matches_monte_carlo():
-    data = _mdp_data("FrozenLake-v1", 1, None)
+    data = mdp_data("FrozenLake-v1", 1, None)
     always_left = torch.zeros(16, dtype=torch.long)
     exact = expected_return(data.mdp, data.isd, data.horizon, always_left)
     returns, _ = envs.run_episodes(lambda obs: np.zeros(len(obs), dtype=np.int64),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_bert import SPEC, hf_env, offline_run, tiny_mirror  # noqa: F401 (fixtures)
+from tiny_bert import SPEC, offline_run
 
 import taskzoo
 from taskzoo.data.tiny_qa import load_tiny_qa, load_tiny_selection

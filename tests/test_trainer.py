@@ -23,7 +23,7 @@ TINY = dict(dataset="tiny", epochs=3, batch_size=16, eval_every=7, log_every=5,
             embed_dim=16, hidden_dim=16, device="cpu")
 
 
-class _Killed(Exception):
+class Killed(Exception):
     pass
 
 
@@ -33,14 +33,14 @@ class KillAt(Callback):
 
     def on_step_end(self, trainer, state) -> None:
         if state.step == self.step:
-            raise _Killed
+            raise Killed
 
 
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _assert_same_weights(a: Path, b: Path) -> None:
+def assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a)), load_file(str(b))
     assert wa.keys() == wb.keys()
     for key in wa:
@@ -49,12 +49,12 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 def test_resume_after_interruption_is_exact(tmp_path):
     full = taskzoo.run("sentiment", out=tmp_path / "full", progress=False, **TINY)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         # step 33 is mid-epoch and between checkpoints (taken every 7 steps)
         taskzoo.run("sentiment", out=tmp_path / "cut", progress=False, callbacks=[KillAt(33)], **TINY)
     assert (tmp_path / "cut" / "last.ckpt").exists()
     resumed = taskzoo.run("sentiment", out=tmp_path / "cut", resume=True, progress=False, **TINY)
-    _assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", tmp_path / "cut" / "best.safetensors")
     full_ckpt = torch.load(tmp_path / "full" / "last.ckpt", weights_only=True)
     cut_ckpt = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
     for key in full_ckpt["model"]:
@@ -106,7 +106,7 @@ def test_resume_after_sigkill_of_the_cli(tmp_path, cli_env):
     done = subprocess.run([*cmd, "--out", str(cut), "--resume", *args], env=cli_env,
                           capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr
-    _assert_same_weights(tmp_path / "full" / "best.safetensors", cut / "best.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", cut / "best.safetensors")
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())
     assert a["dev/accuracy"] == b["dev/accuracy"] and a["train/steps"] == b["train/steps"] == 640
@@ -451,7 +451,7 @@ def test_biases_and_norm_weights_can_skip_weight_decay():
 def test_periodic_checkpoints_resume_exactly_between_evaluations(tmp_path):
     cfg = {"batch_size": 2, "epochs": 4, "save_every": 3, "log_every": 2}
     _, full, full_model = _linear_fit(tmp_path / "full", dict(cfg))
-    with pytest.raises(_Killed):  # 20 steps, checkpoints at 3, 6, 9...; killed at 14
+    with pytest.raises(Killed):  # 20 steps, checkpoints at 3, 6, 9...; killed at 14
         _linear_fit(tmp_path / "cut", dict(cfg), callbacks=[KillAt(14)])
     ckpt = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
     assert ckpt["state"]["step"] == 12
@@ -467,7 +467,7 @@ def test_checkpoints_every_few_minutes(tmp_path, monkeypatch):
 
     clock = iter(range(0, 10**6, 61))  # every reading of the clock is 61 s after the last
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))
-    with pytest.raises(_Killed):  # the clock is read at log_every (5) boundaries only
+    with pytest.raises(Killed):  # the clock is read at log_every (5) boundaries only
         _linear_fit(tmp_path, {"batch_size": 2, "epochs": 4, "save_minutes": 1.0,
                                "log_every": 5}, callbacks=[KillAt(12)])
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["state"]["step"] == 10

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from tiny_bert import REVISION, SPEC, hf_env, tiny_mirror  # noqa: F401 (fixtures)
+from tiny_bert import REVISION, SPEC
 from tiny_bert import offline_run as _offline_run
 
 import taskzoo

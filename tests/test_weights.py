@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hub import count_hashes, run_at_once, server  # noqa: F401  (server: a fixture)
+from hub_server import count_hashes, run_at_once
 
 import taskzoo
 from taskzoo import hub, weights

@@ -84,7 +84,9 @@ class MDPData(DataBundle):
     optimal: float = 0.0  # best achievable expected return within the horizon
 
 
-def _mdp_data(env_id: str, sweeps: int, threshold: float | None) -> MDPData:
+def mdp_data(env_id: str, sweeps: int, threshold: float | None) -> MDPData:
+    """A toy-text environment's known model (env.unwrapped.P) as tensors, with its time limit,
+    its solved threshold and the exact optimum of the expected return within that limit."""
     spec = envs.check_env_id(env_id)
     env = envs.make_env(env_id)
     try:
@@ -144,7 +146,7 @@ class TabularTask(Task[TabularConfig]):
         return str(self.cfg.env or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> MDPData:
-        data = _mdp_data(self.cfg.env, self.cfg.sweeps, self.cfg.solved_return)
+        data = mdp_data(self.cfg.env, self.cfg.sweeps, self.cfg.solved_return)
         self._threshold = data.threshold
         return data
 
