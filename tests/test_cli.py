@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_pos import _as_raw_text  # a tiny sentence as a person writes it
+from test_pos import as_raw_text  # a tiny sentence as a person writes it
 
 from taskzoo.data.tiny_pos import load_tiny_pos
 from taskzoo.data.tiny_sentiment import load_tiny_sentiment
@@ -125,7 +125,7 @@ def test_run_then_predict_pos(cli_env, tmp_path):
     # the tiny test split as raw text, one sentence per argument: word/TAG lines whose words
     # are the sentence's, tagged about as accurately as the run reported
     test = load_tiny_pos()["test"][:20]
-    proc = _run(["predict", "pos", "--from", str(out), *[_as_raw_text(t.words) for t in test]],
+    proc = _run(["predict", "pos", "--from", str(out), *[as_raw_text(t.words) for t in test]],
                 cli_env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -224,3 +224,79 @@ def test_help_names_the_preset_key_of_each_task(cli_env):
     assert "algo=dqn also sets:" in proc.stdout and "dataset=ppo" not in proc.stdout
     assert "hidden=256,256" in _run(["run", "lunarlander", "--help"], cli_env).stdout
     assert "lr " in proc.stdout and "float > 0" in proc.stdout  # ranges are listed
+
+
+def test_predict_flags_are_the_predictors_declared_options(capsys):
+    """Every call option a predictor declares for the command line is a `predict` flag, and
+    only those: adding one to a predictor needs no CLI edit."""
+    import importlib
+    import pkgutil
+
+    import taskzoo.tasks
+    from taskzoo.cli import main
+    from taskzoo.tasks.base import Predictor
+
+    for mod in pkgutil.walk_packages(taskzoo.tasks.__path__, "taskzoo.tasks."):
+        importlib.import_module(mod.name)
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    flags = {word.rstrip(",") for word in help_text.split() if word.startswith("--")}
+    classes, declared = [Predictor], []
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls.__module__.startswith("taskzoo."):
+            declared += [(cls.__name__, o) for o in cls.call_options]
+    assert {o.name for _, o in declared} >= {"top_k", "conf", "iou", "ratio", "sentences"}
+    for owner, opt in declared:
+        assert (opt.flag in flags) == opt.cli, (owner, opt.name)
+
+
+def test_predict_refuses_an_option_the_task_does_not_take(capsys, monkeypatch):
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")  # the default weights ship with the package
+    assert main(["predict", "sentiment", "a fine film", "--conf", "0.3", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "taskzoo: error: --conf is not an option of sentiment's predictor (it takes: none)")
+    # a flag at its option's default is as if not given: --top-k 0 shows no ranking
+    assert main(["predict", "sentiment", "a fine film", "--top-k", "0", "--device", "cpu"]) == 0
+    assert "positive" in capsys.readouterr().out
+
+
+def test_the_base_predictor_checks_declared_options():
+    import torch
+
+    from taskzoo.errors import InputError
+    from taskzoo.runtime import Runtime
+    from taskzoo.tasks.base import CallOption, Predictor
+
+    class Scaled(Predictor):
+        call_options = (CallOption("times", int, default=0, low=1, help="repeat"),
+                        CallOption("share", float, low=0, high=1, help="a fraction"),
+                        CallOption("loud", bool, help="shout"))
+        times, share = 2, 0.5
+
+        def preprocess(self, item, index, ctx):
+            return torch.tensor(float(item))
+
+        def postprocess(self, result, example, ctx):
+            return (ctx["times"], ctx["share"], ctx["loud"])
+
+    pred = Scaled(torch.nn.Identity(), Runtime.create(device="cpu"))
+    assert pred(1) == (2, 0.5, None)  # the predictor's settings
+    assert pred(1, times="3", share=1, loud="yes") == (3, 1.0, True)
+    assert pred(1, times=0, share=None) == (2, 0.5, None)  # default and None: not set
+    for options, message in [({"volume": 3}, r"unknown option\(s\) volume: this predictor takes "
+                                             "times, share, loud"),
+                             ({"times": "x"}, "times='x': expected a whole number >= 1"),
+                             ({"times": -1}, "times=-1: expected a whole number >= 1"),
+                             ({"share": 1.5}, r"share=1.5: expected a number in \[0, 1\]"),
+                             ({"loud": "maybe"}, "loud='maybe': expected true or false")]:
+        with pytest.raises(InputError, match=message):
+            pred(1, **options)
+        with pytest.raises(InputError, match=message):
+            pred.configure(**options)
+    assert pred.configure(times=4, loud=True)(1) == (4, 0.5, True)

@@ -38,7 +38,7 @@ def test_run_directory_has_the_per_tag_report(tiny_run):
     assert saved["test/upos_accuracy"] == tiny_run.metrics["test/upos_accuracy"]
 
 
-def _as_raw_text(words):
+def as_raw_text(words):
     """A tiny sentence as a person writes it: "They don't want to book that table." """
     text = re.sub(r" ([.,!?]|n't)(?= |$)", r"\1", " ".join(words))
     return text.replace("$ ", "$")
@@ -53,7 +53,7 @@ def test_tagger_accuracy_on_raw_and_pretokenized_text(tiny_run):
     """The test split (words train never saw included) against gold, both ways of input."""
     tag = tiny_run.predictor
     test = load_tiny_pos()["test"]
-    raw = tag([_as_raw_text(s.words) for s in test])
+    raw = tag([as_raw_text(s.words) for s in test])
     # the tokenizer gives back the stored words: clitics, punctuation and "$" split off again
     assert [o["tokens"] for o in raw] == [list(s.words) for s in test]
     assert all(len(o["tags"]) == len(o["scores"]) == len(o["tokens"]) for o in raw)

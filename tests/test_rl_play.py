@@ -127,3 +127,11 @@ def test_cli_play_rejects_another_tasks_run(cartpole_run: Path,
     assert err.strip() == f"taskzoo: error: {cartpole_run} holds a 'cartpole' run, not 'acrobot'"
     assert main(["play", "cartpol", "--from", str(cartpole_run)]) == 2
     assert "Did you mean 'cartpole'?" in capsys.readouterr().err
+
+
+def test_an_rl_run_is_playable(cartpole_run: Path) -> None:
+    from taskzoo.rl.play import Playable
+
+    agent = taskzoo.load_run(cartpole_run, device="cpu")
+    assert isinstance(agent, Playable) and agent.env_id == "CartPole-v1"
+    assert not isinstance(taskzoo.load("sentiment", device="cpu"), Playable)

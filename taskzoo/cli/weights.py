@@ -35,9 +35,12 @@ def add_parsers(sub: Any) -> None:
                                    "sha256 and delete the ones that do not match.")
     v.add_argument("--keep", action="store_true", help="report corrupt files without deleting them")
 
-    sub.add_parser("weights", help="list released weights",
-                   description="Released weights: name, task, headline metric, size and "
-                               "whether the file is packaged, cached or remote.")
+    w = sub.add_parser("weights", help="list released weights",
+                       description="Released weights: name, task, headline metric, size and "
+                                   "whether the file is packaged, cached or remote.")
+    for parser, handler in ((e, cmd_export), (d, cmd_download), (v, cmd_verify),
+                            (w, cmd_weights)):
+        parser.set_defaults(handler=handler)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -95,7 +98,3 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
-
-
-COMMANDS = {"export": cmd_export, "download": cmd_download, "verify": cmd_verify,
-            "weights": cmd_weights}

@@ -10,8 +10,10 @@ import contextlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +50,63 @@ def _mp4_writer(path: Path, shape: tuple[int, ...], fps: float) -> Any:
     return writer
 
 
+@runtime_checkable
+class Playable(Protocol):
+    """What `play` steps an environment with: a predictor that plays (the RL tasks' agent
+    declares it), naming its gymnasium environment and acting greedily on observations."""
+
+    env_id: str
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """A batch of observations -> a batch of actions, as numpy arrays."""
+        ...
+
+
+class _Recorder:
+    """The frames of the played episodes: streamed to an MP4, or kept (thinned past
+    MAX_GIF_FRAMES) and written as one GIF at the end."""
+
+    def __init__(self, fmt: str | None, record: str | os.PathLike[str] | None, rate: float,
+                 episodes: int, stack: contextlib.ExitStack) -> None:
+        self.fmt, self.record, self.rate, self.stack = fmt, record, rate, stack
+        self.mp4 = stack.enter_context(atomic_path(str(record))) if fmt == ".mp4" else None
+        self.writer: Any = None  # imageio-ffmpeg's frame sink, opened once the frame size is known
+        self.frames: list[tuple[int, Any]] = []  # (episode, frame) of the GIF
+        self.counts = [0] * episodes  # frames streamed to the MP4, per episode
+        self.stride, self.t = 1, 0
+
+    def capture(self, env: Any, ep: int) -> None:
+        """Keep the env's current frame (every stride-th step) as one of episode `ep`."""
+        if self.fmt and self.t % self.stride == 0:
+            rgb = np.asarray(env.render())
+            if self.mp4 is not None:
+                if self.writer is None:
+                    self.writer = _mp4_writer(self.mp4, rgb.shape, self.rate)
+                    self.stack.callback(self.writer.close)  # before atomic_path renames the file
+                self.writer.send(np.ascontiguousarray(rgb))
+                self.counts[ep] += 1
+            else:
+                from PIL import Image
+
+                # quantize now: one byte a pixel keeps 600 frames in ~150 MB, not 430
+                self.frames.append((ep, Image.fromarray(rgb).quantize(256)))
+                if len(self.frames) > MAX_GIF_FRAMES:  # thin out what we have, keep the grid
+                    self.frames, self.stride = self.frames[::2], self.stride * 2
+        self.t += 1
+
+    def finish(self) -> list[int]:
+        """Write the GIF (an MP4 is written as it goes); the frames of each episode."""
+        if self.fmt == ".gif":
+            # GIF delays are in 1/100 s, and viewers slow anything under 2/100 s to 1/10 s
+            duration = max(20, round(1000 * self.stride / self.rate / 10) * 10)
+            with atomic_path(str(self.record)) as tmp:
+                self.frames[0][1].save(tmp, format="GIF", save_all=True, loop=0,
+                                       duration=duration,
+                                       append_images=[f for _, f in self.frames[1:]])
+            return [sum(1 for e, _ in self.frames if e == ep) for ep in range(len(self.counts))]
+        return self.counts
+
+
 def play(run_dir: str | os.PathLike[str], *, episodes: int = 3,
          record: str | os.PathLike[str] | None = None, seed: int = 0, fps: float | None = None,
          max_steps: int | None = None) -> list[dict[str, Any]]:
@@ -64,70 +123,55 @@ def play(run_dir: str | os.PathLike[str], *, episodes: int = 3,
     >>> taskzoo.rl.play.play("runs/cartpole", episodes=2)   # doctest: +SKIP
     [{'return': 500.0, 'length': 500}, {'return': 500.0, 'length': 500}]
     """
-    from taskzoo.api import load_run
+    _check_settings(episodes, fps, max_steps)
+    fmt = _record_format(record) if record is not None else None
+    if fmt and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                         or os.environ.get("WAYLAND_DISPLAY")):
+        # offscreen rendering needs no display; without this SDL prints an XDG_RUNTIME_DIR error
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    agent = _load_agent(run_dir)
+    env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None)
+    with contextlib.ExitStack() as stack:
+        stack.callback(env.close)
+        rate = float(fps or env.metadata.get("render_fps") or 30)
+        recorder = _Recorder(fmt, record, rate, episodes, stack)
+        results = [_episode(env, agent, seed + ep, max_steps, partial(recorder.capture, env, ep))
+                   for ep in range(episodes)]
+        counts = recorder.finish()
+    if fmt:
+        for res, n in zip(results, counts):
+            res["frames"] = n
+    return results
 
+
+def _check_settings(episodes: int, fps: float | None, max_steps: int | None) -> None:
     if episodes < 1:
         raise ConfigError(f"episodes={episodes}: expected at least 1")
     if fps is not None and fps <= 0:
         raise ConfigError(f"fps={fps}: expected a positive number")
     if max_steps is not None and max_steps < 1:
         raise ConfigError(f"max_steps={max_steps}: expected a positive integer")
-    fmt = _record_format(record) if record is not None else None
-    if fmt and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                         or os.environ.get("WAYLAND_DISPLAY")):
-        # offscreen rendering needs no display; without this SDL prints an XDG_RUNTIME_DIR error
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def _load_agent(run_dir: str | os.PathLike[str]) -> Playable:
+    """The run's predictor, which must be Playable (a run of an RL task)."""
+    from taskzoo.api import load_run
+
     agent = load_run(run_dir, device="cpu")  # batch-of-one steps beside the env: the CPU wins
-    if not hasattr(agent, "act") or not getattr(agent, "env_id", None):
+    if not isinstance(agent, Playable) or not agent.env_id:
         raise UsageError(f"{run_dir} is not a run of an RL task (its predictor has no "
                          f"policy to play); `taskzoo list` shows the RL tasks")
-    env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None)
-    with contextlib.ExitStack() as stack:
-        stack.callback(env.close)
-        rate = float(fps or env.metadata.get("render_fps") or 30)
-        mp4 = stack.enter_context(atomic_path(str(record))) if fmt == ".mp4" else None
-        writer: Any = None  # imageio-ffmpeg's frame sink, opened once the frame size is known
-        frames: list[tuple[int, Any]] = []  # (episode, frame) of the GIF
-        counts = [0] * episodes  # frames streamed to the MP4, per episode
-        stride, t = 1, 0
+    return agent
 
-        def capture(ep: int) -> None:
-            nonlocal frames, stride, t, writer
-            if fmt and t % stride == 0:
-                rgb = np.asarray(env.render())
-                if mp4 is not None:
-                    if writer is None:
-                        writer = _mp4_writer(mp4, rgb.shape, rate)
-                        stack.callback(writer.close)  # before atomic_path renames the file
-                    writer.send(np.ascontiguousarray(rgb))
-                    counts[ep] += 1
-                else:
-                    from PIL import Image
 
-                    # quantize now: one byte a pixel keeps 600 frames in ~150 MB, not 430
-                    frames.append((ep, Image.fromarray(rgb).quantize(256)))
-                    if len(frames) > MAX_GIF_FRAMES:  # thin out what we have, keep the grid
-                        frames, stride = frames[::2], stride * 2
-            t += 1
-
-        results: list[dict[str, Any]] = []
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            ret, length, done = 0.0, 0, False
-            capture(ep)
-            while not done and (max_steps is None or length < max_steps):
-                obs, reward, term, trunc, _ = env.step(agent.act(np.asarray(obs)[None])[0])
-                ret, length, done = ret + float(reward), length + 1, bool(term or trunc)
-                capture(ep)
-            results.append({"return": ret, "length": length})
-        if fmt == ".gif":
-            # GIF delays are in 1/100 s, and viewers slow anything under 2/100 s to 1/10 s
-            duration = max(20, round(1000 * stride / rate / 10) * 10)
-            with atomic_path(str(record)) as tmp:
-                frames[0][1].save(tmp, format="GIF", save_all=True, loop=0, duration=duration,
-                                  append_images=[f for _, f in frames[1:]])
-            counts = [sum(1 for e, _ in frames if e == ep) for ep in range(episodes)]
-    if fmt:
-        for res, n in zip(results, counts):
-            res["frames"] = n
-    return results
+def _episode(env: Any, agent: Playable, seed: int, max_steps: int | None,
+             capture: Callable[[], None]) -> dict[str, Any]:
+    """One greedy episode from `env.reset(seed=seed)`; `capture()` after the reset and each step."""
+    obs, _ = env.reset(seed=seed)
+    ret, length, done = 0.0, 0, False
+    capture()
+    while not done and (max_steps is None or length < max_steps):
+        obs, reward, term, trunc, _ = env.step(agent.act(np.asarray(obs)[None])[0])
+        ret, length, done = ret + float(reward), length + 1, bool(term or trunc)
+        capture()
+    return {"return": ret, "length": length}

@@ -45,6 +45,63 @@ class Reference:
     note: str = ""  # what differs (test vs dev, pretrained embeddings, ...)
 
 
+@dataclass(frozen=True)
+class CallOption:
+    """One keyword option of a predictor's call (`det(image, conf=0.5)`), declared once: its
+    value is checked here, and `taskzoo predict` offers it as a flag (`--conf 0.5`) unless
+    `cli` is False."""
+
+    name: str
+    type: type  # int, float or bool; a value is converted to it (the string "0.5" too)
+    default: Any = None  # a value that, like None, leaves the predictor's setting (top_k=0)
+    help: str = ""
+    low: float | None = None  # smallest value in range (excluded when low_open)
+    high: float | None = None
+    low_open: bool = False
+    metavar: str | None = None
+    expect: str = ""  # what an error says is expected; empty: said from the type and range
+    cli: bool = True  # a `taskzoo predict` flag too (False: only for Python callers)
+
+    def is_unset(self, value: Any) -> bool:
+        """Whether `value` stands for the predictor's own setting (None always does)."""
+        return value is None or (self.default is not None and value == self.default)
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: top_k -> --top-k."""
+        return "--" + self.name.replace("_", "-")
+
+    def expected(self) -> str:
+        """What a valid value is, as error messages say it ("a number in [0, 1]")."""
+        if self.expect:
+            return self.expect
+        if self.type is bool:
+            return "true or false"
+        noun = "a whole number" if self.type is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
+        return noun
+
+    def check(self, value: Any) -> Any:
+        """`value` converted to the option's type; InputError when it is not one or out of range."""
+        if self.type is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise InputError(f"{self.name}={value!r}: expected {self.expected()}")
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        try:
+            v = self.type(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.name}={value!r}: expected {self.expected()}") from None
+        below = self.low is not None and (v <= self.low if self.low_open else v < self.low)
+        if below or (self.high is not None and v > self.high):
+            raise InputError(f"{self.name}={v}: expected {self.expected()}")
+        return v
+
+
 class Predictor:
     """Raw inputs -> outputs, the shape of Hugging Face pipelines:
     `items` (one input or many) -> `preprocess` each on the CPU -> `collate` batches ->
@@ -53,6 +110,8 @@ class Predictor:
     precision (its runtime's), so a task only says how one input becomes an example and one
     result becomes an output.
 
+    Keyword options of a call are declared in `call_options` and checked by the base; an
+    option's default is the predictor's attribute of the same name (what `configure` sets).
     `parse_cli` turns the command line's strings into inputs; `format` prints one result.
 
     >>> clf = taskzoo.load("sentiment")                   # doctest: +SKIP
@@ -61,20 +120,38 @@ class Predictor:
     """
 
     input_noun: ClassVar[str] = "input"  # what the error messages call one input
-    call_options: ClassVar[tuple[str, ...]] = ()  # keyword options of a call (conf=, top_k=)
+    call_options: ClassVar[tuple[CallOption, ...]] = ()  # keyword options of a call (conf=, top_k=)
 
     def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
         self.model = model.eval()
         self.runtime = runtime
         self.batch_size = batch_size
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The names of the call options, as declared."""
+        return [o.name for o in cls.call_options]
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options set, each converted and range-checked (None or an option's `default`
+        leaves the predictor's setting); InputError for one this predictor does not take."""
+        unknown = sorted(set(options) - set(self.option_names()))
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(unknown)}: this predictor "
+                             f"takes {', '.join(self.option_names()) or 'none'}")
+        declared = {o.name: o for o in self.call_options}
+        return {k: declared[k].check(v) for k, v in options.items() if not declared[k].is_unset(v)}
+
     def configure(self, **options: Any) -> Predictor:
-        """Set defaults of the call options (`taskzoo.load(task, conf=0.5)`); a task with
-        options overrides it. An option this predictor does not take is an InputError."""
-        if options:
-            raise InputError(f"unknown option(s) {', '.join(sorted(options))}: this predictor "
-                             f"takes {', '.join(self.call_options) or 'none'}")
+        """Set defaults of the call options (`taskzoo.load(task, conf=0.5)`). An option this
+        predictor does not take, or a bad value, is an InputError."""
+        for name, value in self.check_options(options).items():
+            setattr(self, name, value)
         return self
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Each call option's value when a call does not give it."""
+        return {o.name: getattr(self, o.name, o.default) for o in self.call_options}
 
     def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
         """`taskzoo predict`'s hook for inputs processed as streams rather than examples (a
@@ -91,8 +168,9 @@ class Predictor:
         return [inputs], True
 
     def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        """State shared by one call's examples (a table built over all of them, options)."""
-        return dict(options)
+        """State shared by one call's examples (a table built over all of them, options):
+        the call's options over their defaults."""
+        return {**self.option_defaults(), **options}
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Any:
         """One raw input -> one example on the CPU; InputError naming `index` when it is bad."""
@@ -139,8 +217,14 @@ class Predictor:
 
     # -- the pipeline
     def __call__(self, inputs: Any, **options: Any) -> Any:
+        options = self.check_options(options)
         items, single = self.items(inputs, **options)
-        ctx = self.context(items, **options)
+        outputs = self.run(items, self.context(items, **options))
+        return outputs[0] if single else outputs
+
+    def run(self, items: list[Any], ctx: dict[str, Any]) -> list[Any]:
+        """The outputs of `items` with the call state `ctx`: preprocess, batches on the
+        device, postprocess (what a call does once its options are checked)."""
         examples = [self.preprocess(item, i, ctx) for i, item in enumerate(items)]
         lengths = [self.length(e) for e in examples]
         order = list(range(len(examples)))
@@ -153,8 +237,7 @@ class Predictor:
                 batch = self.runtime.to_device(self.collate([examples[i] for i in idx], ctx))
                 for i, result in zip(idx, self.forward(batch, ctx)):
                     results[i] = result
-        outputs = [self.postprocess(r, e, ctx) for r, e in zip(results, examples)]
-        return outputs[0] if single else outputs
+        return [self.postprocess(r, e, ctx) for r, e in zip(results, examples)]
 
 
 def json_argument(args: Sequence[str]) -> Any | None:

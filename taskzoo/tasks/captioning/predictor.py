@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from taskzoo.data import vision
 from taskzoo.data.captions import CaptionVocab
 from taskzoo.errors import InputError, UsageError
-from taskzoo.tasks.base import Predictor
+from taskzoo.tasks.base import CallOption, Predictor
 
 
 def encoder_maps(model: nn.Module, images: np.ndarray, *, runtime: Any, mean: Sequence[float],
@@ -58,7 +58,11 @@ class CaptionPredictor(Predictor):
     Options: `beam` (1 = greedy), `max_words`, `attention` (add each word's map)."""
 
     input_noun = "image"
-    call_options = ("beam", "max_words", "attention")
+    call_options: ClassVar[tuple[CallOption, ...]] = (
+        CallOption("beam", int, help="beam width (1 = greedy)", low=1, metavar="N"),
+        CallOption("max_words", int, help="longest caption in words", low=1, metavar="N"),
+        CallOption("attention", bool, help="add each word's attention map"),
+    )
 
     def __init__(self, model: nn.Module, runtime: Any, *, vocab: CaptionVocab, size: int,
                  mean: Sequence[float], std: Sequence[float], beam: int = 3,
@@ -67,33 +71,6 @@ class CaptionPredictor(Predictor):
         self.vocab, self.size = vocab, int(size)
         self.norm = vision.normalize(mean, std)
         self.beam, self.max_words, self.attention = int(beam), int(max_words), False
-
-    def configure(self, **options: Any) -> CaptionPredictor:
-        ctx = self.context([], **options)
-        self.beam, self.max_words, self.attention = ctx["beam"], ctx["max_words"], ctx["attention"]
-        return self
-
-    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.call_options))
-        if unknown:
-            raise InputError(f"unknown option(s) {', '.join(unknown)}: captioning takes "
-                             f"{', '.join(self.call_options)}")
-        out = {}
-        for key in ("beam", "max_words"):
-            value = options.get(key, getattr(self, key))
-            try:
-                out[key] = int(value)
-            except (TypeError, ValueError):
-                raise InputError(f"{key}={value!r}: expected a whole number >= 1") from None
-            if out[key] < 1:
-                raise InputError(f"{key}={out[key]}: expected a whole number >= 1")
-        flag = options.get("attention", self.attention)
-        if isinstance(flag, str):
-            if flag.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise InputError(f"attention={flag!r}: expected true or false")
-            flag = flag.lower() in ("true", "1", "yes")
-        out["attention"] = bool(flag)
-        return out
 
     def parse_cli(self, args: Sequence[str]) -> list[Any]:
         return vision.expand_image_args(args)

@@ -13,6 +13,7 @@ from torch import nn
 
 from taskzoo.errors import InputError
 from taskzoo.rl import envs
+from taskzoo.rl.play import Playable
 from taskzoo.runtime import Runtime
 from taskzoo.tasks.base import Predictor
 
@@ -28,8 +29,9 @@ def greedy_policy(model: nn.Module, spaces: envs.Spaces):
     return act
 
 
-class Agent(Predictor):
-    """A trained policy: observations -> greedy actions (a list, also for one observation).
+class Agent(Predictor, Playable):
+    """A trained policy: observations -> greedy actions (a list, also for one observation);
+    Playable, so `taskzoo play` steps its environment with `act`.
 
     >>> agent = taskzoo.load_run("runs/cartpole")   # doctest: +SKIP
     >>> agent([[0.0, 0.1, 0.02, -0.3]])             # doctest: +SKIP

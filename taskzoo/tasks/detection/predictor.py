@@ -20,7 +20,7 @@ from torch import nn
 from taskzoo.data import vision
 from taskzoo.data.detection.aug import resize_example
 from taskzoo.errors import InputError, UsageError
-from taskzoo.tasks.base import Predictor
+from taskzoo.tasks.base import CallOption, Predictor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -33,46 +33,23 @@ class Detections(dict):
     image: torch.Tensor | None = None
 
 
-def _threshold(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}={value!r}: expected a number in [0, 1]") from None
-    if not 0.0 <= v <= 1.0:
-        raise InputError(f"{name}={v}: expected a number in [0, 1]")
-    return v
-
-
 class DetectionPredictor(Predictor):
     """Boxes for images; `conf=`, `iou=` and `max_det=` per call or for the predictor."""
 
     input_noun = "image"
-    call_options: ClassVar[tuple[str, ...]] = ("conf", "iou", "max_det")
+    call_options: ClassVar[tuple[CallOption, ...]] = (
+        CallOption("conf", float, help="score threshold", low=0, high=1, metavar="C"),
+        CallOption("iou", float, help="NMS IoU threshold", low=0, high=1, metavar="T"),
+        CallOption("max_det", int, help="keep at most N boxes an image", low=1, metavar="N",
+                   expect=">= 1"),
+    )
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], size: int,
                  resize: str, conf: float = 0.25, iou: float = 0.45, max_det: int = 100,
                  batch_size: int = 16) -> None:
         super().__init__(model, runtime, batch_size=batch_size)
         self.labels, self.size, self.resize = list(labels), int(size), resize
-        self.conf, self.iou, self.max_det = (_threshold("conf", conf), _threshold("iou", iou),
-                                             int(max_det))
-
-    def configure(self, **options: Any) -> DetectionPredictor:
-        """Set the defaults of `conf`, `iou`, `max_det` (what `taskzoo.load(..., conf=)` does)."""
-        ctx = self.context([], **options)
-        self.conf, self.iou, self.max_det = ctx["conf"], ctx["iou"], ctx["max_det"]
-        return self
-
-    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.call_options))
-        if unknown:
-            raise InputError(f"unknown option(s) {', '.join(unknown)}: detection takes "
-                             f"{', '.join(self.call_options)}")
-        max_det = int(options.get("max_det") or self.max_det)
-        if max_det < 1:
-            raise InputError(f"max_det={max_det}: expected >= 1")
-        return {"conf": _threshold("conf", options.get("conf", self.conf)),
-                "iou": _threshold("iou", options.get("iou", self.iou)), "max_det": max_det}
+        self.configure(conf=conf, iou=iou, max_det=max_det)
 
     def parse_cli(self, args: Sequence[str]) -> list[Any]:
         videos = [a for a in args if Path(a).suffix.lower() in VIDEO_SUFFIXES]
@@ -147,7 +124,7 @@ class DetectionPredictor(Predictor):
         if save is None:
             raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
                              "one row per frame, is written beside it)")
-        ctx = self.context([], **options)
+        ctx = self.context([], **self.check_options(options))
         out = Path(save).expanduser()
         summaries = []
         for src in inputs:

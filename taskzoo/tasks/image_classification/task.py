@@ -24,11 +24,12 @@ from torch import nn
 from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data import vision
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.errors import DataError, InputError
+from taskzoo.errors import DataError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference
+from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.common.image_task import ImageTask
+from taskzoo.tasks.image_classification.predictor import ImagePredictor
 from taskzoo.train.types import FitResult, StepOutput
 
 DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "folder")
@@ -311,52 +312,3 @@ def eigenfaces(data: ImageData) -> dict[str, float]:
     nn1 = scores(pca, x_train, y_train, x_test, y_test, *best_nn)[0]
     svm = scores(pca, x_train, y_train, x_test, y_test, *best_svm)[1]
     return {"test/accuracy_eigenfaces_1nn": float(nn1), "test/accuracy_eigenfaces_svm": float(svm)}
-
-
-class ImagePredictor(Predictor):
-    """Images (paths, PIL images, arrays, tensors; one or a list) -> {"label", "score"} each,
-    and with `top_k=k` also "top": the k best [{"label", "score"}, ...].
-
-    >>> clf = taskzoo.load("image_classification")          # doctest: +SKIP
-    >>> clf("boot.png")                                      # doctest: +SKIP
-    {'label': 'Ankle boot', 'score': 0.9912}
-    """
-
-    input_noun = "image"  # what the error messages call one input
-    call_options = ("top_k",)
-
-    def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], channels: int,
-                 size: tuple[int, int], mean: list[float], std: list[float],
-                 batch_size: int = 256) -> None:
-        super().__init__(model, runtime, batch_size=batch_size)
-        self.labels, self.channels, self.size = labels, channels, tuple(size)
-        self.norm = vision.normalize(mean, std)
-
-    def parse_cli(self, args: Any) -> list[Any]:
-        return vision.expand_image_args(args)
-
-    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> torch.Tensor:
-        item = vision.open_input(item, index)
-        try:
-            image = vision.to_tensor(item, self.channels, self.size)
-        except InputError as exc:
-            raise InputError(f"image {index}: {exc}") from None
-        return self.norm(image)
-
-    def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[torch.Tensor]:
-        return list(self.model(batch).float().softmax(-1).cpu())
-
-    def postprocess(self, probs: torch.Tensor, example: Any,
-                    ctx: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"label": self.labels[int(probs.argmax())],
-                               "score": round(float(probs.max()), 4)}
-        k = int(ctx.get("top_k") or 0)
-        if k > 0:
-            score, idx = probs.topk(min(k, len(self.labels)))
-            out["top"] = [{"label": self.labels[int(i)], "score": round(float(s), 4)}
-                          for s, i in zip(score, idx)]
-        return out
-
-    def format(self, text: str, output: dict[str, Any]) -> str:
-        """label<TAB>score<TAB>path, for the command line."""
-        return f"{output['label']}\t{output['score']}\t{text}"

@@ -3,14 +3,14 @@ out, for every model family (character + word RNN taggers, pretrained subword ta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from taskzoo.data.text import as_text, split_words
 from taskzoo.errors import InputError
-from taskzoo.tasks.base import Predictor
+from taskzoo.tasks.base import CallOption, Predictor
 from taskzoo.tasks.pos.data import CharTable, PosData, TagBatch, collate, encode_words, tag_scores
 
 
@@ -27,14 +27,19 @@ class Tagger(Predictor):
     ['PRON', 'VERB', 'PRON', 'NOUN']
     """
 
+    call_options: ClassVar[tuple[CallOption, ...]] = (
+        CallOption("tokenized", bool, help="the inputs are lists of words, not text",
+                   cli=False),  # a command-line input is one string: always text
+    )
+
     def __init__(self, model: nn.Module, data: PosData, runtime: Any, *, max_word_chars: int = 20,
                  batch_size: int = 256) -> None:
         super().__init__(model, runtime, batch_size=batch_size)
         self.vocab, self.chars, self.labels = data.vocab, data.chars, data.labels
         self.max_word_chars, self.subwords = max_word_chars, data.subwords
 
-    def items(self, inputs: Any, *, tokenized: bool = False, **options: Any) -> tuple[list[Any], bool]:
-        if tokenized:
+    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
+        if {**self.option_defaults(), **options}["tokenized"]:
             # a list holding any string is one sentence; otherwise a list of sentences
             single = isinstance(inputs, (list, tuple)) and any(isinstance(w, (str, bytes))
                                                                 for w in inputs)
@@ -49,7 +54,8 @@ class Tagger(Predictor):
 
     def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
         # one character table for the call: each word form is encoded once, whatever batch
-        return {**options, "table": CharTable(self.chars, self.max_word_chars)}
+        return {**super().context(items, **options),
+                "table": CharTable(self.chars, self.max_word_chars)}
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> tuple:
         if ctx.get("tokenized"):
@@ -87,14 +93,15 @@ class Tagger(Predictor):
     def teacher_logits(self, sentences: list[list[str]]) -> list[torch.Tensor]:
         """Tag scores [W, K] of each sentence of words: what a distilled student learns from
         (tasks/common/distill.py)."""
-        return self(list(sentences), tokenized=True, _logits=True)
+        items = list(sentences)
+        return self.run(items, {**self.context(items, tokenized=True), "logits": True})
 
     def forward(self, batch: TagBatch, ctx: dict[str, Any]) -> list[torch.Tensor]:
         scores = tag_scores(self.model, batch).float().cpu()
         return [scores[j, :n] for j, n in enumerate(batch.lengths.tolist())]
 
     def postprocess(self, result: torch.Tensor, example: tuple, ctx: dict[str, Any]) -> Any:
-        if ctx.get("_logits"):
+        if ctx.get("logits"):
             return result
         score, best = result.softmax(-1).max(-1)
         best, score = best.tolist(), score.tolist()

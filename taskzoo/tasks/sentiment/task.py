@@ -11,7 +11,7 @@ trained from scratch, or a pretrained transformer encoder fine-tuned.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +26,17 @@ from taskzoo.config import (
     SupervisedConfig,
 )
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.data.text import Vocab, as_text, tokenize
-from taskzoo.errors import CheckpointError, InputError
+from taskzoo.data.text import Vocab, tokenize
+from taskzoo.errors import CheckpointError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Reference, Task
 from taskzoo.tasks.common.distill import DistillConfig
 from taskzoo.tasks.common.pretrained_text import is_pretrained
 from taskzoo.train.types import StepOutput
+
+if TYPE_CHECKING:
+    from taskzoo.tasks.sentiment.predictor import SentimentPredictor
 
 LABELS = ["negative", "positive"]
 
@@ -310,69 +313,9 @@ class SentimentTask(Task[SentimentConfig]):
 
     # -- predictor
     def predictor(self, model: nn.Module, data: SentimentData) -> SentimentPredictor:
+        # imported here: the predictor module imports this one
+        from taskzoo.tasks.sentiment.predictor import SentimentPredictor
+
         return SentimentPredictor(model, data.vocab, data.labels, self.runtime,
                                   max_tokens=self.cfg.max_tokens,
                                   batch_size=self.cfg.eval_batch_size, subwords=data.subwords)
-
-
-class SentimentPredictor(Predictor):
-    """texts -> [{"label": "positive", "score": 0.97}, ...]; one string gives one dict.
-
-    >>> clf(["a gripping , beautiful film", "dull"])   # doctest: +SKIP
-    [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
-    """
-
-    def __init__(self, model: nn.Module, vocab: Vocab, labels: list[str], runtime: Any, *,
-                 max_tokens: int = 256, batch_size: int = 512, subwords: Any = None) -> None:
-        super().__init__(model, runtime, batch_size=batch_size)
-        self.vocab, self.labels, self.max_tokens = vocab, labels, max_tokens
-        self.subwords = subwords
-
-    def teacher_logits(self, sentences: list[list[str]]) -> torch.Tensor:
-        """Scores [N, K] of sentences given as word lists in SST-2's tokenisation ("[MASK]" a
-        masked word): what a distilled student learns from (tasks/common/distill.py)."""
-        return torch.stack(self(list(sentences), _words=True))
-
-    def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
-        if options.get("_words"):
-            return list(inputs), False
-        if isinstance(inputs, (str, bytes)):
-            return [inputs], True
-        if not isinstance(inputs, (list, tuple)):
-            raise InputError(f"expected a string or a list of strings, got {type(inputs).__name__}")
-        if not inputs:
-            raise InputError("expected at least one text, got an empty list")
-        return list(inputs), False
-
-    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        if ctx.get("_words"):
-            words = list(item)
-        else:
-            text = as_text(item, f"text {index}")
-            if not text.strip():
-                raise InputError(f"text {index} is empty or whitespace only: nothing to classify")
-            words = tokenize(text)  # SST-2's tokenisation, as in training
-        if self.subwords is not None:
-            ids = self.subwords.encode([" ".join(words)], max_tokens=self.max_tokens)[0]
-        else:
-            ids = self.vocab.encode(words[: self.max_tokens]) or [self.vocab.unk_id]
-        return torch.tensor(ids), 0
-
-    def length(self, example: tuple[torch.Tensor, int]) -> int:
-        return len(example[0])
-
-    def collate(self, examples: list[Any], ctx: dict[str, Any]) -> TextBatch:
-        return collate(examples)
-
-    def forward(self, batch: TextBatch, ctx: dict[str, Any]) -> list[torch.Tensor]:
-        return list(self.model(batch.ids, batch.lengths).float().cpu())
-
-    def postprocess(self, logits: torch.Tensor, example: Any, ctx: dict[str, Any]) -> Any:
-        if ctx.get("_words"):
-            return logits
-        probs = logits.softmax(-1)
-        return {"label": self.labels[int(probs.argmax())], "score": round(float(probs.max()), 4)}
-
-    def format(self, text: str, output: dict[str, Any]) -> str:
-        """label<TAB>score<TAB>text, for the command line."""
-        return f"{output['label']}\t{output['score']}\t{text}"

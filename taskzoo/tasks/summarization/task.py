@@ -14,8 +14,7 @@ as the ceiling (baselines.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +23,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.errors import InputError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Predictor, Reference, Task
+from taskzoo.tasks.base import DataBundle, Reference, Task
 from taskzoo.tasks.common.pretrained_text import embed, load_embedder
 from taskzoo.tasks.summarization.baselines import baseline_picks
 from taskzoo.tasks.summarization.data import (
@@ -41,6 +39,9 @@ from taskzoo.tasks.summarization.data import (
     unjoin,
 )
 from taskzoo.train.types import StepOutput
+
+if TYPE_CHECKING:
+    from taskzoo.tasks.summarization.predictor import SummaryPredictor
 
 
 # ---------------------------------------------------------------------------- config
@@ -94,7 +95,7 @@ def collate(docs: list[Any]) -> DocBatch:
                                         padding_value=-1.0))
 
 
-def _with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:
+def with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:
     if not sentences:
         return vectors
     return torch.cat([vectors, sentence_features(vectors, sentences)], dim=1)
@@ -153,7 +154,7 @@ class SummarizationTask(Task[SummarizationConfig]):
             for (_, reference), ss in zip(v, sents[split]):
                 chosen = set(greedy_oracle(ss, reference))
                 labels = torch.tensor([float(i in chosen) for i in range(len(ss))])
-                docs.append(Doc(ss, reference, _with_features(vectors[at:at + len(ss)], ss),
+                docs.append(Doc(ss, reference, with_features(vectors[at:at + len(ss)], ss),
                                 labels))
                 at += len(ss)
             data.docs[split] = [d for d in docs if d.sentences]
@@ -241,84 +242,10 @@ class SummarizationTask(Task[SummarizationConfig]):
 
     # -- predictor
     def predictor(self, model: nn.Module, data: SummaryData) -> SummaryPredictor:
+        # imported here: the predictor module imports this one
+        from taskzoo.tasks.summarization.predictor import SummaryPredictor
+
         return SummaryPredictor(model, data.embedder, data.subwords, self.runtime,
                                 sentences=self.cfg.sentences, ratio=self.cfg.ratio,
                                 max_tokens=self.cfg.max_tokens,
                                 embed_batch_size=self.cfg.embed_batch_size)
-
-
-class SummaryPredictor(Predictor):
-    """documents -> {"summary": text, "sentences": [{"text", "position", "score"}, ...]} (the
-    chosen sentences in document order); `sentences=` or `ratio=` sets the length.
-
-    >>> summarize = taskzoo.load("summarization")                         # doctest: +SKIP
-    >>> summarize(article, sentences=3)["summary"]                        # doctest: +SKIP
-    """
-
-    input_noun = "document"
-    call_options = ("sentences", "ratio")
-
-    def __init__(self, model: nn.Module, embedder: nn.Module, subwords: Any, runtime: Any, *,
-                 sentences: int, ratio: float, max_tokens: int, embed_batch_size: int) -> None:
-        super().__init__(model, runtime, batch_size=16)
-        self.embedder, self.subwords = embedder, subwords
-        self.sentences, self.ratio, self.max_tokens = sentences, ratio, max_tokens
-        self.embed_batch_size = embed_batch_size
-
-    def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
-        unknown = set(options) - set(self.call_options)
-        if unknown:
-            raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}: this predictor "
-                             f"takes {', '.join(self.call_options)}")
-        ratio = options.get("ratio") if options.get("ratio") is not None else self.ratio
-        sentences = options.get("sentences") if options.get("sentences") is not None else (
-            0 if options.get("ratio") is not None else self.sentences)
-        if not 0 < float(ratio) <= 1:
-            raise InputError(f"ratio={ratio}: expected a fraction in (0, 1]")
-        if int(sentences) < 0:
-            raise InputError(f"sentences={sentences}: expected 0 (use ratio) or more")
-        return {"ratio": float(ratio), "sentences": int(sentences)}
-
-    def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> Doc:
-        if not isinstance(item, str):
-            raise InputError(f"document {index}: expected a string, got {type(item).__name__}")
-        sents = split_sentences(item)
-        if not sents:
-            raise InputError(f"document {index} is empty: nothing to summarize")
-        vectors = embed(self.embedder, self.subwords, self.runtime, sents,
-                        max_tokens=self.max_tokens, batch_size=self.embed_batch_size)
-        return Doc(sents, "", _with_features(vectors, sents), torch.zeros(len(sents)))
-
-    def length(self, example: Doc) -> int:
-        return len(example.sentences)
-
-    def collate(self, examples: list[Doc], ctx: dict[str, Any]) -> DocBatch:
-        return collate(examples)
-
-    def forward(self, batch: DocBatch, ctx: dict[str, Any]) -> list[Any]:
-        logits = self.model(batch.vectors, batch.lengths).float().cpu()
-        return [logits[i, :n] for i, n in enumerate(batch.lengths.tolist())]
-
-    def postprocess(self, logits: torch.Tensor, example: Doc, ctx: dict[str, Any]) -> Any:
-        k = length_of(len(example.sentences), sentences=ctx["sentences"], ratio=ctx["ratio"])
-        probs = torch.sigmoid(logits).tolist()
-        chosen = top_k(probs, k)
-        return {"summary": " ".join(example.sentences[i] for i in chosen),
-                "sentences": [{"text": example.sentences[i], "position": i,
-                               "score": round(probs[i], 4)} for i in chosen]}
-
-    def parse_cli(self, args: list[str]) -> list[Any]:
-        """Documents as text, or @path to read one from a file."""
-        docs = []
-        for a in args:
-            if a.startswith("@"):
-                path = Path(a[1:])
-                if not path.is_file():
-                    raise InputError(f"document file {path} does not exist")
-                a = path.read_text(encoding="utf-8")
-            docs.append(a)
-        return docs
-
-    def format(self, text: str, output: dict[str, Any]) -> str:
-        """One line per chosen sentence: its position<TAB>text."""
-        return "\n".join(f"{s['position']}\t{s['text']}" for s in output["sentences"])
