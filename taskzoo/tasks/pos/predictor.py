@@ -71,7 +71,7 @@ class Tagger(Predictor):
                 raise InputError(f"text {index} is empty or whitespace only: nothing to tag")
         words = [w.strip() for w in words]
         if self.subwords is not None:  # (subword ids, first subword of each word)
-            from taskzoo.tasks.pos.subword import encode as encode_subwords
+            from taskzoo.tasks.pos.data import encode_subwords
 
             ids, forms = encode_subwords(self.subwords, [words], what=f"sentence {index}")[0]
         else:
@@ -83,7 +83,7 @@ class Tagger(Predictor):
 
     def collate(self, examples: list[tuple], ctx: dict[str, Any]) -> Any:
         if self.subwords is not None:
-            from taskzoo.tasks.pos.subword import collate as collate_subwords
+            from taskzoo.tasks.pos.data import collate_subwords
 
             return collate_subwords([e[:3] for e in examples])
         if "chars" not in ctx:  # every example is encoded by now: the table is complete

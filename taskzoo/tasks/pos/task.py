@@ -8,7 +8,7 @@
 Words feed the model twice: a word embedding (lower-cased, digits as 0) and a character CNN
 over the exact spelling, so a word never seen in training is tagged from its shape and its
 context. A pretrained transformer tags each word from its first subword instead
-(tasks/pos/subword.py). Metrics are token accuracy over all words and over words unseen in
+(tasks/pos/data.py). Metrics are token accuracy over all words and over words unseen in
 training.
 """
 
@@ -128,7 +128,7 @@ class PosTask(Task[PosConfig]):
 
     @classmethod
     def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        from taskzoo.tasks.pos.subword import implied_recipe
+        from taskzoo.tasks.pos.data import implied_recipe
 
         return implied_recipe(overrides)
 
@@ -136,7 +136,7 @@ class PosTask(Task[PosConfig]):
         sents = self._load()
         train = sents["train"]
         if is_pretrained(self.cfg.model):
-            from taskzoo.tasks.pos.subword import subword_data
+            from taskzoo.tasks.pos.data import subword_data
 
             data = subword_data(self.cfg, sents, state)
         else:
@@ -220,7 +220,7 @@ class PosTask(Task[PosConfig]):
 
     def _collate(self, data: PosData) -> Any:
         if data.subwords is not None:
-            from taskzoo.tasks.pos.subword import collate as collate_subwords
+            from taskzoo.tasks.pos.data import collate_subwords
 
             return collate_subwords
         return partial(collate, table=data.table)
@@ -232,7 +232,6 @@ class PosTask(Task[PosConfig]):
     def build_model(self, data: PosData) -> nn.Module:
         c = self.cfg
         if data.subwords is not None:
-            from taskzoo.tasks.pos.subword import build_tagger
 
             return build_tagger(c, data)
         return build(c.model, vocab_size=len(data.vocab), num_chars=len(data.chars),
@@ -302,3 +301,19 @@ class PosTask(Task[PosConfig]):
 
         return Tagger(model, data, self.runtime, max_word_chars=self.cfg.max_word_chars,
                       batch_size=self.cfg.eval_batch_size)
+
+
+def build_tagger(cfg: Any, data: Any) -> nn.Module:
+    """The zoo's transformer tagger over the data's encoder, its pretrained weights loaded."""
+    from taskzoo.hf.encoders import encoder_config
+    from taskzoo.models import build
+    from taskzoo.tasks.common.pretrained_text import arch_name, attach_base, layer_recipe
+
+    repo = data.subwords.repo
+    model = build(arch_name(cfg.model, "hf_tagger"), num_tags=len(data.labels),
+                  encoder_config=encoder_config(repo), tag_head=cfg.tag_head,
+                  hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
+    attach_base(model, repo)
+    layer_recipe(model, train_layers=cfg.train_layers, train_embeddings=cfg.train_embeddings,
+                 layer_decay=cfg.layer_decay)
+    return model
