@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from taskzoo.errors import InputError
-from taskzoo.tasks.answer_selection.task import collate_pairs, encode_pairs, pair_scores
+from taskzoo.tasks.answer_selection.data import collate_pairs, encode_pairs, pair_scores
 from taskzoo.tasks.base import Predictor, json_argument
 
 

@@ -17,24 +17,28 @@ encoder's own sentence embeddings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import PositiveFloat, PositiveInt, Range
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Reference, Task
+from taskzoo.tasks.answer_selection.data import (
+    PairBatch,
+    SelectionData,
+    collate_pairs,
+    encode_pairs,
+    pair_scores,
+)
+from taskzoo.tasks.answer_selection.predictor import SelectionPredictor
+from taskzoo.tasks.base import Reference, Task
 from taskzoo.tasks.common.pretrained_text import FinetuneConfig
 from taskzoo.train.types import StepOutput
-
-if TYPE_CHECKING:
-    from taskzoo.tasks.answer_selection.predictor import SelectionPredictor
 
 
 # ---------------------------------------------------------------------------- config
@@ -49,52 +53,6 @@ class SelectionConfig(FinetuneConfig):
     pos_weight: PositiveFloat = 1.0  # weight of a right answer in the loss (they are ~1 in 9)
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per text (a pair: both)
     eval_batch_size: PositiveInt = 128  # pairs per evaluation batch
-
-
-class PairBatch(NamedTuple):
-    ids: torch.Tensor  # [B, T] the pair (cross) or the question (bi)
-    lengths: torch.Tensor  # [B]
-    types: torch.Tensor | None  # [B, T] segment ids (cross only)
-    other: torch.Tensor | None  # [B, S] the sentence (bi only)
-    other_lengths: torch.Tensor | None  # [B]
-    labels: torch.Tensor  # [B] 1 = the sentence answers the question
-
-
-@dataclass
-class SelectionData(DataBundle):
-    subwords: Any = None  # the encoder's Subwords tokenizer
-    pairing: str = "cross"  # cross or bi
-    questions: dict[str, list[Any]] = field(default_factory=dict)  # WikiQAQuestions per split
-
-
-def encode_pairs(subwords: Any, pairing: str, questions: list[str], sentences: list[str],
-                 labels: list[int], max_tokens: int) -> list[tuple[Any, ...]]:
-    """Rows of (ids, types, label) for a cross-encoder, (q ids, s ids, label) for a bi-encoder."""
-    if pairing == "cross":
-        enc = subwords.tok(questions, sentences, truncation="longest_first",
-                           max_length=min(max_tokens, subwords.max_length),
-                           return_token_type_ids=True)
-        return list(zip(enc["input_ids"], enc["token_type_ids"], labels))
-    q = subwords.encode(questions, max_tokens=max_tokens)
-    s = subwords.encode(sentences, max_tokens=max_tokens)
-    return list(zip(q, s, labels))
-
-
-def collate_pairs(rows: list[tuple[Any, ...]], pairing: str) -> PairBatch:
-    pad = lambda seqs: pad_sequence([torch.tensor(x) for x in seqs], batch_first=True)  # noqa: E731
-    labels = torch.tensor([float(r[2]) for r in rows])
-    if pairing == "cross":
-        return PairBatch(pad([r[0] for r in rows]), torch.tensor([len(r[0]) for r in rows]),
-                         pad([r[1] for r in rows]), None, None, labels)
-    return PairBatch(pad([r[0] for r in rows]), torch.tensor([len(r[0]) for r in rows]), None,
-                     pad([r[1] for r in rows]), torch.tensor([len(r[1]) for r in rows]), labels)
-
-
-def pair_scores(model: nn.Module, batch: PairBatch, scale: float) -> torch.Tensor:
-    """One relevance logit per pair [B]."""
-    if batch.other is None:
-        return model(batch.ids, batch.lengths, batch.types).squeeze(-1)
-    return scale * (model(batch.ids, batch.lengths) * model(batch.other, batch.other_lengths)).sum(-1)
 
 
 def ranking_metrics(questions: list[Any], scores: list[list[float]]) -> tuple[float, float]:
@@ -284,9 +242,6 @@ class SelectionTask(Task[SelectionConfig]):
 
     # -- predictor
     def predictor(self, model: nn.Module, data: SelectionData) -> SelectionPredictor:
-        # imported here: the predictor module imports this one
-        from taskzoo.tasks.answer_selection.predictor import SelectionPredictor
-
         return SelectionPredictor(model, data.subwords, data.pairing, self.runtime,
                                   max_tokens=self.cfg.max_tokens, scale=self.cfg.scale,
                                   batch_size=self.cfg.eval_batch_size)

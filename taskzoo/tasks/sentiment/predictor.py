@@ -11,7 +11,7 @@ from torch import nn
 from taskzoo.data.text import Vocab, as_text, tokenize
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import Predictor
-from taskzoo.tasks.sentiment.task import TextBatch, collate
+from taskzoo.tasks.sentiment.data import TextBatch, collate
 
 
 class SentimentPredictor(Predictor):

@@ -10,13 +10,12 @@ trained from scratch, or a pretrained transformer encoder fine-tuned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import (
     NonNegativeInt,
@@ -30,15 +29,12 @@ from taskzoo.data.text import Vocab, tokenize
 from taskzoo.errors import CheckpointError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Reference, Task
+from taskzoo.tasks.base import Reference, Task
 from taskzoo.tasks.common.distill import DistillConfig
 from taskzoo.tasks.common.pretrained_text import is_pretrained
+from taskzoo.tasks.sentiment.data import LABELS, SentimentData, TextBatch, collate
+from taskzoo.tasks.sentiment.predictor import SentimentPredictor
 from taskzoo.train.types import StepOutput
-
-if TYPE_CHECKING:
-    from taskzoo.tasks.sentiment.predictor import SentimentPredictor
-
-LABELS = ["negative", "positive"]
 
 
 # ---------------------------------------------------------------------------- config
@@ -79,32 +75,6 @@ class SentimentConfig(DistillConfig, SentimentFields):
     """The sentiment task's config: its own fields, then distillation's."""
 
     augment: NonNegativeInt = 0  # distillation: teacher-labelled augmented copies per sentence
-
-
-class TextBatch(NamedTuple):
-    ids: torch.Tensor  # [B, T] token ids, 0-padded
-    lengths: torch.Tensor  # [B]
-    labels: torch.Tensor  # [B]; -1 for an augmented sentence (no gold label)
-    teacher: torch.Tensor | None = None  # [B, K] a teacher's scores when distilling
-
-
-@dataclass
-class SentimentData(DataBundle):
-    vocab: Vocab = field(default_factory=lambda: Vocab([Vocab.PAD, Vocab.UNK]))
-    subwords: Any = None  # a pretrained encoder's Subwords tokenizer (then vocab is unused)
-    teacher: dict[str, Any] | None = None  # what the student was distilled from
-    lengths: dict[str, list[int]] = field(default_factory=dict)  # token counts per split
-
-
-def collate(rows: list[tuple[Any, ...]]) -> TextBatch:
-    """rows of (ids, label) or, when distilling, (ids, label, teacher scores)."""
-    ids = [r[0] for r in rows]
-    return TextBatch(
-        ids=pad_sequence(ids, batch_first=True, padding_value=0),
-        lengths=torch.tensor([len(i) for i in ids]),
-        labels=torch.tensor([r[1] for r in rows]),
-        teacher=torch.stack([r[2] for r in rows]) if len(rows[0]) > 2 else None,
-    )
 
 
 # ---------------------------------------------------------------------------- task
@@ -313,9 +283,6 @@ class SentimentTask(Task[SentimentConfig]):
 
     # -- predictor
     def predictor(self, model: nn.Module, data: SentimentData) -> SentimentPredictor:
-        # imported here: the predictor module imports this one
-        from taskzoo.tasks.sentiment.predictor import SentimentPredictor
-
         return SentimentPredictor(model, data.vocab, data.labels, self.runtime,
                                   max_tokens=self.cfg.max_tokens,
                                   batch_size=self.cfg.eval_batch_size, subwords=data.subwords)

@@ -1,7 +1,8 @@
 """What extractive summarization needs besides a model: documents cut into sentences, ROUGE
 from the `rouge-score` package, the greedy ROUGE oracle that labels training sentences
-(Nallapati et al. 2017), and the unsupervised cues the scorer reads beside each sentence's
-embedding (TextRank centrality among them; baselines.py also ranks by it alone).
+(Nallapati et al. 2017), the unsupervised cues the scorer reads beside each sentence's
+embedding (TextRank centrality among them; baselines.py also ranks by it alone), and the
+documents, batches and data bundle the task and its predictor share.
 
     >>> split_sentences("Profits rose 5%. Shares fell.\\n\\nMore follows.")
     ['Profits rose 5%.', 'Shares fell.', 'More follows.']
@@ -12,9 +13,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from taskzoo.tasks.base import DataBundle
 
 # a sentence ends at . ! or ? (and a closing quote) before a space and a capital, digit or quote
 _BOUNDARY = re.compile(r"(?<=[.!?])([\"'\u2019\u201d]?)\s+(?=[\"'\u2018\u201c(A-Z0-9])")
@@ -144,3 +149,36 @@ def length_of(n: int, *, sentences: int, ratio: float) -> int:
     `ratio` of them; at least one, at most all."""
     k = sentences if sentences > 0 else round(ratio * n)
     return max(1, min(n, k))
+
+
+class Doc(NamedTuple):
+    sentences: list[str]  # the candidates (a BBC title line is not one)
+    reference: str  # the reference summary
+    vectors: torch.Tensor  # [S, E + 4] sentence embeddings and sentence_features
+    labels: torch.Tensor  # [S] 1 = in the greedy oracle's summary
+
+
+class DocBatch(NamedTuple):
+    vectors: torch.Tensor  # [B, S, E]
+    lengths: torch.Tensor  # [B]
+    labels: torch.Tensor  # [B, S]; -1 past a document's end
+
+
+@dataclass
+class SummaryData(DataBundle):
+    subwords: Any = None  # the sentence encoder's tokenizer
+    embedder: Any = None  # the frozen sentence encoder (on the runtime's device)
+    docs: dict[str, list[Doc]] = field(default_factory=dict)
+
+
+def collate(docs: list[Any]) -> DocBatch:
+    return DocBatch(vectors=pad_sequence([d.vectors for d in docs], batch_first=True),
+                    lengths=torch.tensor([len(d.vectors) for d in docs]),
+                    labels=pad_sequence([d.labels for d in docs], batch_first=True,
+                                        padding_value=-1.0))
+
+
+def with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:
+    if not sentences:
+        return vectors
+    return torch.cat([vectors, sentence_features(vectors, sentences)], dim=1)

@@ -12,8 +12,15 @@ from torch import nn
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import CallOption, Predictor
 from taskzoo.tasks.common.pretrained_text import embed
-from taskzoo.tasks.summarization.data import length_of, split_sentences, top_k
-from taskzoo.tasks.summarization.task import Doc, DocBatch, collate, with_features
+from taskzoo.tasks.summarization.data import (
+    Doc,
+    DocBatch,
+    collate,
+    length_of,
+    split_sentences,
+    top_k,
+    with_features,
+)
 
 
 class SummaryPredictor(Predictor):

@@ -13,35 +13,36 @@ as the ceiling (baselines.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
-from taskzoo.tasks.base import DataBundle, Reference, Task
+from taskzoo.tasks.base import Reference, Task
 from taskzoo.tasks.common.pretrained_text import embed, load_embedder
 from taskzoo.tasks.summarization.baselines import baseline_picks
 from taskzoo.tasks.summarization.data import (
     FEATURES,
+    Doc,
+    DocBatch,
+    SummaryData,
+    collate,
     greedy_oracle,
     length_of,
     rouge,
-    sentence_features,
     split_sentences,
     top_k,
     unjoin,
+    with_features,
 )
+from taskzoo.tasks.summarization.predictor import SummaryPredictor
 from taskzoo.train.types import StepOutput
-
-if TYPE_CHECKING:
-    from taskzoo.tasks.summarization.predictor import SummaryPredictor
 
 
 # ---------------------------------------------------------------------------- config
@@ -66,39 +67,6 @@ class SummarizationConfig(SupervisedConfig):
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per sentence embedded
     embed_batch_size: PositiveInt = 128  # sentences per encoder batch
     eval_batch_size: PositiveInt = 64  # documents per evaluation batch
-
-
-class Doc(NamedTuple):
-    sentences: list[str]  # the candidates (a BBC title line is not one)
-    reference: str  # the reference summary
-    vectors: torch.Tensor  # [S, E + 4] sentence embeddings and sentence_features
-    labels: torch.Tensor  # [S] 1 = in the greedy oracle's summary
-
-
-class DocBatch(NamedTuple):
-    vectors: torch.Tensor  # [B, S, E]
-    lengths: torch.Tensor  # [B]
-    labels: torch.Tensor  # [B, S]; -1 past a document's end
-
-
-@dataclass
-class SummaryData(DataBundle):
-    subwords: Any = None  # the sentence encoder's tokenizer
-    embedder: Any = None  # the frozen sentence encoder (on the runtime's device)
-    docs: dict[str, list[Doc]] = field(default_factory=dict)
-
-
-def collate(docs: list[Any]) -> DocBatch:
-    return DocBatch(vectors=pad_sequence([d.vectors for d in docs], batch_first=True),
-                    lengths=torch.tensor([len(d.vectors) for d in docs]),
-                    labels=pad_sequence([d.labels for d in docs], batch_first=True,
-                                        padding_value=-1.0))
-
-
-def with_features(vectors: torch.Tensor, sentences: list[str]) -> torch.Tensor:
-    if not sentences:
-        return vectors
-    return torch.cat([vectors, sentence_features(vectors, sentences)], dim=1)
 
 
 # ---------------------------------------------------------------------------- task
@@ -242,9 +210,6 @@ class SummarizationTask(Task[SummarizationConfig]):
 
     # -- predictor
     def predictor(self, model: nn.Module, data: SummaryData) -> SummaryPredictor:
-        # imported here: the predictor module imports this one
-        from taskzoo.tasks.summarization.predictor import SummaryPredictor
-
         return SummaryPredictor(model, data.embedder, data.subwords, self.runtime,
                                 sentences=self.cfg.sentences, ratio=self.cfg.ratio,
                                 max_tokens=self.cfg.max_tokens,
