@@ -333,8 +333,8 @@ def test_rl_processes_step_their_own_envs_and_share_the_budget(algo):
 
 @pytest.mark.gpu
 def test_dqn_trains_with_its_q_network_on_cuda(tmp_path):
-    """The target network is copied from the model once it is on the GPU (it used to be
-    copied on the CPU before, and the first TD target crashed)."""
+    """The target network is copied from the model once it is on the GPU: a copy made on the
+    CPU would make the first TD target mix devices and crash."""
     res = taskzoo.run("cartpole", device="cuda", out=tmp_path / "dqn", progress=False,
                       **DQN_SMALL)
     assert next(res.model.parameters()).device.type == "cuda"

@@ -92,7 +92,6 @@ class PosTask(Task[PosConfig]):
     Config = PosConfig
     description = "part-of-speech tags per word (UD English-EWT); char-CNN + BiLSTM/BiGRU taggers, MiniLM"
     throughput_unit = "sentences"
-    monitor = "dev/upos_accuracy"
     models = ("bilstm_tagger", "bigru_tagger", "minilm_tagger")
     model_schemes = ("hf",)  # model=hf:<repo>@<commit> (built as hf_tagger)
     eval_splits = ("dev",)
@@ -112,9 +111,10 @@ class PosTask(Task[PosConfig]):
         Reference("test/upos_accuracy", 0.969, "spaCy en_core_web_trf", "transformer, pretrained"),
     )
 
-    def __init__(self, cfg: PosConfig, runtime: Any = None) -> None:
-        super().__init__(cfg, runtime)
-        self.monitor = f"dev/{cfg.tagset}_accuracy"  # the tag set decides the metric's name
+    @property
+    def monitor(self) -> str:  # type: ignore[override]
+        """The tag set decides the metric's name: dev/upos_accuracy or dev/xpos_accuracy."""
+        return f"dev/{self.cfg.tagset}_accuracy"
 
     # -- data
     def _load(self) -> dict[str, list[TaggedSentence]]:
