@@ -146,6 +146,81 @@ def test_export_measures_the_exported_weights_and_load_reproduces_them(asset):
     assert _accuracy(clf, dev) == pytest.approx(card.metrics["dev/accuracy"], abs=1e-9)
 
 
+def _tree(root: Path) -> dict[str, str]:
+    """Every file and folder under `root` with its sha256 (folders: "dir")."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hub.sha256_file(p)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_export_refuses_a_bad_name_or_folder_before_writing_anything(asset, tmp_path, capsys,
+                                                                     monkeypatch):
+    """issue 28 case 4: `--name ../../escaped.x` (or an absolute path) wrote the weights
+    outside the output folder, and `--name "My Model"` left an orphan file, before the name
+    was refused."""
+    run_dir = tmp_path / "a" / "b" / "run"
+    shutil.copytree(asset[0].parent.parent / "run", run_dir)
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    before = _tree(tmp_path)
+    bad_names = ["../../escaped.x", str(tmp_path / "abs.x"), "My Model", "bilstm.tiny/x",
+                 "bilstm.tiny\n", "bilstm", ".x", "Bilstm.tiny", "a.b.c"]
+    for name in bad_names:
+        assert main(["export", str(run_dir), "--name", name, "--no-evaluate"]) == 2, name
+        err = capsys.readouterr().err
+        assert "expected arch.tag in lower_snake case" in err and err.count("\n") == 1, err
+        assert _tree(tmp_path) == before, name
+    for out in ["", str(afile), str(afile / "sub")]:
+        assert main(["export", str(run_dir), "--out", out, "--no-evaluate"]) == 2, out
+        err = capsys.readouterr().err
+        assert "expected an output folder" in err and err.count("\n") == 1, err
+        assert _tree(tmp_path) == before, out
+    # an export that fails after its checks (here the measurement) leaves nothing either:
+    # not the weights, not the folders it made for them
+    import taskzoo.weights.export as export_mod
+
+    def fail(*args, **kwargs):
+        raise CheckpointError("the data now differs")
+    monkeypatch.setattr(export_mod, "_measure", fail)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "new" / "deep")]) == 1
+    assert "the data now differs" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
+def test_export_replaces_only_an_earlier_export_of_the_same_run(asset, tmp_path, capsys):
+    """issue 28 case 4: export wrote over a NAME.safetensors / NAME.json it had not written."""
+    w, c, _ = asset
+    out = tmp_path / "rel"
+    out.mkdir()
+    weights_path, card_path = out / w.name, out / c.name
+    args = ["export", str(w.parent.parent / "run"), "--out", str(out), "--no-evaluate"]
+
+    def refused(path: Path) -> None:
+        before = _tree(tmp_path)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"{path} already exists and is not an export of this run" in err, err
+        assert "--overwrite" in err and err.count("\n") == 1 and _tree(tmp_path) == before
+
+    weights_path.write_bytes(b"the user's own file")
+    refused(weights_path)
+    weights_path.unlink()
+    card_path.write_text("{}")
+    refused(card_path)
+    card_path.unlink()
+    assert main(args) == 0 and main(args) == 0  # a second export of the same run replaces it
+    assert read_card(card_path).sha256 == hub.sha256_file(weights_path)
+    card = json.loads(card_path.read_text())
+    card["extra"]["run_metrics"]["dev/accuracy"] = 0.0  # the card of another run
+    card_path.write_text(json.dumps(card))
+    refused(weights_path)
+    card_path.write_text(c.read_text())
+    weights_path.write_bytes(w.read_bytes()[:-1] + b"\x00")  # not the weights its card names
+    refused(weights_path)
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 0  # asked for: replaced
+    assert read_card(card_path).sha256 == hub.sha256_file(weights_path)
+
+
 def test_load_rejects_wrong_task_unknown_names_and_bad_specs(asset):
     w, _, _ = asset
     with pytest.raises(ConfigError, match="for task sentiment, not pos"):

@@ -24,6 +24,9 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--delta-rank", type=int, default=0, metavar="R",
                    help="fine-tunes over a pretrained base: store each changed matrix as a "
                         "rank-R factorisation of its change (smaller file; figures measured on it)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace NAME.safetensors / NAME.json in the output folder even when "
+                        "they are not an earlier export of this run")
 
     d = sub.add_parser("download", help="fetch and verify released weights",
                        description="Fetch weights by name or task (its default weights) into the "
@@ -48,7 +51,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     weights, card = export(args.run_dir, name=args.name, dtype=args.dtype, out=args.out,
                            evaluate=not args.no_evaluate, default=args.default, url=args.url,
-                           notes=args.notes, delta_rank=args.delta_rank)
+                           notes=args.notes, delta_rank=args.delta_rank,
+                           overwrite=args.overwrite)
     import json
 
     data = json.loads(card.read_text(encoding="utf-8"))
