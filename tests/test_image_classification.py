@@ -91,6 +91,27 @@ def test_cli_predicts_files_globs_and_folders(digits_run, tmp_path, cli_env):
     assert "Traceback" not in proc.stderr
 
 
+def test_top_k_is_printed_and_a_negative_one_refused(tmp_path, monkeypatch, capsys):
+    """issue 28 case 11: `--top-k 3` was dropped from the plain output (only the first class
+    was printed) and `--top-k -1` was accepted."""
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")  # the released default weights, in the package
+    image = tmp_path / "shoe.png"
+    Image.fromarray(load_digits().arrays[0]).save(image)
+    assert main(["predict", "image_classification", str(image), "--top-k", "3", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    assert main(["predict", "image_classification", str(image), "--top-k", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.split("\t")[3] == "top 3: " + "; ".join(f"{t['label']} {t['score']}" for t in top)
+    for k in ("-1", "-3"):
+        assert main(["predict", "image_classification", str(image), "--top-k", k]) == 2
+        err = capsys.readouterr().err
+        assert f"top_k={k}: expected a whole number >= 0" in err and err.count("\n") == 1, err
+    with pytest.raises(InputError, match="top_k=-1"):
+        taskzoo.load("image_classification", device="cpu")(image, top_k=-1)
+
+
 def _write_folder(root: Path, classes: int = 3, per_class: int = 30) -> None:
     """A class-per-folder tree of digit PNGs, plus a corrupt file and a CMYK JPEG."""
     digits = load_digits()

@@ -24,7 +24,8 @@ class ImagePredictor(Predictor):
 
     input_noun = "image"  # what the error messages call one input
     call_options: ClassVar[tuple[CallOption, ...]] = (
-        CallOption("top_k", int, default=0, help="also the K most likely labels", metavar="K"),
+        CallOption("top_k", int, default=0, help="also the K most likely labels", metavar="K",
+                   low=0),
     )
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], channels: int,
@@ -60,5 +61,10 @@ class ImagePredictor(Predictor):
         return out
 
     def format(self, text: str, output: dict[str, Any]) -> str:
-        """label<TAB>score<TAB>path, for the command line."""
-        return f"{output['label']}\t{output['score']}\t{text}"
+        """label<TAB>score<TAB>path, for the command line; with top_k a fourth field,
+        "top K: label score; label score; ...", best first."""
+        line = f"{output['label']}\t{output['score']}\t{text}"
+        top = output.get("top")
+        if top:
+            line += f"\ttop {len(top)}: " + "; ".join(f"{t['label']} {t['score']}" for t in top)
+        return line
