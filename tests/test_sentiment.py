@@ -107,6 +107,20 @@ def test_tokenizer_matches_sst_preprocessing():
     assert Vocab.from_list(vocab.to_list()).stoi == vocab.stoi
 
 
+def test_control_characters_are_spaces_between_words(monkeypatch):
+    """issue 28 case 13: NUL bytes glued to a word made it unknown, so "bad\\0\\0" was
+    positive (0.81) while "bad" is negative (0.999). Control characters read as spaces."""
+    from taskzoo.data.text import split_words
+
+    assert tokenize("bad\0\0") == ["bad"] and tokenize("so\x01bad\x7f!") == ["so", "bad", "!"]
+    assert split_words("bad\0movie\x9f") == ["bad", "movie"]
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")  # the released default weights, in the package
+    clf = taskzoo.load("sentiment", device="cpu")
+    bad = clf("bad")
+    assert bad["label"] == "negative"
+    assert clf(["bad\0\0", "\0bad\0", "bad\x1b"]) == [bad] * 3
+
+
 def test_sst2_through_a_directory_mirror(shared_data, monkeypatch):
     monkeypatch.setenv("TASKZOO_MIRROR", str(shared_data))
     dev = load_sst2("dev")

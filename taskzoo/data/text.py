@@ -15,6 +15,9 @@ _CONTRACTIONS = [
     (re.compile(r"(\w)('s|'re|'ve|'ll|'d|'m)\b"), r"\1 \2"),
 ]
 _PUNCT = re.compile(r"""([.,!?;:()\[\]{}"]|--|\.\.\.)""")
+# Control characters (NUL, the other C0 and C1 codes, DEL) are not text: read as spaces, so
+# that "bad\0\0" is the word "bad" and not one unknown word glued to them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def tokenize(text: str, *, lower: bool = True) -> list[str]:
@@ -25,6 +28,7 @@ def tokenize(text: str, *, lower: bool = True) -> list[str]:
     """
     if lower:
         text = text.lower()
+    text = _CONTROL.sub(" ", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = text.replace("\u201c", '"').replace("\u201d", '"')
     for pattern, repl in _CONTRACTIONS:
@@ -136,7 +140,7 @@ def split_words(text: str) -> list[str]:
     ['I', 'ca', "n't", 'believe', 'it', "'s", '$', '3.50', 'at', 'Dr.', 'Smith', "'s", '--', 'e', '-', 'mail', 'me@x.org', '!']
     """
     out: list[str] = []
-    for tok in _WORD.findall(text):
+    for tok in _WORD.findall(_CONTROL.sub(" ", text)):
         fused = _FUSED.get(tok.lower())
         clitic = _CLITIC.match(tok)
         if fused:
