@@ -297,6 +297,21 @@ def test_cli_unknown_env_is_one_line_and_exit_2(capsys):
     assert "Did you mean 'CartPole-v1'" in err and "Traceback" not in err
 
 
+def test_json_true_and_false_are_not_states_or_observations(capsys):
+    """issue 28 case 16: `taskzoo predict frozenlake true` was read as state 1."""
+    lake = taskzoo.load("frozenlake", device="cpu")
+    cart = taskzoo.load("cartpole", device="cpu")
+    for agent, bad in [(lake, "true"), (lake, "false"), (lake, True), (lake, "[1, false]"),
+                       (lake, np.array([True])), (lake, torch.tensor(False)),
+                       (cart, "[0, 0, 0, true]"), (cart, [[0.0, 0.0, 0.0, False]])]:
+        with pytest.raises(UsageError, match=r"takes (a state number 0\.\.15|a JSON array of 4)"):
+            agent(bad)
+    assert lake("1") == lake(1) == lake([1])  # a state number still is one
+    assert main(["predict", "frozenlake", "true"]) == 2
+    err = capsys.readouterr().err
+    assert "FrozenLake-v1 takes a state number 0..15" in err and err.count("\n") == 1, err
+
+
 # ---------------------------------------------------------------- DDP shards, devices
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_rl_processes_step_their_own_envs_and_share_the_budget(algo):

@@ -68,11 +68,16 @@ class Agent(Predictor, Playable):
     def items(self, inputs: Any, **options: Any) -> tuple[list[Any], bool]:
         if isinstance(inputs, str):
             inputs = self.parse_cli([inputs])[0]
+        not_obs = InputError(f"{self.env_id} takes {self._expects()} per observation; got "
+                             f"{str(inputs)[:80]}")
+        # true/false are neither state numbers nor observation values, though numpy would
+        # read them as 1 and 0
+        if _holds_bool(inputs):
+            raise not_obs
         try:
             obs = np.asarray(inputs, dtype=np.float64)
         except (TypeError, ValueError):
-            raise InputError(f"{self.env_id} takes {self._expects()} per observation; got "
-                             f"{str(inputs)[:80]}") from None
+            raise not_obs from None
         want = () if self.spaces.num_states else self.spaces.obs_shape
         if obs.shape == want:
             obs = obs[None]
@@ -97,3 +102,16 @@ class Agent(Predictor, Playable):
 
     def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[Any]:
         return envs.to_env_actions(self.model.act(batch, deterministic=True), self.spaces).tolist()
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether `value` is a bool or holds one (JSON true/false, a numpy or torch bool array)."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype == np.bool_
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    return False
