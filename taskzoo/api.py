@@ -194,9 +194,9 @@ def _prepare_run_dir(out: str | os.PathLike[str] | None, cfg: Any, task: str, *,
             f"{_some(entries)}; no config.json naming a task): the run would write config.json, "
             "metrics.json, best.safetensors and more there; choose a new or empty --out, or "
             "pass --overwrite to write into it")
-    stale = [n for n in entries if ATOMIC_TEMP_NAME.fullmatch(n) and (run_dir / n).is_file()
-             and not (run_dir / n).is_symlink()]
-    old = [n for n in _RUN_RECORDS if n in entries] if owner and overwrite else []
+    files = [n for n in entries if (run_dir / n).is_file() and not (run_dir / n).is_symlink()]
+    stale = [n for n in files if ATOMIC_TEMP_NAME.fullmatch(n)]
+    old = [n for n in _RUN_RECORDS if n in files] if owner and overwrite else []
     _remove(run_dir, stale, "stale temporary file(s) of an interrupted write")
     _remove(run_dir, old, f"file(s) of the '{owner}' run it replaces")
     return run_dir
