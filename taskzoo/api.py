@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import config as cfgmod
-from taskzoo.errors import CheckpointError, ConfigError
+from taskzoo.errors import CheckpointError, ConfigError, UsageError
 from taskzoo.files import write_bytes, write_json, write_text
 
 
@@ -105,11 +107,15 @@ def run(
     *,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
     callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> RunResult:
     """Train and evaluate a task with its default recipe, changed by `overrides`.
+
+    `out` must be a new or empty folder; an existing run there needs `resume=True` (continue
+    it) or `overwrite=True` (start afresh), and a folder of other files `overwrite=True`.
 
     >>> import taskzoo
     >>> result = taskzoo.run("sentiment", dataset="tiny", out="runs/demo")  # doctest: +SKIP
@@ -120,9 +126,9 @@ def run(
 
     task_cls = resolve_task(task)
     cfg = make_config(task_cls, overrides)
-    run_dir = Path(out) if out is not None else _default_run_dir(task_cls.name, cfg)
-    if resume:
-        _check_resume(run_dir, cfg, task_cls.name)
+    # Every process checks and tidies the folder before Runtime.create: under torchrun its
+    # rendezvous waits for all of them, so none is still looking when rank 0 starts writing.
+    run_dir = _prepare_run_dir(out, cfg, task_cls.name, resume=resume, overwrite=overwrite)
     runtime = Runtime.create(device=cfg.device, precision=cfg.precision,
                              threads=getattr(cfg, "threads", 0),
                              channels_last=getattr(cfg, "channels_last", False))
@@ -132,10 +138,120 @@ def run(
         return _run(task_cls, cfg, runtime, run_dir, resume, progress, callbacks)
 
 
+# What files.atomic_path leaves when the process dies between writing and renaming:
+# tempfile.mkstemp(prefix=".NAME.", suffix=".tmp") adds 8 characters of [a-z0-9_].
+ATOMIC_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+# The files every run writes or reads back; an overwritten run loses them first, so a new run
+# that stops early is never resumed from, or delivered as, the old one's checkpoints.
+_RUN_RECORDS = ("config.json", "data.json", "init.json", "last.ckpt", "best.safetensors",
+                "metrics.json", "metrics.jsonl", "training_curves.png")
+
+
+def run_task_name(run_dir: Path) -> str | None:
+    """The task of the taskzoo run in `run_dir`, or None when it holds none. A taskzoo run
+    is a folder whose config.json is a JSON object naming a task in `_task`, as run() writes
+    it; a missing, unreadable or other config.json is the user's own file."""
+    try:
+        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    task = record.get("_task") if isinstance(record, dict) else None
+    return task if isinstance(task, str) and task else None
+
+
+def _prepare_run_dir(out: str | os.PathLike[str] | None, cfg: Any, task: str, *,
+                     resume: bool, overwrite: bool) -> Path:
+    """The run folder, checked before anything is built: a UsageError for an empty --out, a
+    path through a file, or a folder that holds a run or other files the caller did not say
+    may be continued or replaced; then the checks of --resume and its tidying."""
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite together: --resume continues the run in "
+                         "--out, --overwrite starts a new one there; choose one")
+    if out is None:
+        if resume:
+            raise UsageError("--resume needs --out DIR, the folder of the run to continue")
+        run_dir = _default_run_dir(task, cfg)
+    elif not os.fspath(out).strip():  # "" is the current folder to Path; nobody means that
+        raise UsageError("--out is empty: name the run folder (e.g. --out runs/demo), or leave "
+                         f"--out out for runs/{task}/<time>-<model>")
+    else:
+        run_dir = Path(out)
+    _check_folder_path(run_dir)
+    if not run_dir.is_dir():
+        if resume:
+            _check_resume(run_dir, cfg, task)  # says there is nothing to resume
+        return run_dir
+    entries = _entries(run_dir)
+    owner = run_task_name(run_dir)
+    if resume:
+        _check_resume(run_dir, cfg, task)
+    elif owner and not overwrite:
+        raise UsageError(f"--out {run_dir} already holds a '{owner}' run: continue it with "
+                         "--resume, replace it with --overwrite, or choose a new --out")
+    elif entries and not overwrite:
+        raise UsageError(
+            f"--out {run_dir} is not empty and is not a taskzoo run (it holds "
+            f"{_some(entries)}; no config.json naming a task): the run would write config.json, "
+            "metrics.json, best.safetensors and more there; choose a new or empty --out, or "
+            "pass --overwrite to write into it")
+    files = [n for n in entries if (run_dir / n).is_file() and not (run_dir / n).is_symlink()]
+    stale = [n for n in files if ATOMIC_TEMP_NAME.fullmatch(n)]
+    old = [n for n in _RUN_RECORDS if n in files] if owner and overwrite else []
+    _remove(run_dir, stale, "stale temporary file(s) of an interrupted write")
+    _remove(run_dir, old, f"file(s) of the '{owner}' run it replaces")
+    return run_dir
+
+
+def _check_folder_path(run_dir: Path) -> None:
+    """UsageError when `run_dir`, or the nearest part of its path that exists, is not a folder."""
+    for part in (run_dir, *run_dir.parents):
+        if not os.path.lexists(part):
+            continue
+        if part.is_dir():
+            return
+        what = "a file" if part.is_file() else "not a folder"
+        if part == run_dir:
+            raise UsageError(f"--out {run_dir} is {what}; the run needs a folder: choose "
+                             "a new or empty folder for --out")
+        raise UsageError(f"--out {run_dir}: {part} is {what}, so no folder can be made "
+                         "inside it; choose another --out")
+
+
+def _entries(run_dir: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(run_dir))
+    except OSError as exc:
+        raise UsageError(f"--out {run_dir} cannot be read ({exc.strerror}); choose another "
+                         "--out") from None
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _remove(run_dir: Path, names: list[str], what: str) -> None:
+    """Delete `names` from `run_dir` and say so on stderr (one line); under torchrun each
+    file is reported by the process that removed it."""
+    removed = []
+    for name in names:
+        try:
+            (run_dir / name).unlink()
+        except FileNotFoundError:  # another process of the same run was first
+            continue
+        removed.append(name)
+    if removed:
+        print(f"taskzoo: removed {len(removed)} {what} in {run_dir}: {_some(removed)}",
+              file=sys.stderr)
+
+
 def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
     config_path = run_dir / "config.json"
     if not (run_dir / "last.ckpt").exists():
         raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
+    if run_task_name(run_dir) is None:
+        raise CheckpointError(f"--resume: {config_path} is missing, unreadable or names no "
+                              "task, so the run cannot be checked or continued")
     saved = json.loads(config_path.read_text(encoding="utf-8"))
     ours = config_record(cfg, task)
     # device and precision may change between machines; the recipe may not

@@ -300,3 +300,51 @@ def test_the_base_predictor_checks_declared_options():
         with pytest.raises(InputError, match=message):
             pred.configure(**options)
     assert pred.configure(times=4, loud=True)(1) == (4, 0.5, True)
+
+
+# issue 28, cases 3 and 9: what `taskzoo run --out` refuses, before any training
+RUN_TINY = ["run", "sentiment", "dataset=tiny", "epochs=1", "embed_dim=16", "hidden_dim=16",
+            "--device", "cpu", "--quiet"]
+
+
+def _one_usage_line(proc, *parts):
+    assert proc.returncode == 2, proc.stderr
+    _no_traceback(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taskzoo: error: --out"), proc.stderr
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+
+
+def test_run_out_empty_or_through_a_file_is_one_line_and_exit_2(cli_env, tmp_path):
+    proc = _run([*RUN_TINY, "--out", ""], cli_env, cwd=tmp_path)
+    _one_usage_line(proc, "--out is empty")
+    assert [p.name for p in tmp_path.iterdir() if p.name != "home"] == []  # nor the current folder
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    _one_usage_line(_run([*RUN_TINY, "--out", str(notes)], cli_env), f"{notes} is a file")
+    _one_usage_line(_run([*RUN_TINY, "--out", str(notes / "run")], cli_env),
+                    f"{notes} is a file, so no folder can be made inside it")
+    assert notes.read_text() == "mine"
+
+
+@pytest.mark.timeout(240)
+def test_run_out_refuses_a_users_folder_unless_overwrite(cli_env, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    own = {"config.json": '{"lr": 1}', "metrics.json": "{}", "best.safetensors": "weights",
+           "notes.txt": "kept"}
+    for name, text in own.items():
+        (mine / name).write_text(text)
+    _one_usage_line(_run([*RUN_TINY, "--out", str(mine)], cli_env),
+                    str(mine), "not a taskzoo run", "--overwrite")
+    assert {p.name: p.read_text() for p in mine.iterdir()} == own
+    proc = _run([*RUN_TINY, "--out", str(mine), "--overwrite", "--json"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((mine / "config.json").read_text())["_task"] == "sentiment"
+    assert (mine / "notes.txt").read_text() == "kept"
+    # now it is a run: a second run there needs --resume or --overwrite
+    _one_usage_line(_run([*RUN_TINY, "--out", str(mine)], cli_env),
+                    "already holds a 'sentiment' run", "--resume", "--overwrite")
+    help_text = _run(["run", "--help"], cli_env).stdout
+    assert "--overwrite" in help_text

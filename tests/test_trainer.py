@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -103,9 +104,14 @@ def test_resume_after_sigkill_of_the_cli(tmp_path, cli_env):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    # a kill during a checkpoint write leaves atomic_path's temp file: --resume removes it
+    (cut / ".last.ckpt.q1w2e3_4.tmp").write_bytes(b"half a checkpoint")
     done = subprocess.run([*cmd, "--out", str(cut), "--resume", *args], env=cli_env,
                           capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr
+    assert re.search(r"removed \d+ stale temporary file\(s\) .*\.last\.ckpt\.q1w2e3_4\.tmp",
+                     done.stderr), done.stderr
+    assert not list(cut.glob(".*.tmp"))
     assert_same_weights(tmp_path / "full" / "best.safetensors", cut / "best.safetensors")
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())

@@ -26,8 +26,10 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--model", help="model registry name (same as model=...)")
     r.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (same as device=...)")
     r.add_argument("--precision", help="32, bf16-mixed or 16-mixed (same as precision=...)")
-    r.add_argument("--out", help="run directory (default runs/TASK/<time>-<model>)")
+    r.add_argument("--out", help="run directory, new or empty (default runs/TASK/<time>-<model>)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    r.add_argument("--overwrite", action="store_true",
+                   help="write into OUT although it holds a run (started afresh) or other files")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print final metrics as JSON")
     r.set_defaults(handler=lambda args: cmd_run(args, r))
@@ -50,7 +52,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for key in ("model", "device", "precision"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    result = run(args.task, out=args.out, resume=args.resume,
+    result = run(args.task, out=args.out, resume=args.resume, overwrite=args.overwrite,
                  progress=False if args.quiet else None, **overrides)
     if args.json:
         print(json.dumps(result.metrics, indent=2, sort_keys=True))
