@@ -348,3 +348,77 @@ def test_run_out_refuses_a_users_folder_unless_overwrite(cli_env, tmp_path):
                     "already holds a 'sentiment' run", "--resume", "--overwrite")
     help_text = _run(["run", "--help"], cli_env).stdout
     assert "--overwrite" in help_text
+
+
+def _photo(path, seed):
+    """A tiny random RGB PNG at `path`; returns its bytes (to check it was not touched)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def test_save_never_writes_over_an_input_that_a_glob_or_folder_expands_to(
+        capsys, tmp_path, monkeypatch):
+    """Issue 28, case 2: the outputs are compared with the files the arguments expand to,
+    not with the typed arguments, so a glob or folder of one file saved into its own folder
+    (or `img.png --save .`) gets `-2` and a note instead of replacing the photo."""
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")  # the autoencoder's weights ship with taskzoo
+    monkeypatch.chdir(tmp_path)
+    shot = _photo(tmp_path / "shots" / "IMG_0001.png", 0)
+    inner = _photo(tmp_path / "img.d" / "img.png", 1)
+    img = _photo(tmp_path / "img.png", 2)
+    for args, typed, kept, new in [
+            (["shots/IMG_0001.*", "--save", "shots"], "shots/IMG_0001.png", shot,
+             "shots/IMG_0001-2.png"),
+            (["img.d", "--save", "img.d"], "img.d/img.png", inner, "img.d/img-2.png"),
+            (["img.png", "--save", "."], "img.png", img, "img-2.png")]:
+        assert main(["predict", "autoencoder", *args, "--device", "cpu"]) == 0, args
+        out, err = capsys.readouterr()
+        assert out == f"{typed}\t{new}\n", args
+        assert f"{typed} is an input; {typed} saved as {new}" in err, err
+        assert (tmp_path / typed).read_bytes() == kept, args
+        assert (tmp_path / new).is_file()
+    before = img
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "img.png").write_bytes(b"the user's own file, not an output")
+    assert main(["predict", "autoencoder", "img.png", "img.png", "--save", "res"]) == 0
+    out, err = capsys.readouterr()  # a file already there is kept too; a repeat gets -3
+    assert out.splitlines() == ["img.png\tres/img-2.png", "img.png\tres/img-3.png"]
+    assert (tmp_path / "res" / "img.png").read_bytes() == b"the user's own file, not an output"
+    assert (tmp_path / "img.png").read_bytes() == before
+
+
+def test_a_glob_of_one_file_is_labelled_and_saved_by_that_file(capsys, tmp_path, monkeypatch):
+    """Issue 28, case 12: `'shots/*.png'` matching one photo printed the pattern and wrote
+    `out/*.png`; the line and the file now carry the photo's name."""
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    _photo(tmp_path / "shots" / "IMG_0001.png", 0)
+    assert main(["predict", "autoencoder", "shots/*.png", "--save", "out", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["input"] == "shots/IMG_0001.png" and row["saved"] == "out/IMG_0001.png"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.png"]
+    assert main(["predict", "autoencoder", "shots", "--device", "cpu"]) == 0  # a folder too
+    assert capsys.readouterr().out.startswith("shots/IMG_0001.png\t")
+
+
+def test_save_with_a_task_whose_outputs_are_printed_makes_no_folder(capsys, tmp_path,
+                                                                      monkeypatch):
+    """Issue 28, case 17: `--save DIR` with sentiment fails (exit 2, one line) before DIR
+    is made, instead of leaving an empty folder behind."""
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")
+    assert main(["predict", "sentiment", "a fine film", "--save",
+                 str(tmp_path / "new" / "dir")]) == 2
+    err = capsys.readouterr().err
+    assert "outputs are printed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()

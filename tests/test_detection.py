@@ -226,3 +226,51 @@ def test_predict_cli_images_and_a_video_with_tracks(mirror, tmp_path, cli_env):
     assert 1 <= len(ids) <= 3  # one person, not a new id per frame
     with av.open(str(tmp_path / "tracked.mp4")) as out:
         assert sum(1 for _ in out.decode(video=0)) == 12
+
+
+def _tiny_clip(path: Path, frames: int = 3) -> bytes:
+    """A few-frame MPEG-4 clip of a square moving right; returns its bytes."""
+    av = pytest.importorskip("av")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            f = np.full((48, 64, 3), 30, np.uint8)
+            f[10:26, 4 + 3 * i:20 + 3 * i] = 255
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    return path.read_bytes()
+
+
+def test_a_video_saved_over_its_input_is_refused_and_same_names_get_unique_outputs(
+        capsys, tmp_path, monkeypatch):
+    """Issue 28, case 1: `clip.mp4 --save clip.mp4` and `--save .` replaced the video with
+    its annotated copy, and `a/clip.mp4 b/clip.mp4 --save res` wrote both to res/clip.mp4."""
+    pytest.importorskip("supervision")
+    from taskzoo.cli import main
+
+    monkeypatch.setenv("TASKZOO_OFFLINE", "1")  # the default weights ship with the package
+    monkeypatch.chdir(tmp_path)
+    clip = _tiny_clip(tmp_path / "clip.mp4")
+    for save in ["clip.mp4", ".", "./clip.mp4", str(tmp_path)]:
+        assert main(["predict", "detection", "clip.mp4", "--save", save]) == 2, save
+        err = capsys.readouterr().err
+        assert "which is the input clip.mp4" in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "clip.mp4").read_bytes() == clip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no jsonl, no tmp
+
+    a, b = _tiny_clip(tmp_path / "a" / "clip.mp4", 3), _tiny_clip(tmp_path / "b" / "clip.mp4", 4)
+    assert main(["predict", "detection", "a/clip.mp4", "b/clip.mp4", "--save", "res"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("a/clip.mp4\t3 frames") and lines[0].endswith("-> res/clip.mp4")
+    assert lines[1].startswith("b/clip.mp4\t4 frames") and lines[1].endswith("-> res/clip-2.mp4")
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == \
+        ["clip-2.jsonl", "clip-2.mp4", "clip.jsonl", "clip.mp4"]
+    assert len((tmp_path / "res" / "clip-2.jsonl").read_text().splitlines()) == 4
+    assert main(["predict", "detection", "a/clip.mp4", "b/clip.mp4", "--save", "b"]) == 2
+    assert "which is the input b/clip.mp4" in capsys.readouterr().err
+    assert main(["predict", "detection", "a/clip.mp4", "b/clip.mp4", "--save", "x.mp4"]) == 2
+    assert "one video file for 2 inputs" in capsys.readouterr().err
+    assert (tmp_path / "a" / "clip.mp4").read_bytes() == a
+    assert (tmp_path / "b" / "clip.mp4").read_bytes() == b

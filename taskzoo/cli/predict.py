@@ -7,7 +7,10 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,9 @@ def add_parser(sub: Any) -> None:
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--save", metavar="DIR",
                     help="tasks that output images (autoencoder, detection): write them into "
-                         "DIR as PNG; a video (detection): the annotated OUT.mp4, OUT.jsonl beside")
+                         "DIR as PNG under each input's name, never over a file already there "
+                         "(a taken name gets -2, -3, ...); a video (detection): the annotated "
+                         "OUT.mp4, OUT.jsonl beside (never one of the inputs)")
     pr.set_defaults(handler=cmd_predict)
     pr.before_parse = add_option_flags
 
@@ -108,19 +113,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # images as paths, globs and folders (which may expand to more inputs than were typed)
     parsed = predictor.parse_cli(inputs)
     outputs = predictor(parsed, **options)
-    names = inputs if len(parsed) == len(inputs) else [str(p) for p in parsed]
-    saved = save_outputs(predictor, names, outputs, Path(args.save)) if args.save else {}
-    for text, out in zip(names, outputs):
+    names = input_names(inputs, parsed)
+    files = [p for p in parsed if isinstance(p, Path)]
+    saved = save_outputs(predictor, names, outputs, Path(args.save), files) if args.save \
+        else [None] * len(outputs)
+    for text, out, path in zip(names, outputs, saved):
         if args.json:
             out = predictor.to_json(out)
             record = {"input": text, **out} if isinstance(out, dict) else \
                 {"input": text, "output": out}
-            print(json.dumps({**record, **({"saved": str(saved[text])} if text in saved else {})}))
-        elif text in saved:
-            print(f"{text}\t{saved[text]}")
+            print(json.dumps({**record, **({"saved": str(path)} if path else {})}))
+        elif path:
+            print(f"{text}\t{path}")
         else:
             print(predictor.format(text, out))
     return 0
+
+
+def input_names(typed: list[str], parsed: list[Any]) -> list[str]:
+    """What each output is labelled with: the file a path, glob or folder expanded to (a
+    glob that matched one file is that file, not the pattern), else the typed string."""
+    if len(parsed) != len(typed):
+        return [str(p) for p in parsed]
+    return [str(p) if isinstance(p, Path) and Path(t).expanduser() != p else t
+            for t, p in zip(typed, parsed)]
 
 
 def _given_options(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
@@ -137,23 +153,72 @@ def _given_options(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
     return options
 
 
-def save_outputs(predictor: Any, names: list[str], outputs: list[Any],
-                 folder: Path) -> dict[str, Path]:
-    """Each output written into `folder` under its input's file name (`a.jpg` -> `a.png`;
-    a second `a` becomes `a-2`), never over an input."""
+def save_outputs(predictor: Any, names: list[str], outputs: list[Any], folder: Path,
+                 inputs: list[Path]) -> list[Path]:
+    """Each output written into `folder` under its input's file name (`a.jpg` -> `a.png`),
+    never over a file that is there: a taken name (an input, an earlier output of this
+    call, any other file) becomes `a-2.png`, `a-3.png`, ... and a note on stderr says why.
+
+    Each output is written first into a private staging folder: a task whose outputs cannot
+    be saved fails before `folder` is made, and the suffix is the one its `save` chose."""
     folder = folder.expanduser()
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--save {folder}: exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = {Path(n).expanduser().resolve() for n in names}
-    saved: dict[str, Path] = {}
-    taken: set[str] = set()
-    for i, (name, out) in enumerate(zip(names, outputs)):
-        stem = Path(name).stem if Path(name).suffix else f"output_{i}"
-        candidate, k = stem, 1
-        while candidate in taken or (folder / f"{candidate}.png").resolve() in inputs:
-            k += 1
-            candidate = f"{stem}-{k}"
-        taken.add(candidate)
-        saved[name] = predictor.save(out, folder / candidate)
+        raise UsageError(f"--save {folder}: exists and is not a folder (--save takes a folder "
+                         "for image outputs)")
+    inputs_at = {p.expanduser().resolve() for p in inputs}
+    saved: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="taskzoo-save-") as stage:
+        for i, (name, out) in enumerate(zip(names, outputs)):
+            staged = predictor.save(out, Path(stage) / "output")
+            if not saved:
+                make_folder(folder)
+            suffix = staged.name[len("output"):] if staged.name.startswith("output") \
+                else staged.suffix
+            stem = Path(name).stem or f"output_{i}"
+            target = place_output(staged, folder, stem, suffix)
+            staged.unlink()
+            first = folder / f"{stem}{suffix}"
+            if target != first:  # say why the name is not the input's own
+                why = ("is an input" if first.resolve() in inputs_at else
+                       "is the output of an input of the same name" if first in saved else
+                       "exists")
+                print(f"taskzoo: {first} {why}; {name} saved as {target}", file=sys.stderr)
+            saved.append(target)
     return saved
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` and its parents; UsageError when a part of the path is a file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--save {folder}: a part of this path is a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"--save {folder}: cannot make this folder ({exc.strerror})") from None
+
+
+def place_output(staged: Path, folder: Path, stem: str, suffix: str) -> Path:
+    """`staged` moved to `folder/<stem><suffix>`, or `<stem>-2<suffix>`, ... when that name is
+    taken. The name is claimed with O_EXCL (no file that appears meanwhile is replaced either)
+    and filled through a temporary file renamed over the claim, so a crash can leave an
+    empty claimed file but never a half-written image."""
+    k = 1
+    while True:
+        target = folder / (f"{stem}{suffix}" if k == 1 else f"{stem}-{k}{suffix}")
+        k += 1
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        break
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        shutil.copyfile(staged, tmp)
+        shutil.copymode(target, tmp)  # the claimed file's umask mode, not mkstemp's 0600
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
+        raise
+    return target

@@ -125,12 +125,8 @@ class DetectionPredictor(Predictor):
             raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
                              "one row per frame, is written beside it)")
         ctx = self.context([], **self.check_options(options))
-        out = Path(save).expanduser()
         summaries = []
-        for src in inputs:
-            target = out
-            if len(inputs) > 1 or out.is_dir() or not out.suffix:
-                target = out / f"{Path(src).stem}.mp4"
+        for src, target in zip(inputs, video_targets(inputs, save)):
             summaries.append(track_video(lambda fr: self.detect_frames(fr, **ctx), Path(src),
                                          target, batch=min(self.batch_size, 8), conf=ctx["conf"]))
         return summaries
@@ -145,6 +141,30 @@ class DetectionPredictor(Predictor):
                         "labels": np.asarray([names[n] for n in d["labels"]], np.int64),
                         "names": list(d["labels"])})
         return out
+
+
+def video_targets(inputs: Sequence[str], save: str) -> list[Path]:
+    """Where each input video's annotated copy goes: `save` itself for one input, else (or
+    when `save` is a folder) `save/<name>.mp4`, `<name>-2.mp4` for a second input of the same
+    name. UsageError, before anything is written, when an output would replace an input."""
+    out = Path(save).expanduser()
+    in_folder = out.is_dir() or not out.suffix
+    if len(inputs) > 1 and not in_folder:
+        raise UsageError(f"--save {save}: one video file for {len(inputs)} inputs; give a "
+                         "folder (each annotated video is written there under its input's name)")
+    sources = {Path(src).expanduser().resolve(): src for src in inputs}
+    targets: list[Path] = []
+    for src in inputs:
+        target, k = out, 1
+        while in_folder and (k == 1 or target in targets):
+            target = out / (f"{Path(src).stem}.mp4" if k == 1 else f"{Path(src).stem}-{k}.mp4")
+            k += 1
+        if target.resolve() in sources:
+            raise UsageError(f"--save {save}: the annotated video would be written to "
+                             f"{target}, which is the input {sources[target.resolve()]}; give "
+                             "another file or folder (an input is never replaced)")
+        targets.append(target)
+    return targets
 
 
 def unwrap_detector(model: nn.Module) -> Any:
