@@ -24,6 +24,16 @@ REFUSED = [
     (["export", "{tmp}/run", "--name", "bilstm.tiny", "--out", ""], "expected an output folder"),
     (["export", "{tmp}/run", "--name", "bilstm.tiny", "--out", "{tmp}/shoe.png"],
      "expected an output folder"),
+    # case 3: a run never writes into the current folder or over a user's folder
+    (["run", "sentiment", "dataset=tiny", "--out", ""], "--out is empty"),
+    (["run", "sentiment", "dataset=tiny", "--out", "{tmp}/run"], "is not a taskzoo run"),
+    # case 9: --out or --save that is a file, or runs through one
+    (["run", "sentiment", "dataset=tiny", "--out", "{tmp}/shoe.png"], "is a file"),
+    (["run", "sentiment", "dataset=tiny", "--out", "{tmp}/shoe.png/x"], "is a file"),
+    (["predict", "autoencoder", "{tmp}/shoe.png", "--save", "{tmp}/shoe.png"],
+     "exists and is not a folder"),
+    # case 17: --save with a task whose outputs are printed makes no folder
+    (["predict", "sentiment", "a good film", "--save", "{tmp}/out"], "outputs are printed"),
     # case 11: a negative top-k
     (["predict", "image_classification", "{tmp}/shoe.png", "--top-k", "-1"],
      "top_k=-1: expected a whole number >= 0"),
