@@ -33,14 +33,19 @@ class Range:
     'in [0, 1]'
     >>> Range(0, open_lo=True).describe()
     '> 0'
+    >>> Range(4, 1024, or_zero=True).describe()
+    '0 or in [4, 1024]'
     """
 
     lo: float | None = None
     hi: float | None = None
     open_lo: bool = False  # lo < x rather than lo <= x
     open_hi: bool = False  # x < hi rather than x <= hi
+    or_zero: bool = False  # 0 is valid too: an "off" or "the data's own" value below lo
 
     def describe(self) -> str:
+        if self.or_zero:
+            return f"0 or {dataclasses.replace(self, or_zero=False).describe()}"
         if self.lo is not None and self.hi is not None:
             return (f"in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}"
                     f"{')' if self.open_hi else ']'}")
@@ -52,6 +57,8 @@ class Range:
 
     def contains(self, x: float) -> bool:
         # written so that NaN fails every comparison
+        if self.or_zero and x == 0:
+            return True
         if self.lo is not None and not (x > self.lo if self.open_lo else x >= self.lo):
             return False
         if self.hi is not None and not (x < self.hi if self.open_hi else x <= self.hi):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import NonNegativeInt, Probability, Range, SupervisedConfig
 from taskzoo.data import pairs, vision
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import ConfigError, DataError
@@ -40,6 +40,8 @@ MODELS_OF = {"reconstruct": ("conv_ae",), "features": ("conv_ae",), "vae": ("vae
 
 
 # ---------------------------------------------------------------------------- config
+# the side of each dataset's images when image_size=0 (folder: resized to 64 px)
+NATIVE_SIDE = {"fashion_mnist": 28, "mnist": 28, "digits": 16, "flickr8k": 128, "folder": 64}
 Mode = Literal["reconstruct", "denoise", "vae", "colorize", "features"]
 Dataset = Literal["fashion_mnist", "mnist", "digits", "flickr8k", "folder"]
 
@@ -49,17 +51,23 @@ class AutoencoderConfig(SupervisedConfig):
     dataset: Dataset = "fashion_mnist"  # digits: tiny, offline; flickr8k: colour photos
     data: str = ""  # a folder of your own images (any layout; classes are not needed)
     model: str = "conv_ae"  # conv_ae, vae or unet_small (the mode's preset picks one)
-    code_dim: PositiveInt = 32  # conv_ae: size of the (last) code layer
+    # <= 1024: stack=3 makes a dense layer of 16x code_dim from the trunk's features
+    code_dim: Annotated[int, Range(1, 1024)] = 32  # conv_ae: size of the (last) code layer
     stack: Annotated[int, Range(1, 3)] = 1  # conv_ae: dense code layers, probed one by one
-    latent_dim: PositiveInt = 16  # vae: Gaussian latent dimensions
-    width: PositiveInt = 16  # channels of the first conv stage
+    # <= 1024: a latent as wide as a 32 px image; more only slows the linear heads
+    latent_dim: Annotated[int, Range(1, 1024)] = 16  # vae: Gaussian latent dimensions
+    # <= 256: stages go up to 8x width channels (2048), the trunk's flat features with them
+    width: Annotated[int, Range(1, 256)] = 16  # channels of the first conv stage
     depth: Annotated[int, Range(1, 5)] = 2  # unet_small: down/up levels (side % 2**depth == 0)
     noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"  # denoise: the corruption
     noise_sigma: Annotated[float, Range(0, 2)] = 0.3  # gaussian noise std (pixels in [0, 1])
     noise_amount: Probability = 0.25  # salt_pepper / mask: fraction of pixels hit
     binarize: bool = True  # vae: Bernoulli pixels, as the published MNIST figures use
-    image_size: NonNegativeInt = 0  # resize to a square of this side; 0 = the data's own size
-    train_crop: NonNegativeInt = 0  # random square crops (and flips) of this side in training
+    # >= 8: conv_ae and vae encode to a grid of side <= 8; <= 1024: a 100000 px side is
+    # 10 GB per decoded image (unet_small also needs a multiple of 2**depth: validate())
+    image_size: Annotated[int, Range(8, 1024, or_zero=True)] = 0  # resize to a square of this side; 0 = the data's own size
+    # the same bounds as image_size; at most the image's side (validate())
+    train_crop: Annotated[int, Range(8, 1024, or_zero=True)] = 0  # random square crops (and flips) of this side in training
     dev_fraction: Annotated[float, Range(0, 0.5)] = 0.0833  # of train held out as dev
     split_seed: NonNegativeInt = 0  # the seeded dev split
     workers: Annotated[int, Range(-1)] = -1  # loader processes; -1 = 1 for arrays, more for files
@@ -73,7 +81,30 @@ class AutoencoderConfig(SupervisedConfig):
     epochs: int = 10  # passes over the training set
     batch_size: int = 128  # images per step
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev only watches
-    eval_batch_size: PositiveInt = 256  # images per evaluation batch
+    # <= 8192: generous for 28 px images; a batch is decoded and held at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 256  # images per evaluation batch
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode == "colorize" and self.dataset in ("fashion_mnist", "mnist", "digits"):
+            return  # grey images: build_data's "needs colour photos" is the reason that matters
+        side = self.image_size or NATIVE_SIDE[self.dataset]
+        where = f"image_size={self.image_size}" if self.image_size else \
+            f"dataset={self.dataset} ({side} px)"
+        if self.train_crop > side:
+            raise ConfigError(f"train_crop={self.train_crop}: expected at most the image side, "
+                              f"{side} ({where})")
+        if self.model == "unet_small":
+            m = 2 ** self.depth
+            for name, value in (("image_size", side), ("train_crop", self.train_crop)):
+                if value % m:
+                    shown = where if name == "image_size" else f"train_crop={value}"
+                    raise ConfigError(f"{shown}: unet_small with depth={self.depth} needs a side "
+                                      f"divisible by 2**depth = {m}")
+        elif self.train_crop not in (0, side):
+            # conv_ae and vae have a dense code of a size fixed by the image's side
+            raise ConfigError(f"train_crop={self.train_crop}: {self.model} takes only whole "
+                              f"{side} px images ({where}); crops need model=unet_small")
 
 
 @dataclass

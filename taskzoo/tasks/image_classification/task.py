@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import NonNegativeInt, Probability, Range, SupervisedConfig
 from taskzoo.data import vision
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import DataError
@@ -42,14 +42,19 @@ class ImageConfig(SupervisedConfig):
     dataset: Literal["fashion_mnist", "mnist", "orl", "digits", "folder"] = "fashion_mnist"
     data: str = ""  # your class-per-folder tree: PATH/train + PATH/val, else PATH/<class>/*
     model: str = "vgg"  # cnn_small, vgg, resnet20, resnet18, resnet34, mobilenet_v3_small
-    width: PositiveInt = 32  # channels of the first stage (cnn_small, vgg, resnet20)
+    # <= 256: the last stage has 4x the channels (1024): vgg at 256 is 64x its default size
+    width: Annotated[int, Range(1, 256)] = 32  # channels of the first stage (cnn_small, vgg, resnet20)
     dropout: Probability = 0.1  # dropout before the classifier (cnn_small, vgg, mobilenet)
-    image_size: NonNegativeInt = 0  # resize to a square of this side; 0 = the data's own size
+    # >= 4: cnn_small and vgg max-pool twice (the ResNets and MobileNet take 4 px too);
+    # <= 1024: a 100000 px side is 10 GB per decoded image, and 1024 px already fills a GPU
+    image_size: Annotated[int, Range(4, 1024, or_zero=True)] = 0  # resize to a square of this side; 0 = the data's own size
     augment: Literal["none", "crop", "crop_flip", "faces"] = "crop_flip"  # see taskzoo.data.vision
-    crop_padding: NonNegativeInt = 2  # crop/crop_flip: pixels of padding before a random crop
+    # <= 64: every training image is padded by this much before its crop
+    crop_padding: Annotated[int, Range(0, 64)] = 2  # crop/crop_flip: pixels of padding before a random crop
     label_smoothing: Probability = 0.1  # cross-entropy label smoothing
     dev_fraction: Annotated[float, Range(0, 0.5)] = 0.0833  # of train held out as dev (5,000)
-    train_per_class: PositiveInt = 5  # orl: training images per person (the rest are test)
+    # <= 9: ORL has 10 images a person and at least one must stay for test
+    train_per_class: Annotated[int, Range(1, 9)] = 5  # orl: training images per person (the rest are test)
     split_seed: NonNegativeInt = 0  # the seeded splits: orl's 5/5, digits' and folders' splits
     workers: Annotated[int, Range(-1)] = -1  # loader processes; -1 = 1 for arrays, more for files
     channels_last: bool = True  # NHWC layout: ~1.4x faster convolutions on CPU
@@ -64,7 +69,8 @@ class ImageConfig(SupervisedConfig):
     epochs: int = 10  # passes over the training set
     batch_size: int = 128  # images per step
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev only watches
-    eval_batch_size: PositiveInt = 512  # images per evaluation batch
+    # <= 8192: generous for 28 px images; a batch is decoded and held at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 512  # images per evaluation batch
 
 
 @dataclass
