@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskzoo.config import PositiveFloat, PositiveInt, Range
+from taskzoo.config import PositiveFloat, Range
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
@@ -52,7 +52,8 @@ class SelectionConfig(FinetuneConfig):
     scale: PositiveFloat = 20.0  # bi-encoder: cosine x scale is the pair's logit
     pos_weight: PositiveFloat = 1.0  # weight of a right answer in the loss (they are ~1 in 9)
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per text (a pair: both)
-    eval_batch_size: PositiveInt = 128  # pairs per evaluation batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 128  # pairs per evaluation batch
 
 
 def ranking_metrics(questions: list[Any], scores: list[list[float]]) -> tuple[float, float]:

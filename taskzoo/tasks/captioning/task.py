@@ -55,17 +55,23 @@ class CaptioningConfig(SupervisedConfig):
     encoder_lr: Annotated[float, Range(0, 10)] = 0.1  # encoder's learning rate, a fraction of lr
     level: Annotated[int, Range(-3, 2)] = -1  # which encoder map holds the regions: -1 the coarsest (stride 32)
     image_size: Annotated[int, Range(32, 1024)] = 256  # encoder input side (the 128 px images upsampled)
-    feature_dim: PositiveInt = 256  # regions projected to this width
-    embed_dim: PositiveInt = 256  # word embeddings
-    hidden_dim: PositiveInt = 512  # LSTM state
-    attention_dim: PositiveInt = 256  # additive attention's hidden width
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    feature_dim: Annotated[int, Range(1, 4096)] = 256  # regions projected to this width
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    embed_dim: Annotated[int, Range(1, 4096)] = 256  # word embeddings
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    hidden_dim: Annotated[int, Range(1, 4096)] = 512  # LSTM state
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    attention_dim: Annotated[int, Range(1, 4096)] = 256  # additive attention's hidden width
     cell: Literal["lstm", "gru"] = "lstm"  # decoder cell
     dropout: Probability = 0.5  # before the word classifier
     min_count: PositiveInt = 5  # a training word seen fewer times becomes <unk>
     max_len: Annotated[int, Range(3, 100)] = 22  # training captions cut to this many ids (with <start>/<end>)
     attention_reg: NonNegativeFloat = 1.0  # weight of the doubly stochastic attention penalty
-    beam: PositiveInt = 3  # beam width of evaluation and prediction; 1 = greedy
-    max_words: PositiveInt = 20  # longest caption generated
+    # <= 50: beam search keeps beam x vocabulary scores per image
+    beam: Annotated[int, Range(1, 50)] = 3  # beam width of evaluation and prediction; 1 = greedy
+    # <= 100: Flickr8k captions are ~12 words; decoding is one step a word
+    max_words: Annotated[int, Range(1, 100)] = 20  # longest caption generated
     nn_k: Annotated[int, Range(0)] = 0  # neighbours of the retrieval baseline; 0 = chosen on dev
     baselines: bool = True  # compute the nearest-neighbour and prior baselines at the end
     workers: Annotated[int, Range(-1)] = -1  # loader processes; -1 = by the number of cores
@@ -77,7 +83,8 @@ class CaptioningConfig(SupervisedConfig):
     grad_clip: float = 5.0  # max global gradient norm
     epochs: int = 8  # passes over the training images (each with its 5 captions)
     batch_size: int = 32  # images per step (160 captions on Flickr8k)
-    eval_batch_size: PositiveInt = 100  # images per decoding batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 100  # images per decoding batch
     keep: Literal["best", "last"] = "best"  # weights the run delivers: best dev CIDEr or last
 
 

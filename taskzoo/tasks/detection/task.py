@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from taskzoo.config import PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import Probability, Range, SupervisedConfig
 from taskzoo.data.detection import aug
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import ConfigError, DataError
@@ -64,7 +64,8 @@ class DetectionConfig(SupervisedConfig):
     conf: Probability = 0.25  # score threshold of predictions and pictures
     iou: Probability = 0.45  # NMS IoU threshold
     eval_conf: Probability = 0.001  # score threshold when measuring mAP (COCO practice)
-    max_det: PositiveInt = 100  # boxes kept per image (COCO's maxDets)
+    # <= 1000: boxes kept per image are scored and drawn one by one
+    max_det: Annotated[int, Range(1, 1000)] = 100  # boxes kept per image (COCO's maxDets)
     workers: Annotated[int, Range(-1)] = -1  # loader processes; -1 = by the number of cores
     channels_last: bool = True  # NHWC layout: FastestDet's depthwise convs run ~4x faster on CPU
     optimizer: Literal["adamw", "adam", "sgd"] = "sgd"  # torch.optim class
@@ -79,7 +80,8 @@ class DetectionConfig(SupervisedConfig):
     batch_size: int = 16  # images per step
     keep: Literal["best", "last"] = "best"  # weights the run delivers: best dev mAP or last
     ema: float = 0.995  # EMA of the weights: what is evaluated and delivered
-    eval_batch_size: PositiveInt = 16  # images per evaluation batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 16  # images per evaluation batch
 
 
 @dataclass

@@ -62,18 +62,25 @@ class PosFields(SupervisedConfig):
     grad_clip: float = 5.0  # max gradient norm
     eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev is not used to select
-    embed_dim: PositiveInt = 100  # word embedding size
-    char_dim: PositiveInt = 32  # character embedding size
-    char_filters: PositiveInt = 200  # character CNN output size per word
-    char_width: PositiveInt = 3  # character CNN window
-    hidden_dim: PositiveInt = 128  # RNN hidden size per direction
-    num_layers: PositiveInt = 2  # stacked BiRNN layers
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    embed_dim: Annotated[int, Range(1, 4096)] = 100  # word embedding size
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    char_dim: Annotated[int, Range(1, 4096)] = 32  # character embedding size
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    char_filters: Annotated[int, Range(1, 4096)] = 200  # character CNN output size per word
+    # <= 9: a window wider than most words only sees padding
+    char_width: Annotated[int, Range(1, 9)] = 3  # character CNN window
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    hidden_dim: Annotated[int, Range(1, 4096)] = 128  # RNN hidden size per direction
+    # <= 8: generous (the recipes use 1-2); each layer is one more full RNN pass and its memory
+    num_layers: Annotated[int, Range(1, 8)] = 2  # stacked BiRNN layers
     dropout: Probability = 0.33  # dropout between RNN layers and before the tag layer
     embed_dropout: Probability = 0.33  # dropout on the word + character vector
     word_dropout: Probability = 0.4  # share of word ids replaced by <unk> in training
     min_freq: PositiveInt = 2  # rarer train words map to <unk>, so <unk> is learned from real rare words
     max_word_chars: Annotated[int, Range(2)] = 20  # longer words keep their first and last 10 characters
-    eval_batch_size: PositiveInt = 256  # sentences per evaluation batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 256  # sentences per evaluation batch
     tag_head: Literal["linear", "bilstm"] = "linear"  # transformer: tags from first subwords, or a BiLSTM over them
     train_layers: Annotated[int, Range(-1)] = -1  # transformer: top k layers trained; -1 = all
     train_embeddings: bool = False  # transformer: fine-tune the embeddings too (else frozen, left to the base)

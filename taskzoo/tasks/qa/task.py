@@ -41,8 +41,10 @@ class QAConfig(FinetuneConfig):
     # (training only the top 2 left dev F1 at 0.29; all 6 reached 0.51 by 2/3 of the epoch)
     max_tokens: Annotated[int, Range(16, 512)] = 384  # window length in subword tokens
     stride: PositiveInt = 128  # tokens consecutive windows of a long context share
-    max_answer_tokens: PositiveInt = 30  # longest answer span considered
-    eval_batch_size: PositiveInt = 64  # windows per evaluation batch
+    # <= 512: no span is longer than max_tokens' window
+    max_answer_tokens: Annotated[int, Range(1, 512)] = 30  # longest answer span considered
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 64  # windows per evaluation batch
 
 
 @dataclass

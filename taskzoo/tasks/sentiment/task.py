@@ -53,10 +53,14 @@ class SentimentFields(SupervisedConfig):
     grad_clip: float = 5.0  # max gradient norm
     eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev is not used to select
-    embed_dim: PositiveInt = 128  # word embedding size
-    hidden_dim: PositiveInt = 128  # RNN hidden size per direction
-    num_layers: PositiveInt = 1  # stacked RNN layers
-    num_filters: PositiveInt = 100  # textcnn: filters per kernel size
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    embed_dim: Annotated[int, Range(1, 4096)] = 128  # word embedding size
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    hidden_dim: Annotated[int, Range(1, 4096)] = 128  # RNN hidden size per direction
+    # <= 8: generous (the recipes use 1-2); each layer is one more full RNN pass and its memory
+    num_layers: Annotated[int, Range(1, 8)] = 1  # stacked RNN layers
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    num_filters: Annotated[int, Range(1, 4096)] = 100  # textcnn: filters per kernel size
     kernel_sizes: Annotated[tuple[int, ...], Range(1)] = (3, 4, 5)  # textcnn: filter widths
     pooling: Literal["max", "mean", "last"] = "max"  # RNN: how token states become one vector
     encoder_pooling: Literal["mean", "cls"] = "mean"  # transformer: mean of tokens or [CLS]
@@ -67,7 +71,8 @@ class SentimentFields(SupervisedConfig):
     embed_dropout: Probability = 0.3  # dropout on word embeddings
     min_freq: PositiveInt = 1  # words seen fewer times in train map to <unk>
     max_tokens: PositiveInt = 256  # longer inputs are truncated
-    eval_batch_size: PositiveInt = 512  # sentences per evaluation batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 512  # sentences per evaluation batch
 
 
 @dataclass(frozen=True, kw_only=True)

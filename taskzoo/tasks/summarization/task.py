@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskzoo.config import NonNegativeInt, PositiveInt, Probability, Range, SupervisedConfig
+from taskzoo.config import NonNegativeInt, Probability, Range, SupervisedConfig
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
@@ -59,14 +59,18 @@ class SummarizationConfig(SupervisedConfig):
     schedule: Literal["constant", "linear", "cosine"] = "linear"  # decay to 0 over the run
     warmup_steps: int = 20  # linear warm-up steps
     grad_clip: float = 1.0  # max gradient norm
-    hidden_dim: PositiveInt = 128  # BiGRU hidden size per direction
-    positions: PositiveInt = 50  # learnt position slots; later sentences share the last
+    # <= 4096: generous (the recipes use 32-512); a 4096 x 4096 matrix is already 64 MB
+    hidden_dim: Annotated[int, Range(1, 4096)] = 128  # BiGRU hidden size per direction
+    # <= 1000: learnt slots; a document has far fewer sentences
+    positions: Annotated[int, Range(1, 1000)] = 50  # learnt position slots; later sentences share the last
     dropout: Probability = 0.1  # dropout on sentence vectors and BiGRU states
     sentences: NonNegativeInt = 0  # summary length in sentences; 0 = `ratio` of the document
     ratio: Annotated[float, Range(0, 1, open_lo=True)] = 0.4  # summary length as a fraction of the sentences
     max_tokens: Annotated[int, Range(8, 512)] = 128  # subword tokens per sentence embedded
-    embed_batch_size: PositiveInt = 128  # sentences per encoder batch
-    eval_batch_size: PositiveInt = 64  # documents per evaluation batch
+    # <= 8192: a batch is padded and held in memory at once
+    embed_batch_size: Annotated[int, Range(1, 8192)] = 128  # sentences per encoder batch
+    # <= 8192: a batch is padded and held in memory at once
+    eval_batch_size: Annotated[int, Range(1, 8192)] = 64  # documents per evaluation batch
 
 
 # ---------------------------------------------------------------------------- task
