@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import config as cfgmod
-from taskzoo.errors import CheckpointError, ConfigError, UsageError
+from taskzoo.errors import CheckpointError, ConfigError, RunFileError, UsageError
 from taskzoo.files import write_bytes, write_json, write_text
 
 
@@ -246,13 +246,20 @@ def _remove(run_dir: Path, names: list[str], what: str) -> None:
 
 
 def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
+    from taskzoo.restore import json_record
+
     config_path = run_dir / "config.json"
     if not (run_dir / "last.ckpt").exists():
         raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
-    if run_task_name(run_dir) is None:
-        raise CheckpointError(f"--resume: {config_path} is missing, unreadable or names no "
-                              "task, so the run cannot be checked or continued")
-    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    saved, problem = json_record(config_path)
+    if not problem and run_task_name(run_dir) is None:
+        problem = f"names no task (its \"_task\" is {saved.get('_task')!r})"
+    if problem:
+        # the recipe in config.json is what a resumed run is checked against: without it,
+        # continuing could silently mix two recipes
+        raise RunFileError(f"--resume: {config_path} is missing, unreadable or names no task ("
+                           f"this one {problem}), so the run cannot be checked or continued; restore "
+                           "it, or start afresh with --overwrite (or a new --out)")
     ours = config_record(cfg, task)
     # device and precision may change between machines; the recipe may not
     diff = sorted(k for k in set(saved) | set(ours)

@@ -54,6 +54,12 @@ class CheckpointError(TaskzooError):
     """A checkpoint or run directory is missing, incomplete or incompatible."""
 
 
+class RunFileError(CheckpointError, UsageError):
+    """A run directory's or weights card's file is missing, unreadable or not what taskzoo
+    wrote (not JSON, a missing key, a damaged checkpoint): the message names the file, what
+    is wrong and what to do. A UsageError too: the CLI exits 2, as for any bad input."""
+
+
 class InitWarning(UserWarning):
     """`init=` weights were loaded only in part: tensors of another shape (a head for another
     number of classes) kept their fresh initialisation. The message lists them."""

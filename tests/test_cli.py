@@ -111,7 +111,7 @@ def test_run_then_predict(cli_env, tmp_path):
     assert proc.returncode == 2 and "empty" in proc.stderr
     _no_traceback(proc)
     proc = _run(["predict", "sentiment", "--from", str(tmp_path / "nope"), "hi"], cli_env)
-    assert proc.returncode == 1 and "not a finished run directory" in proc.stderr
+    assert proc.returncode == 2 and "not a finished run directory" in proc.stderr
     _no_traceback(proc)
 
 

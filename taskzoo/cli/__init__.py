@@ -1,8 +1,8 @@
 """The `taskzoo` command: list, run, predict, play, bench, chat, export, download, verify,
 weights (one module per subcommand; each adds its parser and sets its handler).
 
-Usage errors (unknown task, bad override) print one helpful line and exit 2; other taskzoo
-errors (download failed, corrupt checkpoint) exit 1; nothing prints a traceback unless
+Usage errors (unknown task, bad override, a damaged run or card file) print one helpful
+line and exit 2; other taskzoo errors (download failed) exit 1; nothing prints a traceback unless
 TASKZOO_DEBUG=1.
 """
 

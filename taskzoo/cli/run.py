@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from taskzoo.errors import UsageError
@@ -94,12 +94,9 @@ def cli_value(value: object) -> str:
 def check_run_task(task: str, run_dir: str) -> None:
     """UsageError when `run_dir` holds a run of another task than TASK (a missing or broken
     run directory is left to load_run, which says what is missing)."""
-    from taskzoo.api import resolve_task
+    from taskzoo.api import resolve_task, run_task_name
 
     wanted = resolve_task(task).name
-    config_path = os.path.join(run_dir, "config.json")
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as fh:
-            trained = json.load(fh).get("_task")
-        if trained and trained != wanted:
-            raise UsageError(f"{run_dir} holds a '{trained}' run, not '{wanted}'")
+    trained = run_task_name(Path(run_dir))  # None when config.json is missing or damaged
+    if trained and trained != wanted:
+        raise UsageError(f"{run_dir} holds a '{trained}' run, not '{wanted}'")

@@ -16,10 +16,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from taskzoo.errors import CheckpointError
+from taskzoo.errors import CheckpointError, RunFileError
 from taskzoo.files import atomic_path
 
 CKPT_FORMAT = 2  # 2: world size and per-process RNG/source states; 1 is still read
+# What to do about a last.ckpt that cannot be resumed from: nothing else holds its state.
+_FRESH = ("--resume cannot continue from it: restore the file, or start the run afresh with "
+          "--overwrite (or a new --out)")
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -46,12 +49,20 @@ def read_checkpoint(path: Path, world_size: int) -> dict[str, Any]:
     """The checkpoint at `path`, upgraded to the current format (a format 1 checkpoint gets
     its one process's `ranks` entry); a CheckpointError when it cannot be read, is not a
     taskzoo checkpoint, or was written by a run of another number of processes."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise RunFileError(f"Cannot read checkpoint {path}: it is empty (0 bytes); {_FRESH}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file: say so instead of a torch traceback
-        raise CheckpointError(f"Cannot read checkpoint {path}: {exc}") from None
+    except Exception:  # torch's reasons run to many lines and advise unsafe loading
+        raise RunFileError(f"Cannot read checkpoint {path}: it is damaged or not a file "
+                           f"taskzoo wrote; {_FRESH}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CKPT_FORMAT):
-        raise CheckpointError(f"{path} is not a taskzoo checkpoint (format {CKPT_FORMAT})")
+        raise RunFileError(f"{path} is not a taskzoo checkpoint (format {CKPT_FORMAT}); {_FRESH}")
+    missing = [k for k in ("model", "optimizer", "scheduler", "state",
+                           "rng" if ckpt["format"] == 1 else "ranks") if k not in ckpt]
+    if missing:
+        raise RunFileError(f"{path} is a taskzoo checkpoint without {', '.join(missing)}; "
+                           f"{_FRESH}")
     if ckpt["format"] == 1:  # one process; rng and source at the top level
         ckpt["ranks"] = [{"rng": ckpt["rng"], "source": ckpt.get("source") or {}}]
     world, now = int(ckpt.get("world_size", 1)), world_size

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import hub
-from taskzoo.errors import CheckpointError, UnknownNameError, did_you_mean
+from taskzoo.errors import CheckpointError, RunFileError, UnknownNameError, did_you_mean
 
 # Base URL of the release assets; TASKZOO_HUB_URL overrides it (a web server, a mirror).
 HUB_URL = "https://github.com/taskzoo/taskzoo/releases/download/weights-v1"
@@ -57,14 +57,23 @@ class WeightCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "card") -> WeightCard:
-        """Validate a card's schema; a bad card is a CheckpointError naming the field."""
+        """Validate a card's schema; a bad card is a RunFileError (a CheckpointError)
+        naming `source` and the field."""
+        if not isinstance(d, dict):
+            raise RunFileError(f"{source}: holds a JSON {type(d).__name__}, not a weights card "
+                               "(an object with name, task, config, data, ...)")
         names = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls)
                     if f.default is MISSING and f.default_factory is MISSING}
         missing = sorted(required - set(d))
         unknown = sorted(set(d) - names)
         if missing or unknown:
-            raise CheckpointError(f"{source}: missing fields {missing}, unknown fields {unknown}")
+            raise RunFileError(f"{source}: missing fields {missing}, unknown fields {unknown}")
+        # each field's JSON type first: the checks below and every reader take them as given
+        wrong = [f"{f.name} is not {_KINDS[f.type][1]}" for f in fields(cls)
+                 if f.name in d and not _of_kind(d[f.name], _KINDS[f.type][0])]
+        if wrong:
+            raise RunFileError(f"{source}: " + "; ".join(wrong))
         card = cls(**d)
         problems = []
         if not NAME_RE.match(card.name):
@@ -77,13 +86,10 @@ class WeightCard:
             problems.append(f"dtype {card.dtype!r} is not one of {DTYPES}")
         if not card.file.endswith(".safetensors") or "/" in card.file:
             problems.append(f"file {card.file!r} is not a bare *.safetensors name")
-        for key in ("arch_kwargs", "config", "data", "metrics", "dataset", "library"):
-            if not isinstance(getattr(card, key), dict):
-                problems.append(f"{key} is not an object")
         if not all(isinstance(v, (int, float)) for v in card.metrics.values()):
             problems.append("metrics values are not numbers")
         if problems:
-            raise CheckpointError(f"{source}: " + "; ".join(problems))
+            raise RunFileError(f"{source}: " + "; ".join(problems))
         return card
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,12 +112,28 @@ class WeightCard:
         return None
 
 
+# A card field's annotation -> the JSON type its value must have, and how errors call it.
+_KINDS = {"str": (str, "a string"), "int": (int, "a whole number"), "bool": (bool, "true or false"),
+          "dict[str, Any]": (dict, "an object"), "dict[str, float]": (dict, "an object"),
+          "dict[str, str]": (dict, "an object")}
+
+
+def _of_kind(value: Any, kind: type) -> bool:
+    # JSON true/false are Python ints too: not a size
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
 def read_card(path: Path) -> WeightCard:
-    """The card at `path`, validated; CheckpointError when it is unreadable or malformed."""
+    """The card at `path`, validated; RunFileError when it is unreadable or malformed."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable weights card ({exc})") from None
+    except FileNotFoundError:
+        raise RunFileError(f"{path} is missing: a weights file needs its card (NAME.json, as "
+                           "`taskzoo export` writes it) beside it") from None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise RunFileError(f"{path}: not a readable weights card ({why}); restore it, or "
+                           "export the weights again with `taskzoo export`") from None
     return WeightCard.from_dict(data, source=str(path))
 
 

@@ -81,10 +81,13 @@ def export(run_dir: str | os.PathLike[str], *, name: str | None = None, dtype: s
     if name is not None:  # a bad name is refused before the run is even rebuilt
         check_name(name)
     out_dir = check_out_dir(out, run_dir)
-    saved, state = read_json(run_dir / "config.json"), read_json(run_dir / "data.json")
+    # each a JSON object, else a RunFileError naming the file, before anything is built
+    config_path, data_path = run_dir / "config.json", run_dir / "data.json"
+    saved, state = read_json(config_path), read_json(data_path)
     run_metrics = read_json(run_dir / "metrics.json")
     # on the CPU, in the standard memory layout: the card's figures are measured so
-    restored = rebuild({**saved, "device": "cpu"}, state, device="cpu", channels_last=False)
+    restored = rebuild({**saved, "device": "cpu"}, state, device="cpu", channels_last=False,
+                       records=(str(config_path), str(data_path)))
     task_obj, model, task_cls = restored.task, restored.model, type(restored.task)
     arch, arch_kwargs = getattr(model, "zoo_spec", (getattr(task_obj.cfg, "model", ""), {}))
     name = check_name(name or default_name(arch, task_obj))

@@ -71,6 +71,7 @@ class WeightsSource:
     path: Path | None
     card: WeightCard | None = None
     run_dir: Path | None = None
+    card_file: str = ""  # where a local card lies, for errors about its config or data
 
     @property
     def task(self) -> str:
@@ -105,7 +106,14 @@ class WeightsSource:
 
         config = {**self.config, "device": device} if self.card else self.config
         return restore(config, self.data, self.tensors(), source=self.name, task=self.task,
-                       device=device, base=self.base)
+                       device=device, base=self.base, records=self._records())
+
+    def _records(self) -> tuple[str, str]:
+        """The files errors name when the config or the data state is not what was saved."""
+        if self.run_dir is not None:
+            return str(self.run_dir / "config.json"), str(self.run_dir / "data.json")
+        where = self.card_file or f"the card of {self.name}"
+        return f'{where} ("config")', f'{where} ("data")'
 
 
 def resolve_spec(spec: str | os.PathLike[str], *, task: str | None, sha256: str | None = None,
@@ -137,7 +145,8 @@ def resolve_spec(spec: str | os.PathLike[str], *, task: str | None, sha256: str 
     _check_task(card, task, text, rules)
     if fetch:
         _check_local(path, card, text, sha256, rules)
-    return WeightsSource(text, card.config, card.data, path if fetch else None, card=card)
+    return WeightsSource(text, card.config, card.data, path if fetch else None, card=card,
+                         card_file=str(card_path(path)))
 
 
 def _run_source(spec: str, run_dir: Path) -> WeightsSource:

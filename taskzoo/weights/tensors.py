@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from taskzoo.errors import CheckpointError
+from taskzoo.errors import CheckpointError, RunFileError
 
 
 def read_weights(path: Path) -> dict[str, Any]:
@@ -16,20 +16,33 @@ def read_weights(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     path = Path(path)
-    with open(path, "rb") as fh:
-        head = fh.read(9)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RunFileError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise RunFileError(f"{path} is empty (0 bytes), not a safetensors weights file; "
+                           "restore it, or train or export the weights again")
     # safetensors: an 8-byte little-endian header length, then the JSON header (that length
     # may well start with byte 0x80, a pickle's mark: the file's shape decides first)
     header_len = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
-    if head[8:9] != b"{" or not 0 < header_len <= path.stat().st_size:
+    if head[8:9] != b"{" or not 0 < header_len <= size:
         kind = ("a pickle" if head[:1] == b"\x80" else "a zip archive (torch.save?)"
                 if head[:2] == b"PK" else "something else")
-        raise CheckpointError(f"{path} is not a safetensors file (it looks like {kind}); "
-                              "taskzoo only reads safetensors and never unpickles weights")
+        raise RunFileError(f"{path} is not a safetensors file (it looks like {kind}); "
+                           "taskzoo only reads safetensors and never unpickles weights")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged safetensors file ({exc})") from None
+        raise RunFileError(f"{path}: damaged safetensors file ({_first_line(exc)}); restore "
+                           "it, or train or export the weights again") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def load_into(model: Any, tensors: dict[str, Any], *, source: str,
