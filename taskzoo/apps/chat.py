@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from taskzoo.data.user_files import UnreadableText, read_utf8, utf8_text
 from taskzoo.errors import InputError, UsageError
 
 INDEX_VERSION = 1  # bump when the index's layout or the passage cutting changes
@@ -61,33 +63,21 @@ class Reply:
         return self.answer
 
 
-def read_kb(path: str | Path) -> list[Entry]:
-    """The knowledge base's entries: FAQ rows of a .csv, or passages of a folder's text files."""
+def read_kb(path: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[Entry]:
+    """The knowledge base's entries: FAQ rows of a .csv, or passages of a folder's text files.
+    Files of a folder that are not regular files (a FIFO, a socket, a device) are never
+    opened: they are left out and listed, with the reason, in `skipped` when one is given."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UsageError(f"knowledge base {path} does not exist: give a question,answer CSV or a "
                          "folder of .txt / .md files")
     if path.is_dir():
-        from taskzoo.tasks.summarization.data import split_sentences
-
-        entries = []
-        for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md")):
-            sents = split_sentences(f.read_text(encoding="utf-8", errors="replace"))
-            for n, at in enumerate(range(0, len(sents), PASSAGE_SENTENCES), start=1):
-                text = " ".join(sents[at:at + PASSAGE_SENTENCES])
-                entries.append(Entry(text, text, f"{f.relative_to(path)}:{n}", True))
-        if not entries:
-            raise InputError(f"knowledge base {path}: no .txt or .md file with text in it")
-        return entries
+        return _read_folder(path, [] if skipped is None else skipped)
     if path.suffix.lower() != ".csv":
         raise UsageError(f"knowledge base {path}: expected a .csv file (question,answer) or a "
                          "folder of text files")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["question", "answer"]:
-        rows = rows[1:]
     entries = []
-    for n, row in enumerate(rows, start=1):
+    for n, row in enumerate(_csv_rows(path), start=1):
         if not any(c.strip() for c in row):
             continue
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
@@ -99,6 +89,51 @@ def read_kb(path: str | Path) -> list[Entry]:
     if not entries:
         raise InputError(f"{path}: no question,answer rows")
     return entries
+
+
+def _read_folder(path: Path, skipped: list[tuple[str, str]]) -> list[Entry]:
+    from taskzoo.tasks.summarization.data import split_sentences
+
+    entries = []
+    for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md")):
+        if f.is_dir():  # a folder named notes.txt: rglob reads its files in turn
+            continue
+        try:
+            # a stray byte costs one character (U+FFFD), not the whole folder
+            text = utf8_text(f, errors="replace")
+        except (OSError, UnreadableText) as e:
+            skipped.append((str(f), str(e).removeprefix("is ")))  # as the image readers list
+            continue
+        sents = split_sentences(text)
+        for n, at in enumerate(range(0, len(sents), PASSAGE_SENTENCES), start=1):
+            passage = " ".join(sents[at:at + PASSAGE_SENTENCES])
+            entries.append(Entry(passage, passage, f"{f.relative_to(path)}:{n}", True))
+    if not entries:
+        extra = (f" ({len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]})"
+                 if skipped else "")
+        raise InputError(f"knowledge base {path}: no .txt or .md file with text in it{extra}")
+    return entries
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The CSV's rows. Not UTF-8 is refused, not guessed (a Windows-1252 guess would show
+    wrong characters in every answer); a field over csv's limit (128 KiB) is refused, since
+    raising the limit would change it for the whole process; an answer that long belongs in
+    a folder of text files."""
+    text = read_utf8(path, "knowledge base", InputError)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as e:
+        hint = ("question,answer rows of ordinary length; give long texts as a folder of .txt "
+                "files" if "field limit" in str(e) else "a question,answer CSV")
+        raise InputError(f"knowledge base {path} line {reader.line_num}: {e}: expected "
+                         f"{hint}") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["question", "answer"]:
+        rows = rows[1:]
+    return rows
 
 
 class Chatbot:
@@ -113,7 +148,9 @@ class Chatbot:
 
         if not 0 <= threshold <= 1:
             raise UsageError(f"threshold={threshold}: expected a score in [0, 1]")
-        self.entries, self.threshold, self.top_k = read_kb(kb), threshold, max(1, top_k)
+        self.skipped: list[tuple[str, str]] = []  # (file, reason) of a folder's special files
+        self.entries, self.threshold = read_kb(kb, self.skipped), threshold
+        self.top_k = max(1, top_k)
         self.runtime = Runtime.create(device=device)
         repo = encoder_repo(encoder)
         if repo is None:
@@ -201,6 +238,14 @@ def chatbot(kb: str | Path, **options: Any) -> Chatbot:
     return Chatbot(kb, **options)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def repl(bot: Chatbot, *, stdin: Any = None, stdout: Any = None) -> int:
     """The terminal loop of `taskzoo chat`: a prompt with readline history (arrow keys, kept
     in the taskzoo cache between sessions); 'quit', 'exit' or Ctrl-D ends it."""
@@ -217,6 +262,8 @@ def repl(bot: Chatbot, *, stdin: Any = None, stdout: Any = None) -> int:
             readline.read_history_file(history)
         except OSError:
             pass
+    for name, reason in getattr(bot, "skipped", []):
+        print(f"taskzoo chat: skipped {name}: {reason}", file=out, flush=True)
     print(f"taskzoo chat: {len(bot.entries)} entries. Ask a question; 'quit' or Ctrl-D to end.",
           file=out, flush=True)
     try:
@@ -225,8 +272,15 @@ def repl(bot: Chatbot, *, stdin: Any = None, stdout: Any = None) -> int:
                 line = input("you> ") if stdin is None else stdin.readline()
             except (EOFError, KeyboardInterrupt):
                 break
+            except UnicodeDecodeError:  # a strict stdin: the line is gone, the session is not
+                line = "\udcff"
             if stdin is not None and not line:
                 break
+            if not _utf8(line):
+                # surrogates are the bytes Python could not decode; the encoder cannot take them
+                print("bot> that line is not valid UTF-8 text: type it again as UTF-8 (check "
+                      "the terminal's encoding)", file=out, flush=True)
+                continue
             line = line.strip()
             if line.lower() in ("quit", "exit"):
                 break

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from taskzoo.data.user_files import NotRegularFile, open_regular
 from taskzoo.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ def decode_image(path: Path) -> Image.Image:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        # open_regular: a FIFO or device in the folder would block open() forever
+        with open_regular(path) as fh, Image.open(fh) as im:
             # load() decodes every byte: it catches the truncated files that verify() misses
             im.load()
             try:
@@ -98,6 +100,8 @@ def decode_image(path: Path) -> Image.Image:
         raise
     except FileNotFoundError:
         raise UnreadableImage("no such file") from None
+    except NotRegularFile as e:
+        raise UnreadableImage(str(e)) from None
     except Exception as e:  # Pillow's plugins raise many types for malformed files
         raise UnreadableImage(f"{type(e).__name__}: {e}") from None
 
@@ -173,6 +177,19 @@ def _decode_modes(files: list[Path]) -> tuple[list[str | None], dict[Path, str]]
     return modes, reasons
 
 
+def _check_class_name(folder: Path, name: str) -> None:
+    """A class name is written to reports and weight cards as UTF-8: a folder name that is
+    not UTF-8 (Python reads its bytes as surrogates) is refused here, before training, and
+    not guessed, since two such names may differ only in the undecodable bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", errors="replace")
+        raise DataError(f"{folder}: the class folder {shown!r} has a name that is not valid "
+                        f"UTF-8 (class names are written to reports as UTF-8): rename it "
+                        f"with UTF-8 characters, e.g. convmv -f latin1 -t utf-8") from None
+
+
 @dataclass
 class _Scan:
     by_class: dict[str, list[Path]]  # class -> readable files, in order
@@ -184,6 +201,8 @@ def _scan(folder: Path) -> _Scan:
     """Decode every image of `folder/<class>/...` once; unreadable files are skipped."""
     classes = sorted((d.name for d in folder.iterdir() if d.is_dir() and _visible(d.name)),
                      key=_natural)
+    for c in classes:
+        _check_class_name(folder, c)
     skipped = [(str(p), "not inside a class folder") for p in sorted(folder.iterdir())
                if p.is_file() and _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
     files = [(c, p) for c in classes for p in image_files_under(folder / c)]

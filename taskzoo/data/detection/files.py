@@ -55,6 +55,7 @@ from taskzoo.data.detection.labels import (
     no_boxes,
 )
 from taskzoo.data.image_files import IMAGE_EXTENSIONS, image_files_under
+from taskzoo.data.user_files import UnreadableText, file_kind, read_utf8, utf8_text
 from taskzoo.errors import DataError
 
 if TYPE_CHECKING:
@@ -89,11 +90,11 @@ def read_yolo_labels(path: Path, size: tuple[int, int], num_classes: int,
     `problems` (file:line) and left out; corners within YOLO_TOLERANCE outside 0..1 are
     clipped. `names_from` ends the out-of-range message, e.g. " in data.yaml"."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = utf8_text(path)  # never opens a FIFO or device, which would block for ever
     except FileNotFoundError:
         return no_boxes()
-    except (OSError, UnicodeDecodeError) as e:
-        problems.add(str(path), f"cannot read the label file: {e}")
+    except UnreadableText as e:
+        problems.add(str(path), f"the label file {e}: expected a UTF-8 text file of YOLO lines")
         return no_boxes()
     w, h = size
     boxes: list[list[float]] = []
@@ -159,10 +160,8 @@ def read_yolo_split(images: list[Path], classes: list[str], *, name: str,
 
 def read_class_names(path: Path) -> list[str]:
     """`classes.txt`: one name per line, line i = class id i (trailing blank lines ignored)."""
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read the class names {path}: {e}") from None
+    text = read_utf8(path, "the class names", DataError)
+    lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
@@ -179,10 +178,9 @@ def read_class_names(path: Path) -> list[str]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    text = read_utf8(path, "the data yaml", DataError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise DataError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -230,10 +228,7 @@ def _yolo_images(spec: object, root: Path, yaml_path: Path, key: str) -> list[Pa
             found = image_files_under(p)
         elif p.is_file() and p.suffix.lower() == ".txt":
             found = []
-            try:
-                listed = p.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                raise DataError(f"{yaml_path}: {key}: cannot read {p}: {e}") from None
+            listed = read_utf8(p, f"{yaml_path}: {key}: the image list", DataError).splitlines()
             for line in listed:
                 if not (line := line.strip()):
                     continue
@@ -243,7 +238,8 @@ def _yolo_images(spec: object, root: Path, yaml_path: Path, key: str) -> list[Pa
                 if q.suffix.lower() in IMAGE_EXTENSIONS:
                     found.append(q)
         else:
-            raise DataError(f"{yaml_path}: {key}: {entry!r} -> {p} does not exist (expected a "
+            what = f"is {file_kind(p)}" if p.exists() and file_kind(p) else "does not exist"
+            raise DataError(f"{yaml_path}: {key}: {entry!r} -> {p} {what} (expected a "
                             f"folder of images or a .txt file listing image paths)")
         if not found:
             raise DataError(f"{yaml_path}: {key}: no images in {p} (extensions: "
@@ -330,6 +326,9 @@ def load_detection_data(path: str | os.PathLike[str]) -> dict[str, DetectionSet]
     p = Path(path)
     if not p.exists():
         raise DataError(f"detection data {p} does not exist (expected {_LAYOUTS})")
+    if not p.is_dir() and (kind := file_kind(p)):
+        raise DataError(f"detection data {p} is {kind}, not a regular file (expected "
+                        f"{_LAYOUTS})")
     if p.is_file():
         if p.suffix.lower() in (".yaml", ".yml"):
             return load_yolo_yaml(p)
@@ -349,6 +348,9 @@ def load_detection_data(path: str | os.PathLike[str]) -> dict[str, DetectionSet]
         # names only, beside images/ and labels/: the plain layout
         return _plain(p, _yaml_names(data, yamls[0]), f" in {yamls[0].name}")
     jsons = sorted((p / "annotations").glob("*.json")) or sorted(p.glob("*.json"))
+    for q in jsons:  # the COCO reader opens them: a FIFO would block it for ever
+        if kind := file_kind(q):
+            raise DataError(f"{q} is {kind}, not a regular file: expected a COCO json file")
     if jsons:
         return _checked(coco_splits(jsons), jsons[0].parent, _COCO_HINT)
     if (p / "images").is_dir() and (p / "classes.txt").is_file():

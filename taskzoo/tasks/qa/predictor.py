@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from taskzoo.data.user_files import read_utf8
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import CallOption, Predictor, json_argument
 from taskzoo.tasks.qa.data import SpanBatch, Window, best_answer, collate, windows
@@ -90,10 +91,8 @@ class QAPredictor(Predictor):
         pairs = []
         for q, c in zip(args[::2], args[1::2]):
             if c.startswith("@"):
-                path = Path(c[1:])
-                if not path.is_file():
-                    raise InputError(f"context file {path} does not exist")
-                c = path.read_text(encoding="utf-8")
+                # one line for a missing, special (a FIFO would block) or non-UTF-8 file
+                c = read_utf8(Path(c[1:]), "context file")
             pairs.append((q, c))
         return pairs
 

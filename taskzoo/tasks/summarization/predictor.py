@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from taskzoo.data.user_files import read_utf8
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import CallOption, Predictor
 from taskzoo.tasks.common.pretrained_text import embed
@@ -84,10 +85,8 @@ class SummaryPredictor(Predictor):
         docs = []
         for a in args:
             if a.startswith("@"):
-                path = Path(a[1:])
-                if not path.is_file():
-                    raise InputError(f"document file {path} does not exist")
-                a = path.read_text(encoding="utf-8")
+                # one line for a missing, special (a FIFO would block) or non-UTF-8 file
+                a = read_utf8(Path(a[1:]), "document file")
             docs.append(a)
         return docs
 

@@ -1,0 +1,109 @@
+"""Opening a user's own file safely: only a regular file is ever opened (opening a FIFO for
+reading waits for a writer forever), and text is read as UTF-8 with a one-line error that
+names the file, the bad byte and its line.
+
+    >>> from taskzoo.data.user_files import read_utf8
+    >>> read_utf8("notes.txt", "context file")  # doctest: +SKIP
+    'The text ...'
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from taskzoo.errors import InputError, TaskzooError
+
+__all__ = ["NotRegularFile", "UnreadableText", "file_kind", "open_regular", "utf8_text",
+           "read_utf8"]
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, socket, device or folder; the message is the reason alone."""
+
+
+class UnreadableText(Exception):
+    """A file that cannot be read as UTF-8 text; the message is the reason alone."""
+
+
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """None for a regular file (or a link to one) or a missing path, else what it is instead.
+
+    >>> file_kind("/dev/null")
+    'a character device'
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for reading in binary, refusing anything but a regular file.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; the kind
+    is then checked on the open descriptor, so a file swapped meanwhile is caught too. It has
+    no effect on a regular file. Raises NotRegularFile, or the OSError of os.open."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+            raise NotRegularFile(f"{kind}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _decode_error(data: bytes, e: UnicodeDecodeError) -> str:
+    line = data.count(b"\n", 0, e.start) + 1
+    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    return f"is not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, column {column})"
+
+
+def utf8_text(path: str | os.PathLike[str], *, errors: str = "strict") -> str:
+    """The file's text, decoded as UTF-8 (a leading byte-order mark dropped).
+
+    Raises FileNotFoundError when there is no such file, else UnreadableText with the reason
+    ("is a FIFO (named pipe), not a regular file", "is not UTF-8 text (byte 0xe9 at line 3,
+    column 4)", ...); `errors="replace"` reads undecodable bytes as U+FFFD instead."""
+    try:
+        with open_regular(path) as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise
+    except NotRegularFile as e:
+        raise UnreadableText(f"is {e}") from None
+    except OSError as e:
+        raise UnreadableText(f"cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig", errors=errors)
+    except UnicodeDecodeError as e:
+        raise UnreadableText(_decode_error(data, e)) from None
+
+
+def read_utf8(path: str | os.PathLike[str], what: str,
+              error: type[TaskzooError] = InputError) -> str:
+    """`utf8_text`, every failure raised as `error` with one line naming `what` and the path.
+
+    Text that is not UTF-8 is refused rather than guessed: Latin-1 decodes any bytes, so a
+    guess would turn a binary or Windows-1252 file into silently wrong text."""
+    p = Path(path)
+    try:
+        return utf8_text(p)
+    except FileNotFoundError:
+        raise error(f"{what} {p} does not exist") from None
+    except UnreadableText as e:
+        hint = (": save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)" if "UTF-8" in str(e)
+                else ": expected a UTF-8 text file")
+        raise error(f"{what} {p} {e}{hint}") from None
