@@ -119,6 +119,9 @@ def test_control_characters_are_spaces_between_words(monkeypatch):
     bad = clf("bad")
     assert bad["label"] == "negative"
     assert clf(["bad\0\0", "\0bad\0", "bad\x1b"]) == [bad] * 3
+    for blank in ("\0\0", " \x01\t", ""):  # no word left: refused, not read as <unk>
+        with pytest.raises(InputError, match="nothing to classify"):
+            clf(blank)
 
 
 def test_sst2_through_a_directory_mirror(shared_data, monkeypatch):

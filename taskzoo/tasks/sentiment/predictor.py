@@ -46,9 +46,10 @@ class SentimentPredictor(Predictor):
             words = list(item)
         else:
             text = as_text(item, f"text {index}")
-            if not text.strip():
-                raise InputError(f"text {index} is empty or whitespace only: nothing to classify")
             words = tokenize(text)  # SST-2's tokenisation, as in training
+            if not words:  # control characters are spaces: "\0\0" holds no word either
+                raise InputError(f"text {index} is empty, or only whitespace and control "
+                                 "characters: nothing to classify")
         if self.subwords is not None:
             ids = self.subwords.encode([" ".join(words)], max_tokens=self.max_tokens)[0]
         else:
