@@ -4,6 +4,7 @@ every test module by conftest.py), and helpers that count hashes and race proces
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from taskzoo.hub import _verify  # noqa: PLC2701 (its sha256_file is replaced there to count hashes)
+from taskzoo import hub
 
 
 class Fake:
@@ -125,14 +126,22 @@ def run_at_once(target, args: tuple, *, n: int, timeout: float) -> list:
     return results
 
 
+def replace_in_hub(monkeypatch, name: str, replacement) -> None:
+    """Replace `name` in every private hub module that holds it: each imports the names it
+    uses from the module that defines them, so a replacement has to reach all of them."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith("taskzoo.hub.") and hasattr(module, name):
+            monkeypatch.setattr(module, name, replacement)
+
+
 def count_hashes(monkeypatch) -> list[Path]:
-    """Every path the hub hashes from now on (every hub module calls _verify.sha256_file)."""
+    """Every path the hub hashes from now on."""
     seen: list[Path] = []
-    real = _verify.sha256_file
+    real = hub.sha256_file
 
     def counting(path):
         seen.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(_verify, "sha256_file", counting)
+    replace_in_hub(monkeypatch, "sha256_file", counting)
     return seen

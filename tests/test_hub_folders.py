@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hub_server import count_hashes, replace_in_hub
 
 from taskzoo import hub
 from taskzoo.errors import DataError, DownloadError, IntegrityError, OfflineError
@@ -30,7 +31,6 @@ from taskzoo.hub import (
     _archives,  # noqa: PLC2701 (hub internals are replaced where they are defined)
     _files,  # noqa: PLC2701
     _folders,  # noqa: PLC2701
-    _verify,  # noqa: PLC2701
     build_manifest,
     cached_folder,
     cached_path,
@@ -98,13 +98,6 @@ def leftovers(folder: RemoteFolder) -> list[str]:
 def assert_tree(path: Path, tree: dict[str, bytes]) -> None:
     assert {p.relative_to(path).as_posix(): p.read_bytes()
             for p in path.rglob("*") if p.is_file()} == tree
-
-
-def count_hashes(monkeypatch) -> list[Path]:
-    seen: list[Path] = []
-    real = _verify.sha256_file
-    monkeypatch.setattr(_verify, "sha256_file", lambda p: seen.append(Path(p)) or real(p))
-    return seen
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -453,13 +446,13 @@ def test_interrupted_extraction_leaves_nothing_complete(monkeypatch, tmp_path):
             raise Boom("disk pulled out")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_archives, "write_new", failing)
+    replace_in_hub(monkeypatch, "write_new", failing)
     with pytest.raises(Boom):
         fetch_folder(folder, group="grp", **FAST)
     target = cached_folder(folder)
     assert not target.exists() and not target.with_name("ds.complete.json").exists()
     assert not leftovers(folder)
-    monkeypatch.setattr(_archives, "write_new", real)
+    replace_in_hub(monkeypatch, "write_new", real)
     assert_tree(fetch_folder(folder, group="grp", **FAST), TREE)
 
     # a crash after the rename but before the marker: verified in place (hashed) and marked
@@ -482,14 +475,14 @@ def test_killed_extraction_is_cleaned_up_next_time(monkeypatch, tmp_path):
     env = {**os.environ, "TASKZOO_MIRROR": str(tmp_path / "m")}
     code = ("import os, signal, sys\n"
             "from taskzoo import hub\n"
-            "from taskzoo.hub import _archives\n"
+            "from taskzoo.hub import _archives, _folders\n"
             "real, calls = _archives.write_new, []\n"
             "def dying(*a, **k):\n"
             "    calls.append(1)\n"
             "    if len(calls) == 3:\n"
             "        os.kill(os.getpid(), signal.SIGKILL)\n"
             "    return real(*a, **k)\n"
-            "_archives.write_new = dying\n"
+            "_archives.write_new = _folders.write_new = dying\n"
             "folder = hub.RemoteFolder('ds', hub.read_manifest(sys.argv[1]),\n"
             "                          (hub.RemoteArchive('ds.tar.gz', root='ds'),))\n"
             "hub.fetch_folder(folder, group='grp', progress=False)\n")

@@ -21,10 +21,9 @@ The code lives in these modules, lowest first: `_base` (environment, HTTP transp
 and `_folders` (`RemoteFolder`, `fetch_folder`). This package exports what callers use:
 `__all__`, plus `describe`, `read_url`, `verify_cache`, the constants and the errors.
 
-The hub modules call `sha256_file` as `_verify.sha256_file` and `write_new` as
-`_archives.write_new`, so a test that replaces one in its defining module (to count hashes,
-or to crash mid-extraction) reaches every caller; `copy_stream` (`_files`) and `mark`
-(`_folders`) are only called inside their own module, where a test replaces them too.
+Each private module imports the names it uses from the module that defines them, so a test
+that replaces one (to count hashes, or to crash mid-extraction) replaces it in every module
+that holds it (`tests/hub_server.py`, `replace_in_hub`).
 """
 
 from __future__ import annotations

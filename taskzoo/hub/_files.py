@@ -27,7 +27,6 @@ from urllib.request import url2pathname
 from filelock import FileLock, Timeout
 
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError
-from taskzoo.hub import _verify
 from taskzoo.hub._base import (
     CHUNK,
     URL_RE,
@@ -46,6 +45,7 @@ from taskzoo.hub._verify import (
     judge,
     prune_records,
     remember,
+    sha256_file,
     signature,
     verified_file,
 )
@@ -251,7 +251,7 @@ def copy_stream(inp: BinaryIO, part: Path, limit: int | None = None) -> None:
 
 def _verify_part(part: Path, f: RemoteFile, source: str) -> None:
     size = part.stat().st_size
-    digest = _verify.sha256_file(part) if size == f.size else None
+    digest = sha256_file(part) if size == f.size else None
     if digest == f.sha256.lower():
         return
     part.unlink(missing_ok=True)
@@ -477,7 +477,7 @@ def verify_cache(*, delete: bool = True) -> list[tuple[Path, str]]:
                 continue
             with locked(path, wait, str(path)):  # never judge a file another process is writing
                 sig = signature(path)
-                digest = _verify.sha256_file(path)
+                digest = sha256_file(path)
                 if digest[:16] == folder.name:
                     remember(path, digest, sig if signature(path) == sig else None)
                     report.append((path, "ok"))

@@ -22,7 +22,6 @@ from urllib.request import url2pathname
 
 from taskzoo.errors import DownloadError, IntegrityError, OfflineError
 from taskzoo.files import write_json
-from taskzoo.hub import _archives, _verify
 from taskzoo.hub._archives import (
     RemoteArchive,
     Want,
@@ -33,6 +32,7 @@ from taskzoo.hub._archives import (
     pinned_archive,
     sync_tree,
     unpinned_cap,
+    write_new,
 )
 from taskzoo.hub._base import (
     URL_RE,
@@ -56,7 +56,7 @@ from taskzoo.hub._files import (
     plain_name,
 )
 from taskzoo.hub._manifests import Manifest, safe_rel
-from taskzoo.hub._verify import signature
+from taskzoo.hub._verify import sha256_file, signature
 
 # ---------------------------------------------------------------- pinned folders
 # A folder is pinned by a manifest: (relative posix path, sha256, size) for every file. It is
@@ -262,7 +262,7 @@ def _folder_ok(target: Path, key: str, want: Want | None) -> bool:
             if now is None or now[0] != size:
                 return False
             if list(now) != [size, *sig]:  # touched, copied or restored: same bytes still?
-                if _verify.sha256_file(target / rel) != sha or signature(target / rel) != now:
+                if sha256_file(target / rel) != sha or signature(target / rel) != now:
                     return False
                 files[rel] = [sha, *now]
                 changed = True
@@ -284,7 +284,7 @@ def _check_in_place(target: Path, want: Want) -> Want:
             problems.append(f"{path}: missing")
         elif sig[0] != size:
             problems.append(f"{path}: size {sig[0]} bytes, expected {size}")
-        elif (digest := _verify.sha256_file(path)) != sha:
+        elif (digest := sha256_file(path)) != sha:
             problems.append(f"{path}: sha256 {digest}, expected {sha}")
     if problems:
         raise IntegrityError(_problems(f"{target} does not match the manifest", problems, want))
@@ -388,7 +388,7 @@ def _folder_from_dir(src: Path, want: Want, dest: Path) -> Want:
             problems.append(f"{path}: size {n} bytes, expected {size}")
             continue
         with open(path, "rb") as inp:
-            digest, n = _archives.write_new(inp, dest / rel, size + 1, str(path))
+            digest, n = write_new(inp, dest / rel, size + 1, str(path))
         if (digest, n) != (sha, size):
             problems.append(f"{path}: sha256 {digest}, expected {sha}")
     if problems:
@@ -414,7 +414,7 @@ def _folder_from_urls(base: str, want: Want, get: Get, dest: Path) -> Want:
                              f"not found)") from None
             raise Permanent(f"{url}: not found (the mirror holds only part of the "
                             f"folder)") from None
-        if (digest := _verify.sha256_file(path)) != sha:
+        if (digest := sha256_file(path)) != sha:
             raise IntegrityError(f"{url}: sha256 {digest}, expected {sha}; discarded")
     return want
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from taskzoo.errors import DataError
 from taskzoo.files import write_bytes, write_text
-from taskzoo.hub import _verify
+from taskzoo.hub._verify import sha256_file
 
 ManifestEntry = tuple[str, str, int]  # (relative posix path, sha256 hex, size in bytes)
 Manifest = tuple[ManifestEntry, ...]
@@ -48,7 +48,7 @@ def build_manifest(path: str | os.PathLike[str]) -> Manifest:
             if not safe_rel(rel):
                 raise DataError(f"cannot build a manifest of {root}: unusable name {rel!r}")
             if full.is_file():
-                out.append((rel, _verify.sha256_file(full), full.stat().st_size))
+                out.append((rel, sha256_file(full), full.stat().st_size))
     return tuple(sorted(out))
 
 
