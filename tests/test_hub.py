@@ -455,14 +455,21 @@ def test_same_size_corruption_of_a_cached_file_is_refetched(server, monkeypatch)
     assert fetch(f, group="g", **FAST).read_bytes() == data  # rehashed, purged, refetched
     assert server.count("/c.bin") == 2
 
-    # A change that keeps size, mtime and inode is only found by `taskzoo verify`, which
-    # deletes the file and its record, so the next fetch downloads it again.
+    # An edit in place with the old mtime put back (issue 28, case 15): the kernel moved
+    # ctime, so the fast path rehashes and refetches instead of serving the damaged bytes.
     st = path.stat()
     with open(path, "r+b") as fh:
         fh.write(b"\0" * 10)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert hub.verify_cache() == [(path, "deleted")]
+    assert (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino) == \
+        (st.st_size, st.st_mtime_ns, st.st_ino)
     assert fetch(f, group="g", **FAST).read_bytes() == data and server.count("/c.bin") == 3
+
+    # `taskzoo verify` rehashes every cached file: a damaged one is deleted with its record,
+    # and the next fetch downloads it again.
+    path.write_bytes(blob(70_000, seed=43))
+    assert hub.verify_cache() == [(path, "deleted")] and not path.exists()
+    assert fetch(f, group="g", **FAST).read_bytes() == data and server.count("/c.bin") == 4
 
 
 def test_verified_file_rehashes_only_when_the_file_changes(monkeypatch, tmp_path):

@@ -32,14 +32,18 @@ def sha256_file(path: Path) -> str:
 # A record says: the file at this absolute path, with this stat signature, has this sha256.
 # The signature changes when the file is rewritten, replaced or resized, so a matching record
 # saves rehashing a file on every use; anything that changes it brings the hash back.
-Signature = tuple[int, int, int, int]  # (size, st_mtime_ns, st_ino, st_dev)
+# ctime is in it because a user can set mtime back (`touch -r`, `os.utime`) after an edit in
+# place, but not ctime: the kernel sets it on every write, rename or metadata change. What the
+# fast path cannot see is a write below the filesystem (a raw block device, a clock set back
+# by root); `taskzoo verify` rehashes everything for that.
+Signature = tuple[int, int, int, int, int]  # (size, st_mtime_ns, st_ctime_ns, st_ino, st_dev)
 
 
 def verified_file(path: Path, sha256: str, size: int) -> bool:
     """True when `path` holds exactly the bytes pinned by (sha256, size).
 
-    Hashes the file only when it has no verification record or its size, mtime, inode or
-    device changed since the record was made. Each hash is recorded (with that stat
+    Hashes the file only when it has no verification record or its size, mtime, ctime, inode
+    or device changed since the record was made. Each hash is recorded (with that stat
     signature) under `cache_root()/verified`; when the cache root is not writable nothing
     is recorded and the file is simply hashed again next time.
 
@@ -57,7 +61,7 @@ def signature(path: Path) -> Signature | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
 def judge(path: Path, sha256: str, size: int) -> tuple[bool, Signature | None]:
@@ -85,9 +89,9 @@ def _record_path(path: Path) -> Path:
 
 
 def _record(path: Path, sha256: str, sig: Signature) -> dict[str, object]:
-    size, mtime_ns, ino, dev = sig
+    size, mtime_ns, ctime_ns, ino, dev = sig
     return {"path": os.path.abspath(path), "sha256": sha256.lower(), "size": size,
-            "mtime_ns": mtime_ns, "ino": ino, "dev": dev}
+            "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "ino": ino, "dev": dev}
 
 
 def _recalled(path: Path) -> object:
