@@ -511,3 +511,20 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(Path(hub.__file__).parents[1])})
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_cache_root_that_is_a_file_is_one_line_naming_taskzoo_home(server, monkeypatch,
+                                                                      tmp_path):
+    # Issue 28, case 9: TASKZOO_HOME naming a file was a NotADirectoryError from pathlib.
+    data = blob(1_000, seed=61)
+    server.files["/h.bin"] = data
+    f = pin("h.bin", data, server.url("/h.bin"))
+    (home := tmp_path / "home").write_bytes(b"my notes")
+    monkeypatch.setenv("TASKZOO_HOME", str(home))
+    with pytest.raises(UsageError, match=r"is a file, not a folder; TASKZOO_HOME=.*home must "
+                                         r"name a folder"):
+        fetch(f, group="g", **FAST)
+    assert home.read_bytes() == b"my notes" and server.count("/h.bin") == 0
+    monkeypatch.setenv("TASKZOO_HOME", str(home / "sub"))  # a file on the way
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        fetch(f, group="g", **FAST)

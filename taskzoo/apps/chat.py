@@ -191,7 +191,7 @@ class Chatbot:
         key = hashlib.sha256(json.dumps(
             [INDEX_VERSION, describe(self.subwords.repo)["sha256"],
              [(e.key, e.answer, e.source) for e in self.entries]]).encode()).hexdigest()
-        folder = hub.cache_root() / "chat"
+        folder = hub.make_cache_dir(hub.cache_root() / "chat")
         path, record = folder / f"{key[:32]}.safetensors", folder / f"{key[:32]}.json"
         if path.is_file() and record.is_file():
             expected = json.loads(record.read_text(encoding="utf-8")).get("sha256")
@@ -291,9 +291,9 @@ def repl(bot: Chatbot, *, stdin: Any = None, stdout: Any = None) -> int:
             print(f"bot> {reply}{where}", file=out, flush=True)
     finally:
         if readline is not None:
-            history.parent.mkdir(parents=True, exist_ok=True)
             readline.set_history_length(1000)
             try:
+                history.parent.mkdir(parents=True, exist_ok=True)
                 readline.write_history_file(history)
             except OSError:
                 pass

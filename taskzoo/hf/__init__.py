@@ -100,7 +100,7 @@ def hf_folder(repo: HFRepo) -> Path:
                       f"TASKZOO_MIRROR=<mirror>, or allow downloads from "
                       f"https://huggingface.co/{repo.repo}.") from None
     target = hub.cache_root() / "hf" / repo.group / repo.revision
-    target.mkdir(parents=True, exist_ok=True)
+    hub.make_cache_dir(target)
     for name, sha, size in repo.files:
         # a hard link is the cached file itself; a copy is re-verified only when it changed
         if not hub.verified_file(target / name, sha, size):
@@ -160,7 +160,7 @@ def _first_fetch(repo: str, revision: str) -> HFRepo:
 
     group = repo.rsplit("/", 1)[-1]
     incoming = hub.cache_root() / "hf" / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
+    hub.make_cache_dir(incoming)
     found: list[tuple[str, str, int]] = []
     tried: list[str] = []
     for name in (*_REQUIRED, *_TOKENIZER, *_OPTIONAL):

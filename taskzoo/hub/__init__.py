@@ -36,7 +36,7 @@ from taskzoo.errors import UsageError as UsageError
 from taskzoo.hub._archives import RemoteArchive
 from taskzoo.hub._base import CHUNK as CHUNK
 from taskzoo.hub._base import LOCK_TIMEOUT as LOCK_TIMEOUT
-from taskzoo.hub._base import cache_root, default_lock_timeout, is_offline, mirrors
+from taskzoo.hub._base import cache_root, default_lock_timeout, is_offline, make_cache_dir, mirrors
 from taskzoo.hub._base import read_url as read_url
 from taskzoo.hub._files import ArchiveMember, RemoteFile, cached_path, fetch
 from taskzoo.hub._files import describe as describe
@@ -59,4 +59,4 @@ __all__ = ["ArchiveMember", "RemoteFile", "RemoteArchive", "RemoteFolder", "Mani
            "cache_root", "mirrors", "is_offline", "cached_path", "cached_folder", "fetch",
            "fetch_folder", "build_manifest", "format_manifest", "parse_manifest",
            "read_manifest", "write_manifest", "sha256_file", "verified_file",
-           "default_lock_timeout"]
+           "default_lock_timeout", "make_cache_dir"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from taskzoo.errors import IntegrityError
-from taskzoo.hub._base import CHUNK, Absent, Permanent
+from taskzoo.hub._base import CHUNK, Absent, Permanent, make_cache_dir
 from taskzoo.hub._files import (
     RemoteFile,
     adopt_sibling,
@@ -102,7 +102,7 @@ def pinned_archive(a: RemoteArchive, group: str, copy: Callable[[Path], None],
     target = cached_path(rf)
     if verified_file(target, rf.sha256, rf.size):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(target.parent)
     held = locked_source(target, wait, f"{group}/{a.name}")
     with held:
         if cached_ok(target, rf) or adopt_sibling(rf, target):

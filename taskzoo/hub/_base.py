@@ -68,6 +68,27 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("taskzoo"))
 
 
+def make_cache_dir(path: Path) -> Path:
+    """`mkdir -p` a folder inside the cache; a UsageError naming the cache root (and
+    TASKZOO_HOME when it is set) when the root or a folder on the way is a file.
+
+    >>> make_cache_dir(cache_root() / "chat")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/taskzoo/chat')
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as e:
+        # Otherwise the first download shows a traceback from deep inside pathlib.
+        home = os.environ.get("TASKZOO_HOME")
+        hint = (f"TASKZOO_HOME={home} must name a folder" if home else
+                f"the cache root {cache_root()} must be a folder (TASKZOO_HOME sets another)")
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()),
+                       Path(e.filename or path))
+        raise UsageError(f"cannot make the cache folder {path}: {blocker} is a file, not a "
+                         f"folder; {hint}") from None
+    return path
+
+
 def mirrors() -> list[str]:
     """Mirrors from $TASKZOO_MIRROR (comma/whitespace separated): absolute dirs or base URLs.
 

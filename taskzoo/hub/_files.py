@@ -37,6 +37,7 @@ from taskzoo.hub._base import (
     default_lock_timeout,
     get_retrying,
     is_offline,
+    make_cache_dir,
     mirrors,
 )
 from taskzoo.hub._verify import (
@@ -150,7 +151,7 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
     # safe; it is hashed only when it changed since it was verified (or never was).
     if verified_file(target, f.sha256, f.size):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(target.parent)
     show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
     get = functools.partial(get_retrying, retries=max(0, retries), backoff=backoff,
                             timeout=timeout, show=show)
@@ -169,7 +170,7 @@ def fetch(f: RemoteFile, *, group: str, retries: int = 3, backoff: float = 1.0,
                 failures.append((label, str(e), kind))
             else:
                 os.replace(part, target)  # atomic: readers see nothing or the whole file
-                # Just hashed (os.replace keeps inode and mtime): record, don't rehash.
+                # Just hashed: record its signature after the rename, so it is not hashed again.
                 remember(target, f.sha256, signature(target))
                 return target
     raise _final_error(f, group, target, failures)
@@ -405,7 +406,7 @@ def fetch_archive(url: str, get: Get, wait: float, *,
     dest = cache_root() / "archives" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(dest.parent)
     held = locked_source(dest, wait, f"archive {url}")
     with held:
         if dest.is_file():

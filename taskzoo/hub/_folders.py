@@ -43,6 +43,7 @@ from taskzoo.hub._base import (
     default_lock_timeout,
     get_retrying,
     is_offline,
+    make_cache_dir,
     mirrors,
 )
 from taskzoo.hub._files import (
@@ -180,7 +181,7 @@ def fetch_folder(folder: RemoteFolder, *, group: str, retries: int = 3, backoff:
     # Fast path, no lock: the marker is written only after the folder is complete and in place.
     if _folder_ok(target, key, want):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(target.parent)
     show = progress if progress is not None else bool(sys.stderr and sys.stderr.isatty())
     get = functools.partial(get_retrying, retries=max(0, retries), backoff=backoff,
                             timeout=timeout, show=show)
