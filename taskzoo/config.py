@@ -44,15 +44,18 @@ class Range:
     or_zero: bool = False  # 0 is valid too: an "off" or "the data's own" value below lo
 
     def describe(self) -> str:
+        def num(x: float) -> str:  # 10000000, not 1e+07: the user types the value back
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
         if self.or_zero:
             return f"0 or {dataclasses.replace(self, or_zero=False).describe()}"
         if self.lo is not None and self.hi is not None:
-            return (f"in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}"
+            return (f"in {'(' if self.open_lo else '['}{num(self.lo)}, {num(self.hi)}"
                     f"{')' if self.open_hi else ']'}")
         if self.lo is not None:
-            return f"{'>' if self.open_lo else '>='} {self.lo:g}"
+            return f"{'>' if self.open_lo else '>='} {num(self.lo)}"
         if self.hi is not None:
-            return f"{'<' if self.open_hi else '<='} {self.hi:g}"
+            return f"{'<' if self.open_hi else '<='} {num(self.hi)}"
         return "any value"
 
     def contains(self, x: float) -> bool:
@@ -107,8 +110,8 @@ class TrainConfig(RunConfig):
     schedule: Literal["constant", "linear", "cosine"] = "constant"  # lr after warm-up
     warmup_steps: NonNegativeInt = 0  # linear warm-up from 0 to lr
     grad_clip: NonNegativeFloat = 0.0  # max global gradient norm; 0 disables clipping
-    batch_size: PositiveInt = 64  # examples per batch
-    accumulate: PositiveInt = 1  # batches whose gradients add up to one optimizer step
+    batch_size: Annotated[int, Range(1, 65536)] = 64  # examples per batch
+    accumulate: Annotated[int, Range(1, 4096)] = 1  # batches whose gradients add up to one optimizer step
     ema: Annotated[float, Range(0, 1, open_hi=True)] = 0.0  # EMA decay of the weights (evaluated, delivered); 0 = off
     epochs: int = 1  # passes over the training data, >= 1 (ignored when max_steps > 0)
     max_steps: NonNegativeInt = 0  # optimizer steps budget; 0 means epochs decide

@@ -145,7 +145,7 @@ def test_run_then_predict_pos(cli_env, tmp_path):
 
 # ---------------------------------------------------------------- one-line errors
 @pytest.mark.parametrize("override, message", [
-    ("batch_size=0", "batch_size=0: expected >= 1"),
+    ("batch_size=0", "batch_size=0: expected in [1, 65536]"),
     ("epochs=-1", "epochs=-1: expected >= 1"),
     ("lr=nan", "lr=nan: expected a finite number"),
 ])

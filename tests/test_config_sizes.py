@@ -93,3 +93,38 @@ def test_the_cli_refuses_a_huge_image_size_in_one_line(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert err == "taskzoo: error: image_size=100000: expected 0 or in [4, 1024]\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("task", "key", "value", "says"), [
+    # each of these allocated memory in proportion to the value before training started
+    ("cartpole", "n_envs", 100_000, "n_envs=100000: expected in [1, 1024]"),
+    ("frozenlake", "n_envs", 5_000, "n_envs=5000: expected in [1, 1024]"),
+    ("cartpole", "buffer_size", 10**12, "buffer_size=1000000000000: expected in [1, 10000000]"),
+    ("cartpole", "hidden", "100000000", "hidden=100000000: expected each item in [1, 8192]"),
+    ("cartpole", "n_steps", 10**6, "n_steps=1000000: expected in [1, 65536]"),
+    ("sentiment", "batch_size", 10**8, "batch_size=100000000: expected in [1, 65536]"),
+    ("image_classification", "batch_size", 10**8, "batch_size=100000000: expected in [1, 65536]"),
+    ("pos", "accumulate", 10**6, "accumulate=1000000: expected in [1, 4096]"),
+])
+def test_memory_sized_fields_have_an_upper_bound(task, key, value, says):
+    with pytest.raises(ConfigError) as err:
+        make_config(get_task(task), {key: str(value)})
+    assert str(err.value) == says
+    # the bound itself is valid
+    top = int(re.search(r"(\d+)\]$", says).group(1))
+    assert getattr(make_config(get_task(task), {key: str(top)}), key) in (top, (top,))
+
+
+def test_every_task_accepts_its_own_defaults_presets_and_quick_budgets():
+    # the bounds must not refuse a recipe a task ships with
+    from taskzoo.tasks import names
+
+    checked = 0
+    for name in names():
+        task_cls = get_task(name)
+        for value in [None, *task_cls.presets]:
+            overrides = {} if value is None else {task_cls.preset_key: value}
+            make_config(task_cls, overrides)
+            make_config(task_cls, {**overrides, **task_cls.quick})
+            checked += 1
+    assert checked > 2 * len(names())

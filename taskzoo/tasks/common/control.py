@@ -49,12 +49,12 @@ class ControlConfig(TrainConfig):
     env: str = "CartPole-v1"  # gymnasium id; any registered one is accepted
     algo: Literal["ppo", "dqn", "a2c"] = "ppo"  # learning algorithm (picks its tuned preset)
     model: str = ""  # network; "" = mlp_actor_critic (ppo, a2c) or mlp_qnet (dqn)
-    hidden: Annotated[tuple[int, ...], Range(1)] = (64, 64)  # hidden layer widths
+    hidden: Annotated[tuple[int, ...], Range(1, 8192)] = (64, 64)  # hidden layer widths
     activation: Literal["tanh", "relu"] = "tanh"  # hidden activation
-    total_timesteps: PositiveInt = 100_000  # environment steps to train for
-    n_envs: PositiveInt = 8  # environments stepped side by side
+    total_timesteps: Annotated[int, Range(1, 10**10)] = 100_000  # environment steps to train for
+    n_envs: Annotated[int, Range(1, 1024)] = 8  # environments stepped side by side (each a copy in memory)
     gamma: PositiveFraction = 0.99  # discount factor
-    n_steps: PositiveInt = 32  # ppo/a2c: steps per environment per rollout
+    n_steps: Annotated[int, Range(1, 65536)] = 32  # ppo/a2c: steps per environment per rollout
     n_epochs: PositiveInt = 10  # ppo: passes over each rollout
     gae_lambda: Probability = 0.95  # ppo/a2c: GAE lambda (1.0 = Monte-Carlo advantages)
     clip_range: PositiveFloat = 0.2  # ppo: policy ratio clip
@@ -63,7 +63,7 @@ class ControlConfig(TrainConfig):
     ent_coef: NonNegativeFloat = 0.0  # ppo/a2c: entropy bonus
     vf_coef: NonNegativeFloat = 0.5  # ppo/a2c: value loss weight
     norm_adv: bool = True  # ppo/a2c: normalise advantages per minibatch
-    buffer_size: PositiveInt = 100_000  # dqn: replay buffer transitions
+    buffer_size: Annotated[int, Range(1, 10**7)] = 100_000  # dqn: replay buffer transitions (allocated up front)
     learning_starts: NonNegativeInt = 1_000  # dqn: random-policy steps before learning
     train_freq: PositiveInt = 4  # dqn: vector-env steps between training phases
     gradient_steps: PositiveInt = 1  # dqn: optimizer steps per training phase

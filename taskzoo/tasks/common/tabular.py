@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from taskzoo.config import PositiveFraction, PositiveInt, Probability, TrainConfig
+from taskzoo.config import PositiveFraction, PositiveInt, Probability, Range, TrainConfig
 from taskzoo.errors import ConfigError, UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
@@ -49,8 +49,8 @@ class TabularConfig(TrainConfig):
     algo: Literal["value_iteration", "q_learning"] = "value_iteration"  # solver
     gamma: PositiveFraction = 0.99  # discount of the Bellman backups
     sweeps: PositiveInt = 1_000  # value_iteration: Bellman sweeps (optimizer steps)
-    total_timesteps: PositiveInt = 200_000  # q_learning: environment steps
-    n_envs: PositiveInt = 16  # q_learning: environments stepped side by side
+    total_timesteps: Annotated[int, Range(1, 10**10)] = 200_000  # q_learning: environment steps
+    n_envs: Annotated[int, Range(1, 1024)] = 16  # q_learning: environments stepped side by side
     eps_start: Probability = 1.0  # q_learning: initial exploration rate
     eps_end: Probability = 0.05  # q_learning: final exploration rate
     eps_fraction: Probability = 0.5  # q_learning: share of training over which epsilon decays
