@@ -13,7 +13,9 @@ low-score boxes, which keeps a track through occlusion instead of starting a new
 supervision shipped it as `sv.ByteTrack` until 0.31 moved it to Roboflow's `trackers`, which
 needs OpenCV; so a compact port of the reference lives here. supervision still draws (its
 NumPy fallback needs no OpenCV); PyAV decodes (video stream only: clips with audio) and
-encodes. Outputs are written under temporary names and renamed when complete.
+encodes. Outputs are written under temporary names and renamed when complete, and never
+over a file taskzoo did not write (unless `overwrite=True`): a video taskzoo writes carries
+a comment tag in its container, its jsonl starts with a frame record.
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from taskzoo.errors import InputError, UnknownNameError, did_you_mean
+from taskzoo.errors import InputError, UnknownNameError, UsageError, did_you_mean
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+# what a video file is, for reading and for writing (the detection predictor imports this);
+# each is written with the first encoder of ENCODERS that this PyAV/FFmpeg build has
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+ENCODERS: dict[str, tuple[str, ...]] = {
+    ".mp4": ("libx264", "mpeg4"), ".m4v": ("libx264", "mpeg4"), ".mov": ("libx264", "mpeg4"),
+    ".mkv": ("libx264", "mpeg4"), ".avi": ("mpeg4",),  # AVI players expect MPEG-4 part 2
+    ".webm": ("libvpx-vp9", "libvpx"),  # WebM holds only VP8, VP9 or AV1
+}
+WRITTEN_BY = "taskzoo.video"  # the container's comment tag: a file taskzoo may replace
 TRACKERS = ("bytetrack",)
 Detector = Callable[[list[np.ndarray]], list[dict[str, Any]]]
 
@@ -63,10 +73,15 @@ class VideoSummary:
     out_path: Path
     jsonl_path: Path
     per_class: dict[str, int] = field(default_factory=dict)  # class -> frames it appears in
+    resized: int = 0  # frames scaled to the first frame's size (the input changed size)
+    size: tuple[int, int] = (0, 0)  # (width, height) of the output frames
 
     def format(self) -> str:
+        scaled = (f" ({self.resized} frames scaled to {self.size[0]}x{self.size[1]}: the input "
+                  "changed size)" if self.resized else "")
         return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps_end_to_end:.1f} fps end "
-                f"to end, detect {self.detect_seconds:.1f} s), {self.tracks} tracks -> {self.out_path}")
+                f"to end, detect {self.detect_seconds:.1f} s), {self.tracks} tracks{scaled} "
+                f"-> {self.out_path}")
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON-able data (`taskzoo predict --json`)."""
@@ -74,7 +89,7 @@ class VideoSummary:
                 "fps_end_to_end": round(self.fps_end_to_end, 2),
                 "detect_seconds": round(self.detect_seconds, 3), "tracks": self.tracks,
                 "saved": str(self.out_path), "jsonl": str(self.jsonl_path),
-                "per_class": dict(self.per_class)}
+                "per_class": dict(self.per_class), "resized": self.resized}
 
 
 # ---------------------------------------------------------------- reading
@@ -128,22 +143,27 @@ def video_info(source: str | os.PathLike, *, fps: float | None = None) -> VideoI
 
 
 def _load_image(p: Path) -> np.ndarray:
+    # read_image, as for a single image: EXIF orientation applied (phone frames upright),
+    # FIFOs refused, and Pillow's pixel limit (DecompressionBombError) a one-line error
     from PIL import Image
+
+    from taskzoo.data.image_files import read_image
+    from taskzoo.errors import DataError
     try:
-        with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p}: not a readable image ({e})") from None
+        # a frame within the limit but above Pillow's warning size is read fine: its
+        # multi-line warning would only clutter the terminal (scoped: no global filter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = read_image(p)
+    except DataError as e:
+        raise InputError(str(e)) from None
+    return np.asarray(im.convert("RGB"))
 
 
 def _image_frames(folder: Path) -> Iterator[np.ndarray]:
-    size = None
+    # frames may differ in size: track_video scales them to the first frame's size
     for p in _images(folder):
-        arr = _load_image(p)
-        if (size := size or arr.shape) != arr.shape:  # the encoder needs one frame size
-            raise InputError(f"{p}: {arr.shape[1]}x{arr.shape[0]} but the first frame is "
-                             f"{size[1]}x{size[0]}; all frames must have one size")
-        yield arr
+        yield _load_image(p)
 
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
@@ -161,7 +181,8 @@ def _video_frames(path: Path) -> Iterator[np.ndarray]:
 def read_frames(source: str | os.PathLike, *, batch: int,
                 max_frames: int | None = None) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Yields (index of the first frame, up to `batch` RGB uint8 frames [H, W, 3]) from a video
-    file or a folder of images (natural order: frame2 before frame10).
+    file or a folder of images (natural order: frame2 before frame10; EXIF orientation
+    applied). Frames come at the size they have: a stream may change size midway.
 
     >>> for start, frames in read_frames("car-detection.mp4", batch=8):   # doctest: +SKIP
     ...     print(start, len(frames), frames[0].shape)                     # 0 8 (432, 768, 3)
@@ -295,8 +316,82 @@ class ByteTrack:
 
 
 # ---------------------------------------------------------------- writing
+def _encoder(suffix: str) -> str | None:
+    """The first encoder of ENCODERS[suffix] this FFmpeg build has, or None."""
+    import av
+    for name in ENCODERS.get(suffix.lower(), ()):
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except (av.FFmpegError, ValueError):  # UnknownCodecError: e.g. no GPL x264, no libvpx
+            continue
+    return None
+
+
+def writable_video_suffixes() -> list[str]:
+    """The video suffixes this PyAV/FFmpeg build can write (VIDEO_SUFFIXES it has an
+    encoder for)."""
+    return [s for s in VIDEO_SUFFIXES if _encoder(s)]
+
+
+def _ours_video(path: Path) -> bool:
+    """Whether `path` is a video taskzoo wrote (its container's comment tag)."""
+    import av
+    if not path.is_file():  # a FIFO would block the open; a folder is no video
+        return False
+    try:
+        with av.open(str(path)) as c:
+            return any(k.lower() == "comment" and v == WRITTEN_BY for k, v in c.metadata.items())
+    except Exception:  # not a video at all: certainly not ours
+        return False
+
+
+def _ours_jsonl(path: Path) -> bool:
+    """Whether `path` is a per-frame record taskzoo wrote (its first line is a frame row)."""
+    if not path.is_file():  # a FIFO would block the open
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            row = json.loads(fh.readline(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(row, dict) and {"frame", "track_ids"} <= row.keys()
+
+
+def check_output(out: Path, *, overwrite: bool = False) -> tuple[bool, Path]:
+    """(whether `out` is a video file rather than a folder of PNG frames, the jsonl beside it),
+    after refusing, before anything is read or written, an output that cannot be written or
+    would replace a file taskzoo did not write (unless `overwrite`). Makes `out`'s folder."""
+    as_video = out.suffix.lower() in VIDEO_SUFFIXES
+    jsonl = out.parent / f"{out.stem if as_video else out.name}.jsonl"
+    again = "choose another --save, or pass --overwrite to replace it"
+    if as_video and not _encoder(out.suffix):
+        raise UsageError(f"--save {out}: this PyAV/FFmpeg build has no encoder for "
+                         f"{out.suffix} videos; valid: {', '.join(writable_video_suffixes())}")
+    if as_video and out.is_dir():
+        raise UsageError(f"--save {out}: is a folder; the annotated video is a file: choose "
+                         "another --save")
+    if not as_video and (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise UsageError(f"--save {out}: exists and is not a folder (the annotated frames go "
+                         f"into a folder of that name; a video takes {', '.join(VIDEO_SUFFIXES)})")
+    if as_video and (out.exists() or out.is_symlink()) and not overwrite and not _ours_video(out):
+        raise UsageError(f"--save {out}: already exists and is not a video taskzoo wrote: {again}")
+    if jsonl.is_dir() or ((jsonl.exists() or jsonl.is_symlink()) and not overwrite
+                          and not _ours_jsonl(jsonl)):
+        raise UsageError(f"--save {out}: {jsonl} (the per-frame record written beside it) "
+                         f"already exists and is not one taskzoo wrote: {again}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--save {out}: a part of this path is a file, not a folder") from None
+    except OSError as e:
+        raise UsageError(f"--save {out}: cannot make its folder ({e.strerror})") from None
+    return as_video, jsonl
+
+
 class _Writer:
-    """Annotated frames -> a video file (H.264, else MPEG-4) or a folder of PNG frames."""
+    """Annotated frames -> a video file (its suffix's first encoder in ENCODERS) or a folder
+    of PNG frames."""
 
     def __init__(self, path: Path, as_video: bool, fps: float, width: int, height: int):
         import av
@@ -304,12 +399,9 @@ class _Writer:
         if not as_video:
             path.mkdir()
             return
-        try:
-            av.codec.Codec("libx264", "w")
-            codec = "libx264"
-        except av.FFmpegError:  # an FFmpeg built without GPL x264: MPEG-4 part 2 plays everywhere
-            codec = "mpeg4"
+        codec = _encoder(path.suffix) or "mpeg4"  # check_output refused a suffix without one
         self.container = av.open(str(path), "w")
+        self.container.metadata["comment"] = WRITTEN_BY  # a later run may replace this file
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = width + width % 2, height + height % 2  # yuv420p
         self.stream.pix_fmt = "yuv420p"  # what every player decodes
@@ -317,6 +409,8 @@ class _Writer:
             self.stream.options = {"preset": "veryfast", "crf": "23"}  # encode must not bottleneck
         else:
             self.stream.bit_rate = 4_000_000  # the 200 kb/s default smears the drawn labels
+        if codec.startswith("libvpx"):  # libvpx's default "good" deadline is many times slower
+            self.stream.options = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
 
     def write(self, rgb: np.ndarray) -> None:
         import av
@@ -335,6 +429,13 @@ class _Writer:
             if ok:
                 self.container.mux(self.stream.encode())  # flush delayed frames
             self.container.close()
+
+
+def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`frame` scaled to width x height (bilinear), as ffmpeg scales a stream that changes
+    size: one output holds one frame size."""
+    from PIL import Image
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _commit(tmp: Path, final: Path) -> None:
@@ -364,13 +465,23 @@ def _parse(res: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
 def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.PathLike, *,
                 batch: int = 8, tracker: str = "bytetrack", fps: float | None = None,
                 max_frames: int | None = None, conf: float = 0.25,
-                progress: bool | None = None) -> VideoSummary:
+                progress: bool | None = None, overwrite: bool = False) -> VideoSummary:
     """Detects and tracks objects through a video file or frame folder; writes the annotated
-    video (`.mp4/.mkv/.mov`; any other `out_path` is a folder of PNG frames) and `<stem>.jsonl`
-    beside it: {"frame", "time", "boxes", "labels", "scores", "track_ids"} per frame.
+    video (a VIDEO_SUFFIXES name: `.mp4 .avi .mov .mkv .webm .m4v`; any other `out_path` is a
+    folder of PNG frames) and `<stem>.jsonl` beside it: {"frame", "time", "boxes", "labels",
+    "scores", "track_ids"} per frame.
 
     `conf` is the score from which a box starts or extends a track; weaker boxes (>= 0.1) only
     extend a track seen in the previous frame (ByteTrack). `fps` overrides the input's rate.
+
+    A frame of another size than the first (a stream that changes resolution, a folder of
+    mixed sizes) is scaled to the first frame's size, as ffmpeg does: boxes and the output are
+    in that size, and the summary says how many frames were scaled. Frames from a folder are
+    read as single images are (EXIF orientation applied, Pillow's pixel limit enforced).
+
+    Before anything is read, the output is checked (UsageError): a suffix this FFmpeg build
+    cannot encode, a path through a file, or an existing video or jsonl that taskzoo did not
+    write (replaced only with `overwrite=True`; taskzoo's own earlier output is replaced).
 
     >>> summary = track_video(detector, "car-detection.mp4", "out.mp4")   # doctest: +SKIP
     >>> summary.tracks, summary.per_class                                  # doctest: +SKIP
@@ -380,11 +491,9 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
         raise UnknownNameError(f"unknown tracker {tracker!r}; valid: {', '.join(TRACKERS)}."
                                + did_you_mean(tracker, TRACKERS))
     t_start = time.perf_counter()
-    info = video_info(source, fps=fps)
     out = Path(out_path).expanduser()
-    as_video = out.suffix.lower() in VIDEO_SUFFIXES
-    jsonl = out.parent / f"{out.stem if as_video else out.name}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    info = video_info(source, fps=fps)
+    as_video, jsonl = check_output(out, overwrite=overwrite)
     # same folder as the final names, so os.replace is an atomic rename; suffix kept for PyAV
     tmp_out = out.parent / f".{out.stem}.{os.getpid()}.tmp{out.suffix if as_video else ''}"
     tmp_jsonl = out.parent / f".{jsonl.name}.{os.getpid()}.tmp"
@@ -400,6 +509,7 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
                 tqdm(total=total, unit="frame", desc="video",
                      disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
             for start, frames in read_frames(source, batch=batch, max_frames=max_frames):
+                frames = [_sized(f, info, tally) for f in frames]
                 t0 = time.perf_counter()
                 results = list(detect(frames))
                 tally.detect_s += time.perf_counter() - t0
@@ -418,7 +528,16 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
         raise
     seconds = time.perf_counter() - t_start
     return VideoSummary(tally.frames, seconds, tally.frames / max(seconds, 1e-9), tally.detect_s,
-                        len(tally.ids), out, jsonl, dict(sorted(tally.per_class.items())))
+                        len(tally.ids), out, jsonl, dict(sorted(tally.per_class.items())),
+                        tally.resized, (info.width, info.height))
+
+
+def _sized(frame: np.ndarray, info: VideoInfo, tally: _Tally) -> np.ndarray:
+    """`frame`, scaled to the first frame's size when it has another (counted in `tally`)."""
+    if frame.shape[:2] == (info.height, info.width):
+        return frame
+    tally.resized += 1
+    return _fit(frame, info.width, info.height)
 
 
 @dataclass
@@ -427,6 +546,7 @@ class _Tally:
 
     frames: int = 0
     detect_s: float = 0.0
+    resized: int = 0  # frames scaled to the first frame's size
     ids: set[int] = field(default_factory=set)
     per_class: Counter[str] = field(default_factory=Counter)
 

@@ -159,7 +159,7 @@ def test_failing_detector_leaves_no_partial_output(clip: Path, tmp_path: Path, o
         return find_square(frames)
 
     with pytest.raises(RuntimeError, match="detector crashed"):
-        track_video(flaky, clip, out_dir / out_name, batch=4)
+        track_video(flaky, clip, out_dir / out_name, batch=4, overwrite=True)  # jsonl: a user's
     assert sorted(p.name for p in out_dir.iterdir()) == ["out.jsonl"]  # no temp files either
     assert (out_dir / "out.jsonl").read_text() == "previous run\n"  # the old result is intact
 

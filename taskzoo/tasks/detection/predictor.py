@@ -21,8 +21,7 @@ from taskzoo.data import vision
 from taskzoo.data.detection.aug import resize_example
 from taskzoo.errors import InputError, UsageError
 from taskzoo.tasks.base import CallOption, Predictor
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+from taskzoo.video import VIDEO_SUFFIXES  # one list of what a video file is, read or written
 
 
 class Detections(dict):
@@ -42,6 +41,9 @@ class DetectionPredictor(Predictor):
         CallOption("iou", float, help="NMS IoU threshold", low=0, high=1, metavar="T"),
         CallOption("max_det", int, help="keep at most N boxes an image", low=1, metavar="N",
                    expect=">= 1"),
+        # only videos: an image --save never replaces a file (a taken name gets -2, -3, ...)
+        CallOption("overwrite", bool, help="a video's --save OUT.mp4: replace OUT (and "
+                   "OUT.jsonl) even when taskzoo did not write it"),
     )
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], size: int,
@@ -125,10 +127,12 @@ class DetectionPredictor(Predictor):
             raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
                              "one row per frame, is written beside it)")
         ctx = self.context([], **self.check_options(options))
+        overwrite = bool(ctx.pop("overwrite", False))
         summaries = []
         for src, target in zip(inputs, video_targets(inputs, save)):
             summaries.append(track_video(lambda fr: self.detect_frames(fr, **ctx), Path(src),
-                                         target, batch=min(self.batch_size, 8), conf=ctx["conf"]))
+                                         target, batch=min(self.batch_size, 8), conf=ctx["conf"],
+                                         overwrite=overwrite))
         return summaries
 
     def detect_frames(self, frames: list[np.ndarray], **options: Any) -> list[dict[str, Any]]:
@@ -146,9 +150,14 @@ class DetectionPredictor(Predictor):
 def video_targets(inputs: Sequence[str], save: str) -> list[Path]:
     """Where each input video's annotated copy goes: `save` itself for one input, else (or
     when `save` is a folder) `save/<name>.mp4`, `<name>-2.mp4` for a second input of the same
-    name. UsageError, before anything is written, when an output would replace an input."""
+    name. UsageError, before anything is written, when an output would replace an input or
+    `save` names a file that is no video (`out.gif` would be a folder of PNGs by that name)."""
     out = Path(save).expanduser()
     in_folder = out.is_dir() or not out.suffix
+    if not in_folder and out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UsageError(f"--save {save}: {out.suffix} is not a video suffix; give OUT with one "
+                         f"of {', '.join(VIDEO_SUFFIXES)}, or a folder (one that exists, or a name "
+                         "without a suffix)")
     if len(inputs) > 1 and not in_folder:
         raise UsageError(f"--save {save}: one video file for {len(inputs)} inputs; give a "
                          "folder (each annotated video is written there under its input's name)")
