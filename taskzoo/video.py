@@ -144,17 +144,11 @@ def video_info(source: str | os.PathLike, *, fps: float | None = None) -> VideoI
 
 def _load_image(p: Path) -> np.ndarray:
     # read_image, as for a single image: EXIF orientation applied (phone frames upright),
-    # FIFOs refused, and Pillow's pixel limit (DecompressionBombError) a one-line error
-    from PIL import Image
-
+    # FIFOs refused, Pillow's bomb warning silenced and its pixel limit a one-line error
     from taskzoo.data.image_files import read_image
     from taskzoo.errors import DataError
     try:
-        # a frame within the limit but above Pillow's warning size is read fine: its
-        # multi-line warning would only clutter the terminal (scoped: no global filter)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = read_image(p)
+        im = read_image(p)
     except DataError as e:
         raise InputError(str(e)) from None
     return np.asarray(im.convert("RGB"))

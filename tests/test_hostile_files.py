@@ -228,3 +228,26 @@ def test_a_folder_named_like_a_text_file_in_a_chat_folder_is_read_through(tmp_pa
     (docs / "a.txt").write_text("We open at nine.")
     entries = read_kb(docs)
     assert sorted(e.source for e in entries) == ["a.txt:1", "x.txt/inner.md:1"]
+
+
+def test_a_big_but_allowed_image_prints_no_bomb_warning_and_a_bomb_is_one_line(tmp_path,
+                                                                               monkeypatch):
+    # Issue 28, case 17: Pillow's multi-line DecompressionBombWarning reached the terminal
+    # for a 12000x12000 photo that was then read fine. Pillow warns above MAX_IMAGE_PIXELS and
+    # refuses above twice that: a lowered limit makes a 40x30 image "big but allowed".
+    import warnings
+
+    from taskzoo.data.image_files import read_image
+
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(path := tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 30 - 100)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert read_image(path).size == (40, 30)
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert list(warnings.filters) == before  # scoped: the caller's filters are unchanged
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 30 // 3)  # now over twice the limit
+    with pytest.raises(DataError) as err:
+        read_image(path)
+    assert "big.png" in str(err.value) and "\n" not in str(err.value)

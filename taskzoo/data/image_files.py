@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,17 +86,22 @@ def decode_image(path: Path) -> Image.Image:
     from PIL import Image, ImageOps
 
     try:
-        # open_regular: a FIFO or device in the folder would block open() forever
-        with open_regular(path) as fh, Image.open(fh) as im:
-            # load() decodes every byte: it catches the truncated files that verify() misses
-            im.load()
-            try:
-                upright = ImageOps.exif_transpose(im)
-            except Exception:  # a damaged EXIF block must not cost a readable image
-                upright = im
-            if upright is None:
-                upright = im
-            return _standard_mode(upright)
+        # open_regular: a FIFO or device in the folder would block open() forever. An image
+        # above Pillow's warning size but within its limit decodes fine, so its multi-line
+        # DecompressionBombWarning is silenced here (scoped: no global filter); one above the
+        # limit raises DecompressionBombError, which becomes one line below.
+        with open_regular(path) as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fh) as im:
+                # load() decodes every byte: it catches the truncated files verify() misses
+                im.load()
+                try:
+                    upright = ImageOps.exif_transpose(im)
+                except Exception:  # a damaged EXIF block must not cost a readable image
+                    upright = im
+                if upright is None:
+                    upright = im
+                return _standard_mode(upright)
     except UnreadableImage:
         raise
     except FileNotFoundError:
