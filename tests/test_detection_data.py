@@ -321,8 +321,8 @@ def test_user_data_errors(tmp_path):
     _text(yaml, "train: images/train\nval: images/val\n")
     with pytest.raises(DataError, match="no 'names'"):
         load_detection_data(yaml)
-    _text(yaml, "train: images/train\nnames: [a]\n")
-    with pytest.raises(DataError, match="no val"):
+    _text(yaml, "val: images/val\nnames: [a]\n")  # without val: the task holds out dev
+    with pytest.raises(DataError, match="no train"):
         load_detection_data(yaml)
     _text(yaml, "train: images/train\nval: images/missing\nnames: [a]\n")
     with pytest.raises(DataError, match=r"val: 'images/missing' -> .* does not exist"):

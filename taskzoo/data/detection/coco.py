@@ -20,10 +20,13 @@ from taskzoo.data.detection.labels import (
     PIXEL_TOLERANCE,
     SPLITS,
     LabelProblems,
+    as_int,
     box_arrays,
     detection_set,
     image_sizes,
+    shown,
 )
+from taskzoo.data.user_files import read_utf8
 from taskzoo.errors import DataError
 
 if TYPE_CHECKING:
@@ -31,19 +34,10 @@ if TYPE_CHECKING:
 
 __all__ = ["load_coco_json", "coco_splits"]
 
-_Image = tuple[str, Any, Any]  # an image entry: file_name, and width and height as given
+_Image = tuple[str, int | None, int | None]  # an image entry: file_name, width, height
 
 
 # ---------------------------------------------------------------- COCO json
-
-
-def _id(value: object) -> int | None:
-    """A COCO id as an int (some exporters write "7"), or None when it is not one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
 
 
 def _coco_image_dir(json_path: Path, names: list[str]) -> Path:
@@ -103,27 +97,96 @@ def load_coco_json(path: str | os.PathLike[str]) -> DetectionSet:
 
 def _read_coco(path: Path) -> tuple[dict[str, Any], list[tuple[int, str]], dict[int, _Image]]:
     """The json's object, its categories (id, name) in ascending id order, and its images
-    by id: (file_name, width, height), the sizes as given (None when absent)."""
+    by id: (file_name, width, height), the sizes as ints (None when absent). DataError, one
+    line naming the file and the entry, for any malformed entry."""
+    # read_utf8 opens only a regular file: a FIFO would block here for ever
+    text = read_utf8(path, "the COCO json", DataError)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"cannot read the COCO json {path}: {e}") from None
+        data = json.loads(text)
+    except RecursionError:
+        raise DataError(f"the COCO json {path} is nested too deeply to be a COCO json "
+                        f"(expected an object with the lists images, annotations and "
+                        f"categories)") from None
+    except ValueError as e:
+        raise DataError(f"the COCO json {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or not all(
             isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+        got = ", ".join(f"{k}: {type(data.get(k)).__name__}" for k in (
+            "images", "annotations", "categories")) if isinstance(data, dict) else \
+            f"a JSON {type(data).__name__}"
         raise DataError(f"{path}: expected a COCO json, an object with the lists images, "
-                        f"annotations and categories")
-    try:
-        cats = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-        images = {int(im["id"]): (str(im["file_name"]), im.get("width"), im.get("height"))
-                  for im in data["images"]}
-    except (TypeError, KeyError, ValueError) as e:
-        raise DataError(f"{path}: malformed categories or images entry ({type(e).__name__}: "
-                        f"{e}): each needs an id, and a name or a file_name") from None
+                        f"annotations and categories (got {got})")
+    cats = sorted(_category(path, k, c) for k, c in enumerate(data["categories"]))
+    images: dict[int, _Image] = {}
+    for k, entry in enumerate(data["images"]):
+        i, image = _image(path, k, entry)
+        if i in images:
+            raise DataError(f"{path}: images[{k}]: the id {i} is given to two images")
+        images[i] = image
     if not cats or not images:
         raise DataError(f"{path}: no {'categories' if not cats else 'images'}")
-    if len(images) != len(data["images"]) or len({c for c, _ in cats}) != len(cats):
-        raise DataError(f"{path}: the same id is given to two images or two categories")
+    ids, names = [c for c, _ in cats], [n for _, n in cats]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: categories: the id {_first_repeat(ids)} is given to two "
+                        f"categories")
+    if len(set(names)) != len(names):
+        # classes are matched by name (to the starting weights'): two would become one
+        raise DataError(f"{path}: categories: two categories are named "
+                        f"{_first_repeat(names)!r}: every category needs its own name")
     return data, cats, images
+
+
+def _first_repeat(values: list[Any]) -> Any:
+    seen = set()
+    for v in values:
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
+
+
+def _entry(path: Path, key: str, k: int, entry: object) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: {key}[{k}] is not an object: {shown(entry)}")
+    return entry
+
+
+def _category(path: Path, k: int, entry: object) -> tuple[int, str]:
+    """categories[k] as (id, name)."""
+    c = _entry(path, "categories", k, entry)
+    where = f"{path}: categories[{k}]"
+    if (cid := as_int(c.get("id"))) is None:
+        raise DataError(f"{where}: id {shown(c.get('id'))} is not an integer (each category "
+                        f"needs an integer id and a name)")
+    name = c.get("name")
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        name = str(name)  # a category named 2, as some exporters write digit classes
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{where} (id {cid}): name {shown(name)} is not a non-empty string")
+    return cid, name
+
+
+def _image(path: Path, k: int, entry: object) -> tuple[int, _Image]:
+    """images[k] as (id, (file_name, width, height)); the sizes None when not given."""
+    im = _entry(path, "images", k, entry)
+    where = f"{path}: images[{k}]"
+    if (i := as_int(im.get("id"))) is None:
+        raise DataError(f"{where}: id {shown(im.get('id'))} is not an integer (each image "
+                        f"needs an integer id and a file_name)")
+    name = im.get("file_name")
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise DataError(f"{where} (id {i}): file_name {shown(name)} is not a file name (a "
+                        f"path relative to the images folder, e.g. '000001.jpg')")
+    sizes = []
+    for field in ("width", "height"):
+        value = im.get(field)
+        n = as_int(value)
+        if value is not None and (n is None or n <= 0):
+            raise DataError(f"{where} (id {i}, {name}): {field} {shown(value)} is not a "
+                            f"positive integer (the image's {field} in pixels, or leave it "
+                            f"out)")
+        sizes.append(n)
+    return i, (name, sizes[0], sizes[1])
 
 
 def _check_sizes(path: Path, images: dict[int, _Image],
@@ -145,34 +208,44 @@ def _annotation_box(path: Path, k: int, ann: object, images: dict[int, _Image],
     """Annotation `k` as (image id, xyxy box clipped to the image, class index), or None
     for a crowd region, a box on an unreadable image, or a problem (added to `problems`)."""
     if not isinstance(ann, dict):
-        problems.add(f"{path.name}: annotations[{k}]", f"not an object: {ann!r:.80}")
+        problems.add(f"{path.name}: annotations[{k}]", f"not an object: {shown(ann)}")
         return None
-    if ann.get("iscrowd"):  # a crowd region, not one object: COCO leaves it out too
+    where = f"{path.name}: annotations[{k}] (id {shown(ann.get('id'), 40)})"
+    # some exporters write iscrowd as "0": a string must not read as true
+    raw = ann.get("iscrowd")
+    crowd = 0 if raw is None else int(raw) if isinstance(raw, bool) else as_int(raw)
+    if crowd not in (0, 1):
+        problems.add(where, f"iscrowd must be 0 or 1, got {shown(ann.get('iscrowd'))}")
         return None
-    where = f"{path.name}: annotations[{k}] (id {ann.get('id')})"
-    img, cat, bbox = _id(ann.get("image_id")), _id(ann.get("category_id")), ann.get("bbox")
+    if crowd:  # a crowd region, not one object: COCO leaves it out too
+        return None
+    img, cat, bbox = as_int(ann.get("image_id")), as_int(ann.get("category_id")), ann.get("bbox")
     if img not in images:
-        problems.add(where, f"image_id {ann.get('image_id')!r} is not in images")
+        problems.add(where, f"image_id {shown(ann.get('image_id'))} is not in images")
         return None
     if cat not in index:
-        problems.add(where, f"category_id {ann.get('category_id')!r} is not in "
+        problems.add(where, f"category_id {shown(ann.get('category_id'))} is not in "
                             f"categories (ids {cats[0][0]}..{cats[-1][0]}, {len(cats)} "
                             f"categories)")
         return None
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(
-            isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-        problems.add(where, f"bbox must be 4 numbers [x, y, width, height], got {bbox!r}")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox)):
+        problems.add(where, f"bbox must be 4 finite numbers [x, y, width, height], got "
+                            f"{shown(bbox)}")
         return None
     if (size := size_of[img]) is None:  # an unreadable image: skipped by the caller
         return None
     x, y, bw, bh = (float(v) for v in bbox)
     if bw <= 0 or bh <= 0:
-        problems.add(where, f"zero-width or zero-height box {bbox}")
+        what = "box with a negative width or height" if min(bw, bh) < 0 else \
+            "zero-width or zero-height box"
+        problems.add(where, f"{what} {shown(bbox)} (bbox is [x, y, width, height])")
         return None
     w, h = size
     if min(x, y) < -PIXEL_TOLERANCE or x + bw > w + PIXEL_TOLERANCE \
             or y + bh > h + PIXEL_TOLERANCE:
-        problems.add(where, f"box outside its image: bbox {bbox} in a {w}x{h} image "
+        problems.add(where, f"box outside its image: bbox {shown(bbox)} in a {w}x{h} image "
                             f"({images[img][0]})")
         return None
     box = [min(max(x, 0.0), w), min(max(y, 0.0), h), min(x + bw, w), min(y + bh, h)]

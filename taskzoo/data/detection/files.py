@@ -11,9 +11,11 @@ COCO json reader is `coco`, what both share `labels`.
 Accepted layouts (`load_detection_data(path)`):
 
 - YOLO (Ultralytics): a data yaml (or a folder holding `data.yaml`, or exactly one `*.yaml`)
-  with `path` (optional root, relative to the yaml's folder), `train`, `val` (or
-  `validation`), optional `test` (each a folder of images, a `.txt` listing image paths, or
-  a list of those), and `names` (a list, or a mapping {id: name} with ids 0..K-1). An
+  with `path` (optional root, relative to the yaml's folder), `train`, optional `val` (or
+  `validation`) and `test` (each a folder of images, a `.txt` listing image paths, or a
+  list of those), and `names` (a list, or a mapping {id: name} with ids 0..K-1, each name
+  its own). Without `val` only "train" (and "test") is returned: the detection task then
+  holds out `dev_images` of train as dev. An
   image's label file is found by Ultralytics' rule: the last `/images/` component of its
   path becomes `/labels/` and the suffix `.txt`. A missing label file = no objects. Lines:
   `class x_center y_center width height`, normalised to 0..1.
@@ -49,10 +51,12 @@ from taskzoo.data.detection.labels import (
     SPLITS,
     YOLO_TOLERANCE,
     LabelProblems,
+    as_int,
     box_arrays,
     detection_set,
     image_sizes,
     no_boxes,
+    shown,
 )
 from taskzoo.data.image_files import IMAGE_EXTENSIONS, image_files_under
 from taskzoo.data.user_files import UnreadableText, file_kind, read_utf8, utf8_text
@@ -181,8 +185,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     text = read_utf8(path, "the data yaml", DataError)
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise DataError(f"{path} is nested too deeply to be a data yaml") from None
     except yaml.YAMLError as e:
-        raise DataError(f"{path} is not valid YAML: {e}") from None
+        # PyYAML's message spans lines (the context and a caret): keep the problem and where
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DataError(f"{path} is not valid YAML{at}: {why}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping with the keys train, val and names, got "
                         f"{type(data).__name__}")
@@ -195,25 +205,40 @@ def _yaml_names(data: dict[str, Any], path: Path) -> list[str]:
         raise DataError(f"{path}: no 'names': expected the class names, a list or a mapping "
                         f"{{0: name, 1: name, ...}}")
     if isinstance(names, dict):
-        try:
-            keyed = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError):
+        keyed = {as_int(k): v for k, v in names.items()}
+        if None in keyed:
             raise DataError(f"{path}: names: the keys must be class ids 0, 1, ..., got "
-                            f"{list(names)[:10]}") from None
+                            f"{shown(list(names)[:10])}")
         if sorted(keyed) != list(range(len(keyed))):
             raise DataError(f"{path}: names: {len(keyed)} classes need the ids "
                             f"0..{len(keyed) - 1}, got {sorted(keyed)[:10]}")
         classes = [keyed[i] for i in range(len(keyed))]
     elif isinstance(names, list):
-        classes = [str(n) for n in names]
+        classes = names
     else:
         raise DataError(f"{path}: names must be a list or a mapping {{id: name}}, got "
                         f"{type(names).__name__}")
     if not classes:
         raise DataError(f"{path}: names is empty: a detector needs at least one class")
-    if nc is not None and nc != len(classes):
-        raise DataError(f"{path}: nc is {nc} but names lists {len(classes)} classes")
+    classes = [_class_name(n, i, path) for i, n in enumerate(classes)]
+    if len(set(classes)) != len(classes):
+        # classes are matched by name (to the starting weights'): two would become one
+        twice = next(n for i, n in enumerate(classes) if n in classes[:i])
+        raise DataError(f"{path}: names: {twice!r} names two classes: every class needs its "
+                        f"own name")
+    if nc is not None and as_int(nc) != len(classes):  # nc: "2" is 2, as Ultralytics reads it
+        raise DataError(f"{path}: nc is {shown(nc)} but names lists {len(classes)} classes")
     return classes
+
+
+def _class_name(name: object, i: int, path: Path) -> str:
+    """A class name from the yaml: a string, or a number (a class named 7) as text."""
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        name = str(name)
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{path}: names: class {i} is {shown(name)}, not a name (a non-empty "
+                        f"string)")
+    return name
 
 
 def _yolo_images(spec: object, root: Path, yaml_path: Path, key: str) -> list[Path]:
@@ -249,7 +274,8 @@ def _yolo_images(spec: object, root: Path, yaml_path: Path, key: str) -> list[Pa
 
 
 def load_yolo_yaml(path: str | os.PathLike[str]) -> dict[str, DetectionSet]:
-    """An Ultralytics data yaml: "train", "val" (and "test") DetectionSets (module docstring).
+    """An Ultralytics data yaml: "train", and "val" and "test" where it names them, as
+    DetectionSets (module docstring).
 
     >>> load_yolo_yaml("coco128.yaml")["val"].num_boxes  # doctest: +SKIP
     929
@@ -263,9 +289,9 @@ def load_yolo_yaml(path: str | os.PathLike[str]) -> dict[str, DetectionSet]:
                         f"relative path is taken from the yaml's folder)")
     if "val" not in data and "validation" in data:
         data["val"] = data["validation"]
-    if missing := [k for k in ("train", "val") if not data.get(k)]:
-        raise DataError(f"{path}: no {' or '.join(missing)}: expected train and val (and "
-                        f"optionally test), each a folder of images relative to {root}")
+    if not data.get("train"):
+        raise DataError(f"{path}: no train: expected train (and optionally val and test), "
+                        f"each a folder of images relative to {root}")
     problems = LabelProblems()
     out = {}
     for split in SPLITS:

@@ -5,6 +5,7 @@ sizes (decoding the user's files once), and assembling a DetectionSet."""
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ YOLO_TOLERANCE = 0.01  # normalised units a corner may stray outside 0..1 and be
 PIXEL_TOLERANCE = 1.0  # pixels a COCO box may stray outside its image and be clipped
 MAX_SHOWN = 10
 SPLITS = ("train", "val", "test")
+_INT = re.compile(r"\s*-?[0-9]{1,18}\s*")  # an int written as text, ASCII digits only
 
 
 class LabelProblems:
@@ -52,6 +54,33 @@ class LabelProblems:
         shown = "".join(f"\n  {p}" for p in self.items[:MAX_SHOWN])
         more = f"\n  ... and {n - MAX_SHOWN} more" if n > MAX_SHOWN else ""
         raise DataError(f"{n} label problem{'s' if n > 1 else ''} in {what}:{shown}{more}")
+
+
+def as_int(value: object) -> int | None:
+    """`value` as an int when it is one however written (7, 7.0, "7", " 7 "), else None.
+
+    Exporters write COCO ids and sizes, and YAML `nc`, as strings or floats; a bool is not
+    taken for 0 or 1, nor 7.5 rounded.
+
+    >>> [as_int(v) for v in (7, 7.0, "7", "-3", 7.5, "7a", True, None, [7])]
+    [7, 7, 7, -3, None, None, None, None, None]
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and _INT.fullmatch(value):
+        return int(value)
+    return None
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: a message quotes a user's value, not a
+    megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- images

@@ -17,6 +17,8 @@ than replaced, and the zero-shot model is the step-0 point of the same run.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -187,12 +189,24 @@ class Detection(ImageTask[DetectionConfig]):
         for k, s in zip(names, parts):
             index[{"val": "dev"}.get(k, k)] = list(range(start, start + len(s)))
             start += len(s)
+        name = merged.name
         if "dev" not in index and c.dev_images:
-            keep, dev = random_split(len(index["train"]),
-                                     min(0.5, c.dev_images / len(index["train"])), c.split_seed)
+            n = len(index["train"])
+            if n < 3:  # random_split holds none out of 2 or fewer
+                raise DataError(f"data={c.data}: no val split and only {n} readable training "
+                                f"image{'s' if n != 1 else ''}: too few to hold any out as "
+                                f"dev (3 or more needed); add a val split, or set "
+                                f"dev_images=0 to train without dev")
+            # at most half of train: n // 2, not round(n / 2), which is 2 of 3
+            keep, dev = random_split(n, min(c.dev_images, n // 2) / n, c.split_seed)
             index["dev"] = [index["train"][i] for i in dev]
             index["train"] = [index["train"][i] for i in keep]
-        return merged, index, merged.name, []
+            held = (f"no val split: {len(dev)} of the {n} training images held out as dev "
+                    f"(dev_images={c.dev_images}, split_seed={c.split_seed})")
+            name = f"{name} ({held})"
+            if os.environ.get("RANK", "0") == "0":  # once, not once per torchrun process
+                print(f"taskzoo: {c.data}: {held}", file=sys.stderr)
+        return merged, index, name, []
 
     def build_data(self, state: dict[str, Any] | None = None) -> DetectionData:
         c = self.cfg
