@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import config as cfgmod
-from taskzoo.errors import CheckpointError, ConfigError, RunFileError, UsageError
+from taskzoo.errors import ConfigError, RunFileError, UsageError
 from taskzoo.files import write_bytes, write_json, write_text
 
 
@@ -151,11 +151,10 @@ def run_task_name(run_dir: Path) -> str | None:
     """The task of the taskzoo run in `run_dir`, or None when it holds none. A taskzoo run
     is a folder whose config.json is a JSON object naming a task in `_task`, as run() writes
     it; a missing, unreadable or other config.json is the user's own file."""
-    try:
-        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    task = record.get("_task") if isinstance(record, dict) else None
+    from taskzoo.restore import json_record
+
+    record, _ = json_record(run_dir / "config.json")  # {} when missing, special or not JSON
+    task = record.get("_task")
     return task if isinstance(task, str) and task else None
 
 
@@ -250,7 +249,8 @@ def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
 
     config_path = run_dir / "config.json"
     if not (run_dir / "last.ckpt").exists():
-        raise CheckpointError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
+        # the user's mistake (a wrong folder, or a run that never saved one): exit 2
+        raise RunFileError(f"--resume: no last.ckpt in {run_dir}; nothing to resume")
     saved, problem = json_record(config_path)
     if not problem and run_task_name(run_dir) is None:
         problem = f"names no task (its \"_task\" is {saved.get('_task')!r})"

@@ -61,12 +61,14 @@ def read_json(path: Path) -> dict[str, Any]:
 def json_record(path: Path) -> tuple[dict[str, Any], str]:
     """(the JSON object in `path`, "") or ({}, what is wrong with the file: "is missing",
     "is not valid JSON (...)", "holds a JSON list, ...")."""
-    try:
-        text = path.read_text(encoding="utf-8")
+    from taskzoo.data.user_files import UnreadableText, utf8_text
+
+    try:  # a regular file only: a FIFO in its place would block the reader forever
+        text = utf8_text(path)
     except FileNotFoundError:
         return {}, "is missing"
-    except UnicodeDecodeError:
-        return {}, "is not UTF-8 text, so not the JSON taskzoo wrote"
+    except UnreadableText as exc:
+        return {}, f"{exc}, so not the JSON taskzoo wrote" if "UTF-8" in str(exc) else str(exc)
     except OSError as exc:
         return {}, f"cannot be read ({exc.strerror or exc})"
     if not text.strip():

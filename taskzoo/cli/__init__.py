@@ -92,14 +92,21 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser, debug: b
     except UsageError as exc:
         if debug:
             raise
-        print(f"taskzoo: error: {exc}", file=sys.stderr)
+        print(f"taskzoo: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except TaskzooError as exc:
         if debug:
             raise
-        print(f"taskzoo: error: {exc}", file=sys.stderr)
+        print(f"taskzoo: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ntaskzoo: interrupted; `taskzoo run ... --out DIR --resume` continues from the "
               "last checkpoint", file=sys.stderr)
         return 130
+
+
+def printable(text: str) -> str:
+    """`text` with the bytes of a name that is not UTF-8 (an argument or file name, which
+    Python holds as lone surrogates) shown as U+FFFD: a stderr that encodes strictly would
+    otherwise fail on the very message that names the bad input."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

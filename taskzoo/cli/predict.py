@@ -96,9 +96,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("predict takes --from DIR or --weights W, not both")
     if args.run_dir:
         check_run_task(args.task, args.run_dir)
+    if args.save is not None and not args.save.strip():
+        raise UsageError("--save is empty: expected where to write the outputs (--save . for "
+                         "the current folder)")
     inputs: list[str] = []
     for item in args.inputs:
-        inputs.extend(line for line in sys.stdin.read().splitlines() if line.strip()) if item == "-" \
+        inputs.extend(line for line in stdin_text().splitlines() if line.strip()) if item == "-" \
             else inputs.append(item)
     predictor = (load_run(args.run_dir, device=args.device) if args.run_dir else
                  load(args.task, weights=args.weights, sha256=args.sha256, device=args.device))
@@ -109,6 +112,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps({"input": text, **summary.to_json()}) if args.json
                   else f"{text}\t{summary.format()}")
         return 0
+    if args.save:  # image outputs go into a folder: one that cannot be fails before predicting
+        check_save_folder(args.save)
     # each task reads the command line's strings its own way: text as is, vectors as JSON,
     # images as paths, globs and folders (which may expand to more inputs than were typed)
     parsed = predictor.parse_cli(inputs)
@@ -128,6 +133,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(predictor.format(text, out))
     return 0
+
+
+def stdin_text() -> str:
+    """What `-` reads: standard input's text; a UsageError in one line when it is not UTF-8
+    (a strict terminal or pipe raises UnicodeDecodeError on the first bad byte)."""
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"-: standard input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}"
+                         f" at offset {exc.start}); convert it (e.g. iconv -f latin1 -t utf-8)"
+                         ) from None
 
 
 def input_names(typed: list[str], parsed: list[Any]) -> list[str]:
@@ -161,10 +177,7 @@ def save_outputs(predictor: Any, names: list[str], outputs: list[Any], folder: P
 
     Each output is written first into a private staging folder: a task whose outputs cannot
     be saved fails before `folder` is made, and the suffix is the one its `save` chose."""
-    folder = folder.expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--save {folder}: exists and is not a folder (--save takes a folder "
-                         "for image outputs)")
+    folder = check_save_folder(str(folder))
     inputs_at = {p.expanduser().resolve() for p in inputs}
     saved: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="taskzoo-save-") as stage:
@@ -185,6 +198,15 @@ def save_outputs(predictor: Any, names: list[str], outputs: list[Any], folder: P
                 print(f"taskzoo: {first} {why}; {name} saved as {target}", file=sys.stderr)
             saved.append(target)
     return saved
+
+
+def check_save_folder(save: str) -> Path:
+    """--save's folder for image outputs; UsageError when it is a file or other non-folder."""
+    folder = Path(save).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save {folder}: exists and is not a folder (--save takes a folder "
+                         "for image outputs)")
+    return folder
 
 
 def make_folder(folder: Path) -> None:

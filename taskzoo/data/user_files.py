@@ -17,7 +17,7 @@ from typing import BinaryIO
 from taskzoo.errors import InputError, TaskzooError
 
 __all__ = ["NotRegularFile", "UnreadableText", "file_kind", "open_regular", "utf8_text",
-           "read_utf8"]
+           "read_utf8", "utf8_argument"]
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -107,3 +107,17 @@ def read_utf8(path: str | os.PathLike[str], what: str,
         hint = (": save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)" if "UTF-8" in str(e)
                 else ": expected a UTF-8 text file")
         raise error(f"{what} {p} {e}{hint}") from None
+
+
+def utf8_argument(text: str, what: str) -> str:
+    """`text`, a command-line argument, or a one-line InputError when it holds bytes that are
+    not UTF-8: Python keeps them as lone surrogates, which a tokenizer refuses with a
+    TypeError and a terminal cannot print."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(text[e.start])
+        byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
+        raise InputError(f"{what} is not UTF-8 text ({byte} at character {e.start + 1}): "
+                         "type it or save it as UTF-8") from None
+    return text

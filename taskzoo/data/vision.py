@@ -207,22 +207,34 @@ def expand_image_args(args: Sequence[str]) -> list[Path]:
     (its images, sorted). InputError naming the argument that matches no image."""
     out: list[Path] = []
     for arg in args:
-        path = Path(arg).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                           and not p.name.startswith("."))
-            if not found:
-                raise InputError(f"{arg}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
-            out.extend(found)
-        elif any(c in arg for c in "*?[") and not path.exists():
-            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(arg), recursive=True)
-                           if Path(p).is_file())
-            if not found:
-                raise InputError(f"{arg}: the pattern matches no file")
-            out.extend(found)
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise InputError(f"{arg}: no such file (expected an image path, a glob or a folder)")
+        try:
+            out.extend(_expand_image_arg(arg))
+        except OSError as exc:  # a name too long for a path (text given to an image task)
+            raise InputError(f"{_shown(arg)}: not a usable path ({exc.strerror or exc}); "
+                             "expected an image path, a glob or a folder") from None
     return out
+
+
+def _shown(arg: str) -> str:
+    """`arg` cut to a readable length for a one-line message."""
+    return arg if len(arg) <= 80 else f"{arg[:77]}..."
+
+
+def _expand_image_arg(arg: str) -> list[Path]:
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not p.name.startswith("."))
+        if not found:
+            raise InputError(f"{arg}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return found
+    if any(c in arg for c in "*?[") and not path.exists():
+        found = sorted(Path(p) for p in glob.glob(os.path.expanduser(arg), recursive=True)
+                       if Path(p).is_file())
+        if not found:
+            raise InputError(f"{_shown(arg)}: the pattern matches no file")
+        return found
+    if path.is_file():
+        return [path]
+    raise InputError(f"{_shown(arg)}: no such file (expected an image path, a glob or a folder)")

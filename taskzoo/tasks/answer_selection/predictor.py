@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from taskzoo.data.user_files import utf8_argument
 from taskzoo.errors import InputError
 from taskzoo.tasks.answer_selection.data import collate_pairs, encode_pairs, pair_scores
 from taskzoo.tasks.base import Predictor, json_argument
@@ -75,6 +76,8 @@ class SelectionPredictor(Predictor):
     def parse_cli(self, args: list[str]) -> list[Any]:
         """QUESTION CANDIDATE [CANDIDATE ...]: one question and its candidate sentences; or one
         JSON argument, ["question", ["candidate", ...]] or {"question": ..., "candidates": [...]}."""
+        args = [utf8_argument(a, "the question" if i == 0 else f"candidate {i}")
+                for i, a in enumerate(args)]
         item = json_argument(args)
         if item is not None:
             return [tuple(item) if isinstance(item, list) else item]

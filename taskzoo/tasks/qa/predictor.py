@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from taskzoo.data.user_files import read_utf8
+from taskzoo.data.user_files import read_utf8, utf8_argument
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import CallOption, Predictor, json_argument
 from taskzoo.tasks.qa.data import SpanBatch, Window, best_answer, collate, windows
@@ -82,6 +82,9 @@ class QAPredictor(Predictor):
     def parse_cli(self, args: list[str]) -> list[Any]:
         """QUESTION CONTEXT [QUESTION CONTEXT ...]; a context "@file.txt" is read from the file.
         One JSON argument works too: ["question", "context"] or {"question": ..., "context": ...}."""
+        # an @path is a file name, which may be any bytes; the rest is text for the tokenizer
+        args = [a if a.startswith("@") else utf8_argument(a, f"argument {i + 1}")
+                for i, a in enumerate(args)]
         item = json_argument(args)
         if item is not None:
             return [tuple(item) if isinstance(item, list) else item]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from taskzoo.data.user_files import read_utf8
+from taskzoo.data.user_files import read_utf8, utf8_argument
 from taskzoo.errors import InputError
 from taskzoo.tasks.base import CallOption, Predictor
 from taskzoo.tasks.common.pretrained_text import embed
@@ -87,6 +87,8 @@ class SummaryPredictor(Predictor):
             if a.startswith("@"):
                 # one line for a missing, special (a FIFO would block) or non-UTF-8 file
                 a = read_utf8(Path(a[1:]), "document file")
+            else:  # text typed on the command line, which a tokenizer takes only as UTF-8
+                a = utf8_argument(a, f"document {len(docs) + 1}")
             docs.append(a)
         return docs
 
