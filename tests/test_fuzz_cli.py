@@ -104,25 +104,14 @@ SAVE_ARGS: list[tuple[str, list[str]]] = [
     ("save-twice", ["{in}/good.png", "{in}/mixed/a.png", "--save", "{out}"]),
 ]
 
-# known failures in code other helpers own right now: (task, row id) -> reason
-XFAIL: dict[tuple[str, str], str] = {
-    ("detection", "long-arg"): "detection's stream_cli calls Path.is_dir() on each input, which "
-                               "raises OSError (File name too long) on a 10,000-character "
-                               "argument: a traceback (taskzoo/tasks/detection/predictor.py)",
-}
-
-
 def _predict_params() -> list:
     params = []
     for task in _tasks():
         rows = [(rid, argv, stdin) for rid, argv, stdin in PREDICT_ARGS]
         rows += [(rid, argv, "empty") for rid, argv in SAVE_ARGS]
         for rid, argv, stdin in rows:
-            marks = ()
-            if (task, rid) in XFAIL:
-                marks = (pytest.mark.xfail(strict=True, reason=XFAIL[task, rid]),)
             params.append(pytest.param(["predict", task, *argv], stdin,
-                                       id=f"predict-{task}-{rid}", marks=marks))
+                                       id=f"predict-{task}-{rid}"))
     return params
 
 

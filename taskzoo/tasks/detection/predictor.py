@@ -9,6 +9,7 @@ labels and scores out; videos and folders of frames through `taskzoo.video` (tra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -117,7 +118,8 @@ class DetectionPredictor(Predictor):
         from taskzoo.video import track_video
 
         is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
-        frames = (len(inputs) == 1 and Path(inputs[0]).is_dir() and save is not None
+        # os.path.isdir: False, not an OSError, for a name too long to be a path
+        frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
                   and Path(save).suffix.lower() in VIDEO_SUFFIXES)
         if not any(is_video) and not frames:
             return None
