@@ -1,14 +1,16 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash leaves the old one."""
+"""Atomic file writes: a reader never sees a half-written file, a crash leaves the old one.
+And `open_regular`: reading only a regular file, so a FIFO never blocks a read."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def _read_umask() -> int:
@@ -69,3 +71,47 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- reading: regular files only
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, socket, device or folder; the message is the reason alone."""
+
+
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """None for a regular file (or a link to one) or a missing path, else what it is instead.
+
+    >>> file_kind("/dev/null")
+    'a character device'
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for reading in binary, refusing anything but a regular file.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; the kind
+    is then checked on the open descriptor, so a file swapped meanwhile is caught too. It has
+    no effect on a regular file. Raises NotRegularFile, or the OSError of os.open."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+            raise NotRegularFile(f"{kind}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -251,3 +251,26 @@ def test_a_big_but_allowed_image_prints_no_bomb_warning_and_a_bomb_is_one_line(t
     with pytest.raises(DataError) as err:
         read_image(path)
     assert "big.png" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fifos_in_the_cache_and_a_fifo_manifest_never_block(tmp_path, monkeypatch):
+    # Issue 28, case 6, in the hub: `taskzoo verify` read every verification record and hung
+    # on a FIFO among them; a verification record, a folder's completion marker or a manifest
+    # that is a FIFO blocked the same way. They are skipped (never deleted: taskzoo did not
+    # write them) or refused in one line.
+    from taskzoo import hub
+
+    home = tmp_path / "home"
+    (home / "verified").mkdir(parents=True)
+    (home / "0123456789abcdef").mkdir()
+    monkeypatch.setenv("TASKZOO_HOME", str(home))
+    (good := tmp_path / "w.bin").write_bytes(b"weights")
+    sha = hub.sha256_file(good)
+    with fifo(home / "verified" / "stray.json"), fifo(home / "0123456789abcdef" / "x.bin"):
+        assert hub.verify_cache() == []
+        assert hub.verified_file(good, sha, 7)  # records are still written and read
+    assert (home / "verified" / "stray.json").exists()  # left alone
+    assert hub.verified_file(good, sha, 7)
+    with fifo(tmp_path / "m.txt") as path, pytest.raises(DataError) as err:
+        hub.read_manifest(path)
+    assert "FIFO" in str(err.value) and "m.txt" in str(err.value)

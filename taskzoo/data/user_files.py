@@ -10,59 +10,16 @@ names the file, the bad byte and its line.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from taskzoo.errors import InputError, TaskzooError
+from taskzoo.files import NotRegularFile, file_kind, open_regular
 
 __all__ = ["NotRegularFile", "UnreadableText", "file_kind", "open_regular", "utf8_text",
            "read_utf8", "utf8_argument"]
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"))
-
-
-class NotRegularFile(OSError):
-    """A path that is a FIFO, socket, device or folder; the message is the reason alone."""
-
-
 class UnreadableText(Exception):
     """A file that cannot be read as UTF-8 text; the message is the reason alone."""
-
-
-def file_kind(path: str | os.PathLike[str]) -> str | None:
-    """None for a regular file (or a link to one) or a missing path, else what it is instead.
-
-    >>> file_kind("/dev/null")
-    'a character device'
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
-
-
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open `path` for reading in binary, refusing anything but a regular file.
-
-    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; the kind
-    is then checked on the open descriptor, so a file swapped meanwhile is caught too. It has
-    no effect on a regular file. Raises NotRegularFile, or the OSError of os.open."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
-            raise NotRegularFile(f"{kind}, not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _decode_error(data: bytes, e: UnicodeDecodeError) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -57,7 +56,7 @@ from taskzoo.hub._files import (
     plain_name,
 )
 from taskzoo.hub._manifests import Manifest, safe_rel
-from taskzoo.hub._verify import sha256_file, signature
+from taskzoo.hub._verify import read_record, sha256_file, signature
 
 # ---------------------------------------------------------------- pinned folders
 # A folder is pinned by a manifest: (relative posix path, sha256, size) for every file. It is
@@ -248,7 +247,7 @@ def _folder_ok(target: Path, key: str, want: Want | None) -> bool:
     whose signature changed since the marker was written (and updates the marker)."""
     marker = _marker(target)
     try:
-        rec = json.loads(marker.read_text(encoding="utf-8"))
+        rec = read_record(marker)
         files = rec["files"]
         if rec.get("key") != key or not isinstance(files, dict) or not files:
             return False

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 from taskzoo.errors import DataError
-from taskzoo.files import write_bytes, write_text
+from taskzoo.files import open_regular, write_bytes, write_text
 from taskzoo.hub._verify import sha256_file
 
 ManifestEntry = tuple[str, str, int]  # (relative posix path, sha256 hex, size in bytes)
@@ -97,7 +97,8 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     'README'
     """
     try:
-        raw = Path(path).read_bytes()
+        with open_regular(path) as fh:  # a FIFO given by mistake must not block
+            raw = fh.read()
         if str(path).endswith(".gz"):
             raw = gzip.decompress(raw)
         text = raw.decode("utf-8")

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from taskzoo.files import write_json
+from taskzoo.files import NotRegularFile, open_regular, write_json
 from taskzoo.hub._base import CHUNK, cache_root
 
 
@@ -94,9 +94,16 @@ def _record(path: Path, sha256: str, sig: Signature) -> dict[str, object]:
             "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "ino": ino, "dev": dev}
 
 
+def read_record(path: Path) -> object:
+    """The JSON in one of taskzoo's own record files; OSError (a FIFO or other non-regular
+    file among them included: it is never opened for a read that would block) or ValueError."""
+    with open_regular(path) as fh:
+        return json.loads(fh.read().decode("utf-8"))
+
+
 def _recalled(path: Path) -> object:
     try:
-        return json.loads(_record_path(path).read_text(encoding="utf-8"))
+        return read_record(_record_path(path))
     except (OSError, ValueError):  # none yet, unreadable or damaged: hash instead
         return None
 
@@ -123,9 +130,11 @@ def prune_records(folder: Path) -> None:
         return
     for rec in folder.glob("*.json"):
         try:
-            path = json.loads(rec.read_text(encoding="utf-8"))["path"]
+            path = read_record(rec)["path"]  # type: ignore[index]
             if os.path.exists(path):
                 continue
+        except NotRegularFile:  # not a record taskzoo wrote: leave it alone
+            continue
         except (OSError, ValueError, KeyError, TypeError):
             pass
         with contextlib.suppress(OSError):
