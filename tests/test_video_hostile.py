@@ -16,6 +16,8 @@ from PIL import Image
 av = pytest.importorskip("av", reason="taskzoo.video needs PyAV (pip install av)")
 pytest.importorskip("supervision", reason="taskzoo.video needs supervision")
 
+from test_video import find_square  # noqa: E402  (a fake detector: the bright pixels' box)
+
 from taskzoo.errors import InputError, UsageError  # noqa: E402
 from taskzoo.video import VIDEO_SUFFIXES, read_frames, track_video, video_info  # noqa: E402
 
@@ -29,19 +31,6 @@ def square_frames(n: int = N, w: int = W, h: int = H) -> list[np.ndarray]:
         f[10:26, 4 + 3 * i:20 + 3 * i] = 255
         frames.append(f)
     return frames
-
-
-def find_square(frames: list[np.ndarray]) -> list[dict]:
-    """A fake detector: the bounding box of the bright pixels."""
-    out = []
-    for f in frames:
-        ys, xs = np.nonzero(f.mean(axis=2) > 128)
-        n = int(len(xs) > 0)
-        box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]] if n else []
-        out.append({"boxes": np.asarray(box, np.float32).reshape(-1, 4),
-                    "scores": np.full(n, 0.9, np.float32), "labels": np.zeros(n, np.int64),
-                    "names": ["square"] * n})
-    return out
 
 
 def never_called(frames: list[np.ndarray]) -> list[dict]:
