@@ -332,7 +332,9 @@ LICENSES = {"mnist": "CC BY-SA 3.0 (LeCun, Cortes, Burges)",
             "fashion_mnist": "MIT (Zalando SE)",
             "orl": "no formal license; credit Olivetti Research Laboratory",
             "digits": "CC BY 4.0 (UCI optdigits, via scikit-learn)",
-            "flickr8k": "research use only (Hodosh et al. 2013; Flickr photos)"}
+            "flickr8k": "research use only (Hodosh et al. 2013; Flickr photos)",
+            "flowers": "CC BY 2.0 per photo (Flickr; attributions in its LICENSE.txt)",
+            "flowers_full": "CC BY 2.0 per photo (Flickr; attributions in its LICENSE.txt)"}
 """What a weights card says about the license of each dataset's images."""
 
 

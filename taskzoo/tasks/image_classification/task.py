@@ -32,14 +32,16 @@ from taskzoo.tasks.common.image_task import ImageTask
 from taskzoo.tasks.image_classification.predictor import ImagePredictor
 from taskzoo.train.types import FitResult, StepOutput
 
-DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "folder")
+DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "flowers", "flowers_full", "folder")
 
 
 # ---------------------------------------------------------------------------- config
 @dataclass(frozen=True, kw_only=True)
 class ImageConfig(SupervisedConfig):
-    # fashion_mnist, mnist, orl (faces), digits (tiny, offline) or folder (set by data=PATH)
-    dataset: Literal["fashion_mnist", "mnist", "orl", "digits", "folder"] = "fashion_mnist"
+    # fashion_mnist, mnist, orl (faces), digits (tiny, offline), flowers (750 photos, 5
+    # classes), flowers_full (all 3,670) or folder (set by data=PATH)
+    dataset: Literal["fashion_mnist", "mnist", "orl", "digits", "flowers", "flowers_full",
+                     "folder"] = "fashion_mnist"
     data: str = ""  # your class-per-folder tree: PATH/train + PATH/val, else PATH/<class>/*
     model: str = "vgg"  # cnn_small, vgg, resnet20, resnet18, resnet34, mobilenet_v3_small
     # <= 256: the last stage has 4x the channels (1024): vgg at 256 is 64x its default size
@@ -160,6 +162,12 @@ class ImageClassification(ImageTask[ImageConfig]):
             return ({"train": digits, "dev": digits, "test": digits},
                     {"train": [rest[i] for i in kept], "dev": [rest[i] for i in dev],
                      "test": test}, "scikit-learn digits (8x8, 1,797 images)", [])
+        if c.dataset in ("flowers", "flowers_full"):
+            from taskzoo.data import flowers
+
+            load = flowers.load_flowers if c.dataset == "flowers" else flowers.load_flowers_full
+            got = load(split_seed=c.split_seed)  # one set of files; each split indexes it
+            return ({k: got.images for k in got.index}, got.index, got.name, got.files)
         if not c.data:
             raise DataError("dataset=folder needs data=PATH (a class-per-folder tree of images)")
         found = load_image_folder(Path(c.data).expanduser(), seed=c.split_seed,
