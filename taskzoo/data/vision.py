@@ -22,7 +22,7 @@ from taskzoo.errors import ConfigError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                     ".ppm", ".pnm")
-AUGMENTS = ("none", "crop", "crop_flip", "faces")
+AUGMENTS = ("none", "crop", "crop_flip", "faces", "resized_crop_flip")
 
 
 def to_tensor(image: Any, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
@@ -156,7 +156,9 @@ def train_transform(augment: str, size: tuple[int, int], *, padding: int = 4) ->
     """Augmentation by name, on uint8 images (normalisation happens per batch, in
     `ImageCollate`). `crop`: random crops of the image padded by `padding` pixels (shifts);
     `crop_flip`: and mirror images; `faces`: mirror images and small rotations, shifts and
-    zooms (a face is a face a few degrees turned); `none`: nothing (None)."""
+    zooms (a face is a face a few degrees turned); `resized_crop_flip`: a random part of 25 to
+    100 % of the image at aspect 3:4 to 4:3, resized back, and mirrored (the ImageNet recipe,
+    for photos); `none`: nothing (None)."""
     from torchvision.transforms import v2
 
     if augment not in AUGMENTS:
@@ -164,7 +166,9 @@ def train_transform(augment: str, size: tuple[int, int], *, padding: int = 4) ->
     steps: list[Any] = []
     if augment in ("crop", "crop_flip") and padding > 0:
         steps.append(v2.RandomCrop(list(size), padding=padding))
-    if augment in ("crop_flip", "faces"):
+    if augment == "resized_crop_flip":
+        steps.append(v2.RandomResizedCrop(list(size), scale=(0.25, 1.0), antialias=True))
+    if augment in ("crop_flip", "faces", "resized_crop_flip"):
         steps.append(v2.RandomHorizontalFlip())
     if augment == "faces":
         steps.append(v2.RandomAffine(degrees=8, translate=(0.06, 0.06), scale=(0.92, 1.08)))

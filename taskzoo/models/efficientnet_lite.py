@@ -165,6 +165,7 @@ class EfficientNetLite(nn.Module):
         self._bn1 = _bn(HEAD, bn_momentum)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(HEAD, num_classes)
+        self.stage_ends = tuple(ends)  # index of each stage's last block
         self.feature_blocks = tuple(ends[s] for s in FEATURE_STAGES)
         self.feature_channels = (*(channels[s] for s in FEATURE_STAGES), HEAD)
         self.feature_strides = (8, 16, 32)
@@ -202,6 +203,19 @@ class EfficientNetLite(nn.Module):
                 maps.append(x)
         maps.append(F.relu6(self._bn1(self._conv_head(x))))
         return maps
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from the input up, for layer-wise learning rates: the stem with the
+        first stage, each later stage, the head conv; the classifier (`head`) last."""
+        stages, start = [], 0
+        for end in self.stage_ends:
+            stages.append([p for b in self._blocks[start:end + 1] for p in b.parameters()])
+            start = end + 1
+        stem = [*self._conv_stem.parameters(), *self._bn0.parameters()]
+        groups = [stem + stages[0], *stages[1:]]  # the first stage is a single small block
+        groups.append([*self._conv_head.parameters(), *self._bn1.parameters()])
+        groups.append(list(self._fc.parameters()))
+        return groups
 
     def forward_head(self, last: torch.Tensor) -> torch.Tensor:
         """Logits from the last feature map: global average pool, dropout, linear."""

@@ -24,11 +24,21 @@ from torch import nn
 from taskzoo.config import NonNegativeInt, Probability, Range, SupervisedConfig
 from taskzoo.data import vision
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.errors import DataError
+from taskzoo.errors import ConfigError, DataError
 from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.common.image_task import ImageTask
+from taskzoo.tasks.common.transfer import (
+    HeadFirstSource,
+    check_transferable,
+    flat,
+    layer_decay,
+    linear_probe,
+    pooled_features,
+    zero_head,
+)
+from taskzoo.tasks.image_classification.baselines import eigenfaces
 from taskzoo.tasks.image_classification.predictor import ImagePredictor
 from taskzoo.train.types import FitResult, StepOutput
 
@@ -50,7 +60,11 @@ class ImageConfig(SupervisedConfig):
     # >= 4: cnn_small and vgg max-pool twice (the ResNets and MobileNet take 4 px too);
     # <= 1024: a 100000 px side is 10 GB per decoded image, and 1024 px already fills a GPU
     image_size: Annotated[int, Range(4, 1024, or_zero=True)] = 0  # resize to a square of this side; 0 = the data's own size
-    augment: Literal["none", "crop", "crop_flip", "faces"] = "crop_flip"  # see taskzoo.data.vision
+    augment: Literal["none", "crop", "crop_flip", "faces", "resized_crop_flip"] = "crop_flip"  # see taskzoo.data.vision
+    stats: Literal["data", "init"] = "data"  # pixel mean/std: the training data's, or those the init= weights were trained with
+    head_epochs: NonNegativeInt = 0  # first epochs train only the classifier, on the frozen trunk's features (computed once)
+    layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer group, down from the classifier
+    linear_probe: bool = False  # also report logistic regression on the init= weights' frozen features
     # <= 64: every training image is padded by this much before its crop
     crop_padding: Annotated[int, Range(0, 64)] = 2  # crop/crop_flip: pixels of padding before a random crop
     label_smoothing: Probability = 0.1  # cross-entropy label smoothing
@@ -106,7 +120,8 @@ class ImageClassification(ImageTask[ImageConfig]):
     Config = ImageConfig
     description = "image classes (Fashion-MNIST, MNIST, ORL faces, your folders); CNN/ResNet zoo"
     dev_metric = "dev/accuracy"
-    models = ("cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small")
+    models = ("cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small",
+              "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
     init_reinit_mismatched = True  # fine-tune a Fashion-MNIST net on your classes: a new head
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"augment": "crop", "epochs": 8},
@@ -178,13 +193,17 @@ class ImageClassification(ImageTask[ImageConfig]):
         return (sets, {k: list(range(len(v))) for k, v in sets.items()}, f"images in {c.data}", [])
 
     def build_data(self, state: dict[str, Any] | None = None) -> ImageData:
-        # state (init= weights of another run) is not imposed: the data keeps its own labels,
-        # size and statistics, and a head that does not fit is re-initialised
+        # state (init= weights of another run) is not imposed: the data keeps its own labels
+        # and size, and a head that does not fit is re-initialised; with stats=init the
+        # pixels are normalised (and grey images made RGB) as those weights were trained
         c = self.cfg
+        init_stats = self._init_stats(state)
         sets, index, name, files = self._sets()
         base = sets["train"]
         classes = list(base.classes)
         channels = max(getattr(s, "channels", 1) for s in sets.values())
+        if init_stats:
+            channels = max(channels, len(init_stats[0]))
         if c.image_size:
             size = (c.image_size, c.image_size)
         else:
@@ -197,26 +216,57 @@ class ImageClassification(ImageTask[ImageConfig]):
         if len(set(train.labels().tolist())) < 2:
             raise DataError(f"the training split holds {len(set(train.labels().tolist()))} "
                             "class: classification needs at least two")
-        mean, std = vision.channel_stats(train)
+        mean, std = init_stats or vision.channel_stats(train)
         skipped = [s for v in sets.values() for s in getattr(v, "skipped", [])]
         self._data = ImageData(train=train, splits=splits, labels=classes, channels=channels,
                                size=size, mean=mean, std=std, skipped=skipped, files=files,
                                name=name)
         return self._data
 
+    def _init_stats(self, state: dict[str, Any] | None) -> tuple[list[float], list[float]] | None:
+        """stats=init: the (mean, std) of the init= weights' card; None with stats=data."""
+        if self.cfg.stats == "data":
+            return None
+        mean, std = (state or {}).get("mean"), (state or {}).get("std")
+        if not mean or not std or len(mean) != len(std):
+            raise ConfigError("stats=init needs init=WEIGHTS whose card records the pixel "
+                              f"mean and std they were trained with (init={self.cfg.init!r}); "
+                              "use stats=data")
+        return [float(v) for v in mean], [float(v) for v in std]
+
     def batches(self, data: ImageData, model: nn.Module) -> LoaderSource:
-        tf = vision.train_transform(self.cfg.augment, data.size, padding=self.cfg.crop_padding)
-        return self.loader(data.train, collate=vision.ImageCollate(data.mean, data.std),
-                           transform=tf, workers=self._workers(data))
+        c = self.cfg
+        tf = vision.train_transform(c.augment, data.size, padding=c.crop_padding)
+        collate = vision.ImageCollate(data.mean, data.std)
+        if not c.head_epochs:
+            return self.loader(data.train, collate=collate, transform=tf,
+                               workers=self._workers(data))
+        check_transferable(model, c.model, what=f"head_epochs={c.head_epochs}")
+        return HeadFirstSource(
+            data.train, head_epochs=c.head_epochs, batch_size=c.batch_size, collate=collate,
+            seed=c.seed, shard=self.runtime.shard, transform=tf, workers=self._workers(data),
+            encode=lambda net: pooled_features(
+                net, data.train, runtime=self.runtime, collate=collate,
+                batch_size=c.eval_batch_size, workers=self._workers(data, training=False)))
 
     # -- model
     def build_model(self, data: ImageData) -> nn.Module:
         c = self.cfg
-        return build(c.model, in_channels=data.channels, num_classes=len(data.labels),
-                     width=c.width, dropout=c.dropout)
+        net = build(c.model, in_channels=data.channels, num_classes=len(data.labels),
+                    width=c.width, dropout=c.dropout)
+        if c.layer_decay != 1.0:
+            check_transferable(net, c.model, what=f"layer_decay={c.layer_decay}")
+            layer_decay(net, c.layer_decay)
+        if c.head_epochs:
+            zero_head(net)
+        return net
 
     # -- step
-    def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
+    def step(self, model: nn.Module, batch: Any) -> StepOutput:
+        if isinstance(batch, dict):  # the head alone, on the frozen trunk's cached features
+            logits, labels = model.forward_head(batch["features"]), batch["labels"]
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
+            return StepOutput(loss, size=len(labels))
         images, labels = batch
         logits = model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
@@ -245,7 +295,39 @@ class ImageClassification(ImageTask[ImageConfig]):
             "folder" else {}
         if self.cfg.dataset == "orl":
             out.update(eigenfaces(self._data))
+        if self.cfg.linear_probe:
+            out.update(self._linear_probe())
         return out
+
+    def _linear_probe(self) -> dict[str, float]:
+        """The baseline a fine-tune must beat: logistic regression on the features of the
+        init= weights as published (rebuilt here: the run's own model has moved on)."""
+        from taskzoo.config import init_spec
+        from taskzoo.weights import init_tensors, load_into
+
+        init = init_spec(self.cfg.init)
+        if not init:
+            raise ConfigError("linear_probe=true needs init=WEIGHTS (the pretrained features "
+                              "it probes)")
+        data = self._data
+        card, tensors = init_tensors(init, self.name)
+        net = build(self.cfg.model, in_channels=data.channels, num_classes=len(data.labels),
+                    width=self.cfg.width, dropout=self.cfg.dropout)
+        check_transferable(net, self.cfg.model, what="linear_probe=true")
+        load_into(net, tensors, source=card.name, reinit_mismatched=True)
+        net = self.runtime.place(net)
+        collate = vision.ImageCollate(data.mean, data.std)
+
+        def feats(examples: vision.ImageExamples) -> tuple[np.ndarray, np.ndarray]:
+            x = pooled_features(net, examples, runtime=self.runtime, collate=collate,
+                                batch_size=self.cfg.eval_batch_size,
+                                workers=self._workers(data, training=False))
+            return flat(x), np.asarray(examples.labels())
+
+        with self.runtime.inference():
+            train = feats(data.train)
+            evals = {k: feats(v) for k, v in data.splits.items()}
+        return linear_probe(train, evals)
 
     def reports(self, model: nn.Module, data: ImageData) -> dict[str, bytes | str]:
         from taskzoo.report import confusion_png, image_grid_png
@@ -281,48 +363,3 @@ class ImageClassification(ImageTask[ImageConfig]):
         return ImageData(train=None, labels=list(state["labels"]),
                          channels=int(state["channels"]), size=tuple(state["size"]),
                          mean=list(state["mean"]), std=list(state["std"]))
-
-
-def eigenfaces(data: ImageData) -> dict[str, float]:
-    """The classical face-recognition references on the run's own split, with scikit-learn:
-    PCA of the training faces (eigenfaces), then 1-nearest-neighbour on the components, or
-    an RBF SVM on the whitened components. The number of components and the SVM's C are
-    chosen by 5-fold cross-validation on the training faces only. PCA's leading components
-    do not depend on how many are kept, so each fold fits PCA once and slices it."""
-    from sklearn.decomposition import PCA
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.svm import SVC
-
-    def flat(examples: vision.ImageExamples) -> np.ndarray:
-        return np.stack([examples[i][0].numpy().ravel() for i in range(len(examples))]) / 255.0
-
-    def fit_pca(x: np.ndarray, k: int) -> PCA:
-        return PCA(n_components=k, svd_solver="full").fit(x)
-
-    def scores(pca: PCA, x_fit, y_fit, x_eval, y_eval, k: int, c: float) -> tuple[float, float]:
-        z_fit, z_eval = pca.transform(x_fit)[:, :k], pca.transform(x_eval)[:, :k]
-        nn1 = KNeighborsClassifier(n_neighbors=1).fit(z_fit, y_fit).score(z_eval, y_eval)
-        white = np.sqrt(pca.explained_variance_[:k])
-        svm = SVC(kernel="rbf", C=c).fit(z_fit / white, y_fit).score(z_eval / white, y_eval)
-        return nn1, svm
-
-    x_train, y_train = flat(data.train), data.train.labels()
-    x_test, y_test = flat(data.splits["test"]), data.splits["test"].labels()
-    folds = StratifiedKFold(n_splits=min(5, int(np.bincount(y_train).min())), shuffle=True,
-                            random_state=0)
-    limit = len(x_train) - len(x_train) // folds.n_splits - 1  # components a fold can fit
-    comps = [k for k in (20, 40, 60, 80, 120) if k <= limit]
-    grid = [(k, c) for k in comps for c in (1.0, 10.0, 100.0)]
-    cv = np.zeros((len(grid), 2))
-    for fit_idx, val_idx in folds.split(x_train, y_train):
-        pca = fit_pca(x_train[fit_idx], max(comps))
-        for g, (k, c) in enumerate(grid):
-            cv[g] += scores(pca, x_train[fit_idx], y_train[fit_idx], x_train[val_idx],
-                            y_train[val_idx], k, c)
-    best_nn = grid[int(np.argmax(cv[:, 0]))]
-    best_svm = grid[int(np.argmax(cv[:, 1]))]
-    pca = fit_pca(x_train, max(comps))
-    nn1 = scores(pca, x_train, y_train, x_test, y_test, *best_nn)[0]
-    svm = scores(pca, x_train, y_train, x_test, y_test, *best_svm)[1]
-    return {"test/accuracy_eigenfaces_1nn": float(nn1), "test/accuracy_eigenfaces_svm": float(svm)}
