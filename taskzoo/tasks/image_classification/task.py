@@ -23,6 +23,7 @@ from torch import nn
 
 from taskzoo.config import NonNegativeInt, Probability, Range, SupervisedConfig
 from taskzoo.data import vision
+from taskzoo.data.image_files import looks_like_photos
 from taskzoo.data.loader import LoaderSource, eval_batches
 from taskzoo.errors import ConfigError, DataError
 from taskzoo.models import build
@@ -41,6 +42,17 @@ from taskzoo.tasks.common.transfer import (
 from taskzoo.tasks.image_classification.baselines import eigenfaces
 from taskzoo.tasks.image_classification.predictor import ImagePredictor
 from taskzoo.train.types import FitResult, StepOutput
+
+# Fine-tuning ImageNet EfficientNet-Lite0 on a folder of colour photos (the flowers preset,
+# and data=PATH when the folder holds photos and the weights are installed): chosen on the
+# flowers dev split, never on test.
+TRANSFER: dict[str, Any] = {
+    "model": "efficientnet_lite0", "init": "efficientnet_lite0.imagenet", "stats": "init",
+    "image_size": 224, "augment": "resized_crop_flip", "dropout": 0.2, "head_epochs": 10,
+    "epochs": 20, "min_steps": 0, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
+    "weight_decay": 0.01, "layer_decay": 0.7, "warmup_steps": 10, "keep": "best",
+    "linear_probe": True, "eval_batch_size": 64,
+}
 
 DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "flowers", "flowers_full", "folder")
 
@@ -83,6 +95,7 @@ class ImageConfig(SupervisedConfig):
     schedule: Literal["constant", "linear", "cosine"] = "cosine"  # lr after warm-up
     warmup_steps: int = 430  # linear warm-up steps (one epoch of Fashion-MNIST)
     epochs: int = 10  # passes over the training set
+    min_steps: NonNegativeInt = 0  # at least this many steps: more epochs for a small folder
     batch_size: int = 128  # images per step
     keep: Literal["best", "last"] = "last"  # deliver the final weights: dev only watches
     # <= 8192: generous for 28 px images; a batch is decoded and held at once
@@ -132,7 +145,10 @@ class ImageClassification(ImageTask[ImageConfig]):
                 "dev_fraction": 0.0, "image_size": 56},
         "digits": {"augment": "crop", "crop_padding": 1, "epochs": 20, "batch_size": 64,
                    "warmup_steps": 20, "model": "cnn_small", "width": 16},
-        "folder": {"image_size": 64, "dev_fraction": 0.2},
+        # from scratch: a small folder gets at least 300 steps, not 10 epochs of a few batches
+        "folder": {"image_size": 64, "dev_fraction": 0.2, "min_steps": 300, "keep": "best"},
+        "flowers": TRANSFER,
+        "flowers_full": TRANSFER,
     }
     quick: ClassVar[dict[str, Any]] = {"dataset": "digits", "epochs": 3}
     references = (
@@ -144,7 +160,39 @@ class ImageClassification(ImageTask[ImageConfig]):
 
     @classmethod
     def implied_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        return {"dataset": "folder"} if overrides.get("data") else {}
+        """data=PATH means dataset=folder; a folder of colour photos is fine-tuned from
+        ImageNet (TRANSFER) when the user names no model and the weights are installed.
+        Another model under a transfer preset starts from its own ImageNet weights when it
+        has released ones, else from scratch."""
+        out: dict[str, Any] = {}
+        transfer = overrides.get("dataset") in ("flowers", "flowers_full")
+        if overrides.get("data"):
+            out["dataset"] = "folder"
+            if "epochs" in overrides or "max_steps" in overrides:
+                out["min_steps"] = 0  # the user's own budget, as given
+            if "model" not in overrides and "init" not in overrides \
+                    and _imagenet_ready(TRANSFER["init"]) and looks_like_photos(overrides["data"]):
+                out.update({k: v for k, v in TRANSFER.items() if k not in out})
+        if transfer and "model" in overrides and "init" not in overrides:
+            own = f"{overrides['model']}.imagenet"
+            if own in released_cards():  # at the resolution those weights were trained at
+                out.update({"init": own, "image_size": released_cards()[own].data["size"][0]})
+            else:
+                out.update({"init": "", "stats": "data", "head_epochs": 0, "layer_decay": 1.0,
+                            "linear_probe": False})
+            out = {k: v for k, v in out.items() if k not in overrides}
+        return out
+
+    def train_config(self, source: Any) -> Any:
+        """`min_steps`: enough epochs for at least that many optimizer steps."""
+        c = self.cfg
+        per_epoch = getattr(source, "steps_per_epoch", 0) // max(1, c.accumulate)
+        if c.min_steps and c.max_steps == 0 and per_epoch and c.epochs * per_epoch < c.min_steps:
+            import dataclasses
+            import math
+
+            return dataclasses.replace(c, epochs=math.ceil(c.min_steps / per_epoch))
+        return c
 
     # -- data
     def _sets(self) -> tuple[dict[str, Any], dict[str, list[int]], str, list[Any]]:
@@ -363,3 +411,17 @@ class ImageClassification(ImageTask[ImageConfig]):
         return ImageData(train=None, labels=list(state["labels"]),
                          channels=int(state["channels"]), size=tuple(state["size"]),
                          mean=list(state["mean"]), std=list(state["std"]))
+
+
+def _imagenet_ready(name: str) -> bool:
+    """Whether the released weights `name` can be had here without a download."""
+    from taskzoo.weights.catalog import local_state, resolve
+
+    return local_state(resolve(name)) in ("packaged", "cached", "pip package")
+
+
+def released_cards() -> dict[str, Any]:
+    """The released weights' cards by name."""
+    from taskzoo.weights.catalog import released_cards as cards
+
+    return cards()
