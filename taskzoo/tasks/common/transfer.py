@@ -44,6 +44,18 @@ def layer_decay(model: nn.Module, decay: float) -> None:
         scale_lr(params, decay ** depth)
 
 
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (call after the Trainer's model.train()): its
+    statistics stay those of the pretrained weights, which a few hundred images in batches
+    of 32 would only make noisier; its scale and shift still train."""
+    for m in model.modules():
+        if isinstance(m, BATCHNORMS):
+            m.eval()
+
+
 @torch.no_grad()
 def zero_head(model: nn.Module) -> None:
     """A classifier that starts at zero: every class equally likely. A fresh head drawn like

@@ -35,6 +35,7 @@ from taskzoo.models import build
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.common.image_task import ImageTask
+from taskzoo.tasks.common.transfer import freeze_batchnorm
 from taskzoo.tasks.detection.predictor import DetectionPredictor, unwrap_detector
 from taskzoo.train.types import StepOutput
 
@@ -264,9 +265,7 @@ class Detection(ImageTask[DetectionConfig]):
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, list[dict]]) -> StepOutput:
         images, targets = batch
         if self.cfg.freeze_bn:  # the Trainer put the model in train mode: not its BN layers
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            freeze_batchnorm(model)
         outputs = model(self._images(images))
         loss, parts = unwrap_detector(model).loss(outputs, targets)
         return StepOutput(loss, size=len(images), logs=parts)

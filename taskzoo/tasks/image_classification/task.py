@@ -34,6 +34,7 @@ from taskzoo.tasks.common.transfer import (
     HeadFirstSource,
     check_transferable,
     flat,
+    freeze_batchnorm,
     layer_decay,
     linear_probe,
     pooled_features,
@@ -77,6 +78,7 @@ class ImageConfig(SupervisedConfig):
     head_epochs: NonNegativeInt = 0  # first epochs train only the classifier, on the frozen trunk's features (computed once)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer group, down from the classifier
     linear_probe: bool = False  # also report logistic regression on the init= weights' frozen features
+    freeze_bn: bool = False  # keep BatchNorm statistics as the starting weights have them
     # <= 64: every training image is padded by this much before its crop
     crop_padding: Annotated[int, Range(0, 64)] = 2  # crop/crop_flip: pixels of padding before a random crop
     label_smoothing: Probability = 0.1  # cross-entropy label smoothing
@@ -316,6 +318,8 @@ class ImageClassification(ImageTask[ImageConfig]):
             loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
             return StepOutput(loss, size=len(labels))
         images, labels = batch
+        if self.cfg.freeze_bn:  # the Trainer put the model in train mode: not its BN layers
+            freeze_batchnorm(model)
         logits = model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
         return StepOutput(loss, size=len(labels))
