@@ -169,3 +169,16 @@ def test_min_steps_sizes_the_epochs_of_a_small_training_set():
     assert task.train_config(src).epochs == 8  # ceil(50 / 7)
     src.steps_per_epoch = 40
     assert task.train_config(src).epochs == 2  # already enough
+
+
+def test_freeze_batchnorm_keeps_the_pretrained_statistics_while_the_rest_trains():
+    from taskzoo.tasks.common.transfer import freeze_batchnorm
+
+    net = build("efficientnet_lite0", num_classes=5).train()
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    freeze_batchnorm(net)
+    net(torch.randn(4, 3, 32, 32)).sum().backward()
+    after = {k: v for k, v in net.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert net.training and net.pre_logits.training  # dropout still trains
+    assert net._bn0.weight.grad is not None  # scale and shift still learn
