@@ -52,7 +52,7 @@ TRANSFER: dict[str, Any] = {
     "image_size": 224, "augment": "resized_crop_flip", "dropout": 0.2, "head_epochs": 10,
     "epochs": 20, "min_steps": 0, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
     "weight_decay": 0.01, "layer_decay": 0.7, "warmup_steps": 10, "keep": "best",
-    "linear_probe": True, "eval_batch_size": 64,
+    "linear_probe": True, "eval_batch_size": 64, "freeze_bn": True,
 }
 
 DATASETS = ("fashion_mnist", "mnist", "orl", "digits", "flowers", "flowers_full", "folder")
@@ -181,7 +181,7 @@ class ImageClassification(ImageTask[ImageConfig]):
                 out.update({"init": own, "image_size": released_cards()[own].data["size"][0]})
             else:
                 out.update({"init": "", "stats": "data", "head_epochs": 0, "layer_decay": 1.0,
-                            "linear_probe": False})
+                            "linear_probe": False, "freeze_bn": False})
             out = {k: v for k, v in out.items() if k not in overrides}
         return out
 
