@@ -39,10 +39,12 @@ def lite_run(card, tmp_path_factory):
         calls.append((len(images), list(self._data.mean), list(self._data.std)))
         return encode(self, model, images)
 
-    with pytest.MonkeyPatch.context() as mp:
+    base = tmp_path_factory.mktemp("lite")
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped: made before the per-test cache
+        mp.setenv("TASKZOO_HOME", str(base / "home"))
+        mp.delenv("TASKZOO_MIRROR", raising=False)  # the weights come from the pip package
         mp.setattr(Captioning, "_encode", counting)
-        run = taskzoo.run("captioning", epochs=2, out=tmp_path_factory.mktemp("lite") / "run",
-                          **LITE)
+        run = taskzoo.run("captioning", epochs=2, out=base / "run", **LITE)
     return run, calls
 
 
