@@ -11,9 +11,11 @@ Tracking is ByteTrack (Zhang et al., ECCV 2022), the tracker Ultralytics and Rob
 pure NumPy/SciPy: a Kalman filter per track and two IoU associations, the second with
 low-score boxes, which keeps a track through occlusion instead of starting a new id.
 supervision shipped it as `sv.ByteTrack` until 0.31 moved it to Roboflow's `trackers`, which
-needs OpenCV; so a compact port of the reference lives here. supervision still draws (its
+needs OpenCV; so a compact port of the reference lives here (`bytetrack.py`). supervision
+still draws (its
 NumPy fallback needs no OpenCV); PyAV decodes (video stream only: clips with audio) and
-encodes. Outputs are written under temporary names and renamed when complete, and never
+encodes (`output.py`: the encoders, the writer and the checks on the output path). Outputs
+are written under temporary names and renamed when complete, and never
 over a file taskzoo did not write (unless `overwrite=True`): a video taskzoo writes carries
 a comment tag in its container, its jsonl starts with a frame record.
 """
@@ -30,24 +32,34 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from taskzoo.errors import InputError, UnknownNameError, UsageError, did_you_mean
+from taskzoo.errors import InputError, UnknownNameError, did_you_mean
+from taskzoo.errors import UsageError as UsageError
+from taskzoo.video.bytetrack import ByteTrack
+from taskzoo.video.output import (
+    ENCODERS as ENCODERS,
+)
+from taskzoo.video.output import (
+    VIDEO_SUFFIXES as VIDEO_SUFFIXES,
+)
+from taskzoo.video.output import (
+    WRITTEN_BY as WRITTEN_BY,
+)
+from taskzoo.video.output import (
+    Writer,
+    check_output,
+    commit,
+    fit_frame,
+)
+from taskzoo.video.output import (
+    writable_video_suffixes as writable_video_suffixes,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-# what a video file is, for reading and for writing (the detection predictor imports this);
-# each is written with the first encoder of ENCODERS that this PyAV/FFmpeg build has
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-ENCODERS: dict[str, tuple[str, ...]] = {
-    ".mp4": ("libx264", "mpeg4"), ".m4v": ("libx264", "mpeg4"), ".mov": ("libx264", "mpeg4"),
-    ".mkv": ("libx264", "mpeg4"), ".avi": ("mpeg4",),  # AVI players expect MPEG-4 part 2
-    ".webm": ("libvpx-vp9", "libvpx"),  # WebM holds only VP8, VP9 or AV1
-}
-WRITTEN_BY = "taskzoo.video"  # the container's comment tag: a file taskzoo may replace
 TRACKERS = ("bytetrack",)
 Detector = Callable[[list[np.ndarray]], list[dict[str, Any]]]
 
@@ -201,250 +213,6 @@ def read_frames(source: str | os.PathLike, *, batch: int,
         frames.close()  # closes the container now, not at garbage collection
 
 
-# ---------------------------------------------------------------- ByteTrack
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)  # constant velocity in (cx, cy, aspect, h)
-_H = np.eye(4, 8)
-_WP, _WV = 1 / 20, 1 / 160  # the reference's noise weights, relative to the box height
-
-
-def _xyah(b: np.ndarray) -> np.ndarray:
-    w, h = b[2] - b[0], b[3] - b[1]
-    return np.array([b[0] + w / 2, b[1] + h / 2, w / max(h, 1e-6), h], np.float64)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a, area_b = np.prod(a[:, 2:] - a[:, :2], 1), np.prod(b[:, 2:] - b[:, :2], 1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
-def _var(h: float, pos: float, vel: float) -> np.ndarray:
-    return np.diag(np.array([pos * h, pos * h, 1e-2, pos * h, vel * h, vel * h, 1e-5, vel * h]) ** 2)
-
-
-class _Track:
-    def __init__(self, box: np.ndarray, label: int, frame: int):
-        self.mean = np.r_[_xyah(box), np.zeros(4)]
-        self.cov = _var(box[3] - box[1], 2 * _WP, 10 * _WV)  # unsure of the velocity at birth
-        self.label, self.last, self.id = label, frame, 0  # id 0: tentative (not yet confirmed)
-
-    def predict(self) -> None:
-        self.mean, self.cov = _F @ self.mean, _F @ self.cov @ _F.T + _var(self.mean[3], _WP, _WV)
-
-    def update(self, box: np.ndarray, frame: int) -> None:
-        h = self.mean[3]
-        s = _H @ self.cov @ _H.T + np.diag(np.array([_WP * h, _WP * h, 1e-1, _WP * h]) ** 2)
-        gain = np.linalg.solve(s, _H @ self.cov).T  # cov H' S^-1 (both symmetric)
-        self.mean = self.mean + gain @ (_xyah(box) - _H @ self.mean)
-        self.cov, self.last = self.cov - gain @ s @ gain.T, frame
-
-    def xyxy(self) -> np.ndarray:
-        cx, cy, a, h = self.mean[:4]
-        return np.array([cx - a * h / 2, cy - h / 2, cx + a * h / 2, cy + h / 2])
-
-
-class ByteTrack:
-    """ByteTrack over one video: `update` takes one frame's detections and returns
-    (detection index, track id) for each detection that belongs to a confirmed track, so the
-    caller keeps its boxes, scores and class names. Association is class-aware (a person box
-    never continues a car track). Ids count 1, 2, ... in order of confirmation.
-
-    >>> bt = ByteTrack(fps=10)
-    >>> bt.update(np.array([[0, 0, 10, 10.]]), np.array([.9]), np.array([0]))
-    [(0, 1)]
-    """
-
-    def __init__(self, fps: float, high: float = 0.25, low: float = 0.1, lost_seconds: float = 1.0):
-        self.high, self.low = high, min(low, high)
-        self.max_lost = max(1, round(fps * lost_seconds))  # the reference: 30 frames at 30 fps
-        self.tracks: list[_Track] = []
-        self.frame, self.next_id = 0, 1
-
-    def _match(self, tracks, dets, boxes, labels, scores, thresh):
-        if not tracks or not len(dets):
-            return [], tracks, dets
-        sim = _iou(np.array([t.xyxy() for t in tracks]), boxes[dets])
-        sim *= np.array([t.label for t in tracks])[:, None] == labels[dets][None, :]
-        cost = 1 - (sim * scores[dets][None, :] if scores is not None else sim)  # fuse_score
-        cost[cost > thresh] = thresh + 1e-4  # as the reference: pairs above thresh stay apart
-        from scipy.optimize import linear_sum_assignment
-        rows, cols = linear_sum_assignment(cost)
-        ok = cost[rows, cols] <= thresh
-        rows, cols = rows[ok], cols[ok]
-        used = set(rows.tolist())
-        left = [t for i, t in enumerate(tracks) if i not in used]
-        return [(tracks[r], dets[c]) for r, c in zip(rows, cols)], left, np.delete(dets, cols)
-
-    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
-        self.frame += 1
-        for t in self.tracks:
-            t.predict()
-        high = np.flatnonzero(scores >= self.high)
-        low = np.flatnonzero((scores >= self.low) & (scores < self.high))
-        confirmed = [t for t in self.tracks if t.id]
-        tentative = [t for t in self.tracks if not t.id]
-        # 1) confirmed tracks (tracked and lost) vs confident boxes, IoU weighted by score
-        m1, rest, high = self._match(confirmed, high, boxes, labels, scores, 0.8)
-        # 2) tracks seen last frame vs weak boxes: ByteTrack's idea (occluded, blurred objects)
-        rest = [t for t in rest if t.last == self.frame - 1]
-        m2, _, _ = self._match(rest, low, boxes, labels, None, 0.5)
-        # 3) tentative tracks (seen once) vs the confident boxes left; unmatched ones die
-        m3, dead, high = self._match(tentative, high, boxes, labels, scores, 0.7)
-        out = []
-        for t, d in m1 + m2 + m3:
-            t.update(boxes[d], self.frame)
-            if not t.id:
-                t.id, self.next_id = self.next_id, self.next_id + 1
-            out.append((int(d), t.id))
-        gone = {id(t) for t in dead}
-        self.tracks = [t for t in self.tracks if id(t) not in gone and self.frame - t.last <= self.max_lost]
-        for d in high:  # new tentative tracks; on the first frame they are confirmed at once
-            t = _Track(boxes[d], int(labels[d]), self.frame)
-            self.tracks.append(t)
-            if self.frame == 1:
-                t.id, self.next_id = self.next_id, self.next_id + 1
-                out.append((int(d), t.id))
-        return sorted(out)
-
-
-# ---------------------------------------------------------------- writing
-def _encoder(suffix: str) -> str | None:
-    """The first encoder of ENCODERS[suffix] this FFmpeg build has, or None."""
-    import av
-    for name in ENCODERS.get(suffix.lower(), ()):
-        try:
-            av.codec.Codec(name, "w")
-            return name
-        except (av.FFmpegError, ValueError):  # UnknownCodecError: e.g. no GPL x264, no libvpx
-            continue
-    return None
-
-
-def writable_video_suffixes() -> list[str]:
-    """The video suffixes this PyAV/FFmpeg build can write (VIDEO_SUFFIXES it has an
-    encoder for)."""
-    return [s for s in VIDEO_SUFFIXES if _encoder(s)]
-
-
-def _ours_video(path: Path) -> bool:
-    """Whether `path` is a video taskzoo wrote (its container's comment tag)."""
-    import av
-    if not path.is_file():  # a FIFO would block the open; a folder is no video
-        return False
-    try:
-        with av.open(str(path)) as c:
-            return any(k.lower() == "comment" and v == WRITTEN_BY for k, v in c.metadata.items())
-    except Exception:  # not a video at all: certainly not ours
-        return False
-
-
-def _ours_jsonl(path: Path) -> bool:
-    """Whether `path` is a per-frame record taskzoo wrote (its first line is a frame row)."""
-    if not path.is_file():  # a FIFO would block the open
-        return False
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            row = json.loads(fh.readline(1 << 20))
-    except (OSError, ValueError):
-        return False
-    return isinstance(row, dict) and {"frame", "track_ids"} <= row.keys()
-
-
-def check_output(out: Path, *, overwrite: bool = False) -> tuple[bool, Path]:
-    """(whether `out` is a video file rather than a folder of PNG frames, the jsonl beside it),
-    after refusing, before anything is read or written, an output that cannot be written or
-    would replace a file taskzoo did not write (unless `overwrite`). Makes `out`'s folder."""
-    as_video = out.suffix.lower() in VIDEO_SUFFIXES
-    jsonl = out.parent / f"{out.stem if as_video else out.name}.jsonl"
-    again = "choose another --save, or pass --overwrite to replace it"
-    if as_video and not _encoder(out.suffix):
-        raise UsageError(f"--save {out}: this PyAV/FFmpeg build has no encoder for "
-                         f"{out.suffix} videos; valid: {', '.join(writable_video_suffixes())}")
-    if as_video and out.is_dir():
-        raise UsageError(f"--save {out}: is a folder; the annotated video is a file: choose "
-                         "another --save")
-    if not as_video and (out.exists() or out.is_symlink()) and not out.is_dir():
-        raise UsageError(f"--save {out}: exists and is not a folder (the annotated frames go "
-                         f"into a folder of that name; a video takes {', '.join(VIDEO_SUFFIXES)})")
-    if as_video and (out.exists() or out.is_symlink()) and not overwrite and not _ours_video(out):
-        raise UsageError(f"--save {out}: already exists and is not a video taskzoo wrote: {again}")
-    if jsonl.is_dir() or ((jsonl.exists() or jsonl.is_symlink()) and not overwrite
-                          and not _ours_jsonl(jsonl)):
-        raise UsageError(f"--save {out}: {jsonl} (the per-frame record written beside it) "
-                         f"already exists and is not one taskzoo wrote: {again}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"--save {out}: a part of this path is a file, not a folder") from None
-    except OSError as e:
-        raise UsageError(f"--save {out}: cannot make its folder ({e.strerror})") from None
-    return as_video, jsonl
-
-
-class _Writer:
-    """Annotated frames -> a video file (its suffix's first encoder in ENCODERS) or a folder
-    of PNG frames."""
-
-    def __init__(self, path: Path, as_video: bool, fps: float, width: int, height: int):
-        import av
-        self.path, self.n, self.container = path, 0, None
-        if not as_video:
-            path.mkdir()
-            return
-        codec = _encoder(path.suffix) or "mpeg4"  # check_output refused a suffix without one
-        self.container = av.open(str(path), "w")
-        self.container.metadata["comment"] = WRITTEN_BY  # a later run may replace this file
-        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        self.stream.width, self.stream.height = width + width % 2, height + height % 2  # yuv420p
-        self.stream.pix_fmt = "yuv420p"  # what every player decodes
-        if codec == "libx264":
-            self.stream.options = {"preset": "veryfast", "crf": "23"}  # encode must not bottleneck
-        else:
-            self.stream.bit_rate = 4_000_000  # the 200 kb/s default smears the drawn labels
-        if codec.startswith("libvpx"):  # libvpx's default "good" deadline is many times slower
-            self.stream.options = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
-
-    def write(self, rgb: np.ndarray) -> None:
-        import av
-        from PIL import Image
-        self.n += 1
-        if self.container is None:
-            Image.fromarray(rgb).save(self.path / f"frame_{self.n - 1:06d}.png", compress_level=1)
-            return
-        pad = ((0, self.stream.height - rgb.shape[0]), (0, self.stream.width - rgb.shape[1]), (0, 0))
-        if pad[0][1] or pad[1][1]:  # pad odd sizes: the encoder would otherwise rescale
-            rgb = np.pad(rgb, pad, mode="edge")
-        self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-
-    def close(self, ok: bool = True) -> None:
-        if self.container is not None:
-            if ok:
-                self.container.mux(self.stream.encode())  # flush delayed frames
-            self.container.close()
-
-
-def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`frame` scaled to width x height (bilinear), as ffmpeg scales a stream that changes
-    size: one output holds one frame size."""
-    from PIL import Image
-    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    if tmp.is_dir() and final.is_dir():  # an existing frame folder: move frame by frame
-        new = {f.name for f in tmp.iterdir()}
-        for name in sorted(new):
-            os.replace(tmp / name, final / name)
-        for old in final.glob("frame_[0-9]*.png"):  # a previous, longer run's frames: not ours now
-            if old.name not in new:
-                old.unlink()
-        tmp.rmdir()
-    else:
-        os.replace(tmp, final)
-
-
 def _parse(res: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     boxes = np.asarray(res["boxes"], np.float32).reshape(-1, 4)
     scores = np.asarray(res["scores"], np.float32).reshape(-1)
@@ -496,9 +264,9 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
     bytetrack = ByteTrack(info.fps, high=conf)
     total = min(x for x in (info.frames, max_frames) if x is not None) if (info.frames or max_frames) else None
     tally = _Tally()
-    writer: _Writer | None = None
+    writer: Writer | None = None
     try:
-        writer = _Writer(tmp_out, as_video, info.fps, info.width, info.height)
+        writer = Writer(tmp_out, as_video, info.fps, info.width, info.height)
         with open(tmp_jsonl, "w", encoding="utf-8") as fh, \
                 tqdm(total=total, unit="frame", desc="video",
                      disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
@@ -515,7 +283,7 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
         if tally.frames == 0:
             raise InputError(f"{info.path}: no frame could be decoded")
         writer.close()
-        _commit(tmp_out, out)
+        commit(tmp_out, out)
         os.replace(tmp_jsonl, jsonl)
     except BaseException:
         _discard(writer, tmp_out, tmp_jsonl)
@@ -531,7 +299,7 @@ def _sized(frame: np.ndarray, info: VideoInfo, tally: _Tally) -> np.ndarray:
     if frame.shape[:2] == (info.height, info.width):
         return frame
     tally.resized += 1
-    return _fit(frame, info.width, info.height)
+    return fit_frame(frame, info.width, info.height)
 
 
 @dataclass
@@ -574,7 +342,7 @@ class _Drawer:
 
 
 def _track_frame(i: int, frame: np.ndarray, res: dict[str, Any], fps: float, bytetrack: ByteTrack,
-                 drawer: _Drawer, writer: _Writer, fh: Any, tally: _Tally) -> None:
+                 drawer: _Drawer, writer: Writer, fh: Any, tally: _Tally) -> None:
     """Track frame `i`'s detections; write the drawn frame and its jsonl record."""
     boxes, scores, labels, names = _parse(res)
     pairs = bytetrack.update(boxes, scores, labels)
@@ -592,7 +360,7 @@ def _track_frame(i: int, frame: np.ndarray, res: dict[str, Any], fps: float, byt
     tally.frames += 1
 
 
-def _discard(writer: _Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
+def _discard(writer: Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
     """Close the writer and remove the temporary outputs of a failed run."""
     if writer is not None:
         try:
@@ -604,3 +372,8 @@ def _discard(writer: _Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
     else:
         tmp_out.unlink(missing_ok=True)
     tmp_jsonl.unlink(missing_ok=True)
+
+
+__all__ = ["ENCODERS", "IMAGE_SUFFIXES", "TRACKERS", "VIDEO_SUFFIXES", "WRITTEN_BY", "ByteTrack",
+           "VideoInfo", "VideoSummary", "check_output", "read_frames", "track_video",
+           "video_info", "writable_video_suffixes"]
