@@ -16,7 +16,7 @@ from PIL import Image
 av = pytest.importorskip("av", reason="taskzoo.video needs PyAV (pip install av)")
 pytest.importorskip("supervision", reason="taskzoo.video needs supervision")
 
-from test_video import find_square  # noqa: E402  (a fake detector: the bright pixels' box)
+from test_video import decode, find_square  # noqa: E402  (a decoder; a fake detector)
 
 from taskzoo.errors import InputError, UsageError  # noqa: E402
 from taskzoo.video import VIDEO_SUFFIXES, read_frames, track_video, video_info  # noqa: E402
@@ -46,11 +46,6 @@ def make_clip(path: Path, frames: list[np.ndarray], fmt: str | None = None,
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode())
     return path
-
-
-def decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
 
 
 @pytest.fixture

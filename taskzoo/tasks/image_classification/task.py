@@ -176,9 +176,11 @@ class ImageClassification(ImageTask[ImageConfig]):
                     and _imagenet_ready(TRANSFER["init"]) and looks_like_photos(overrides["data"]):
                 out.update({k: v for k, v in TRANSFER.items() if k not in out})
         if transfer and "model" in overrides and "init" not in overrides:
-            own = f"{overrides['model']}.imagenet"
-            if own in released_cards():  # at the resolution those weights were trained at
-                out.update({"init": own, "image_size": released_cards()[own].data["size"][0]})
+            from taskzoo.weights.catalog import released_cards
+
+            own, cards = f"{overrides['model']}.imagenet", released_cards()
+            if own in cards:  # at the resolution those weights were trained at
+                out.update({"init": own, "image_size": cards[own].data["size"][0]})
             else:
                 out.update({"init": "", "stats": "data", "head_epochs": 0, "layer_decay": 1.0,
                             "linear_probe": False, "freeze_bn": False})
@@ -315,12 +317,11 @@ class ImageClassification(ImageTask[ImageConfig]):
     def step(self, model: nn.Module, batch: Any) -> StepOutput:
         if isinstance(batch, dict):  # the head alone, on the frozen trunk's cached features
             logits, labels = model.forward_head(batch["features"]), batch["labels"]
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
-            return StepOutput(loss, size=len(labels))
-        images, labels = batch
-        if self.cfg.freeze_bn:  # the Trainer put the model in train mode: not its BN layers
-            freeze_batchnorm(model)
-        logits = model(images)
+        else:
+            images, labels = batch
+            if self.cfg.freeze_bn:  # the Trainer put the model in train mode: not its BN layers
+                freeze_batchnorm(model)
+            logits = model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
         return StepOutput(loss, size=len(labels))
 
@@ -422,10 +423,3 @@ def _imagenet_ready(name: str) -> bool:
     from taskzoo.weights.catalog import local_state, resolve
 
     return local_state(resolve(name)) in ("packaged", "cached", "pip package")
-
-
-def released_cards() -> dict[str, Any]:
-    """The released weights' cards by name."""
-    from taskzoo.weights.catalog import released_cards as cards
-
-    return cards()
