@@ -162,3 +162,41 @@ def test_peer_row_ratio_and_target():
     assert fast["met"] is False and "0.9x" in format_peers([{**fast, "script": "x", "setup": "s"}])
     with pytest.raises(ValueError):
         peer_row("x", 1.0, 1.0, "s", "faster")
+
+
+def test_a_task_s_benchmark_rows_run_with_the_full_bench_or_by_name():
+    from taskzoo.bench.tasks import bench_rows
+    from taskzoo.errors import UsageError
+
+    every = bench_rows(None, quick=False)
+    assert ("image_classification", "") in every and ("image_classification", "flowers") in every
+    assert ("image_classification", "flowers") not in bench_rows(None, quick=True)
+    assert bench_rows(["classify:flowers", "taxi"], quick=False) == \
+        [("image_classification", "flowers"), ("taxi", "")]
+    with pytest.raises(UsageError, match="did you mean image_classification:flowers"):
+        bench_rows(["image_classification:flowrs"], quick=False)
+    with pytest.raises(UsageError, match="has only its default row"):
+        bench_rows(["taxi:big"], quick=False)
+    with pytest.raises(UsageError, match="--quick"):
+        bench_rows(["image_classification:flowers"], quick=True)
+
+
+def test_a_row_is_compared_with_the_reference_measured_on_its_own_data():
+    from taskzoo.api import make_config
+    from taskzoo.bench.tasks import reference_for
+    from taskzoo.tasks import get_task
+
+    ic, taxi = get_task("image_classification"), get_task("taxi")
+
+    def ref(task, **kw):
+        return reference_for(task, "test/accuracy", make_config(task, kw))
+
+    assert ref(ic).dataset == "fashion_mnist" and ref(ic, dataset="mnist").value == 0.9905
+    assert ref(ic, dataset="flowers").dataset == "flowers"
+    assert ref(ic, dataset="digits") is None  # nobody's figure on another data set
+    assert reference_for(taxi, "eval/expected_return", make_config(taxi, {})).value > 7
+
+
+def test_a_mistyped_benchmark_row_exits_2_before_any_work(capsys):
+    assert main(["bench", "image_classification:flowrs"]) == 2
+    assert "did you mean image_classification:flowers" in capsys.readouterr().err

