@@ -66,7 +66,7 @@ def test_the_trunk_starts_as_the_imagenet_weights_and_the_recipe_follows():
     # on PennFudan the pretrained trunk gets its recipe; from scratch keeps its own
     task_cls = get_task("detection")
     cfg = make_config(task_cls, {"model": "yolo_tiny", "backbone": "efficientnet_lite0"})
-    assert (cfg.init, cfg.epochs, cfg.backbone_lr, cfg.freeze_at) == ("", 30, 0.1, 2)
+    assert (cfg.init, cfg.epochs, cfg.backbone_lr, cfg.freeze_at) == ("", 30, 0.3, 2)
     scratch = make_config(task_cls, {"model": "yolo_tiny"})
     assert (scratch.backbone, scratch.epochs, scratch.backbone_lr, scratch.freeze_at) == (
         "csp_darknet", 120, 1.0, 0)

@@ -35,12 +35,13 @@ AUTO = "auto"  # backbone_init's default: the backbone's released `.imagenet` ca
 KNOWN = ("csp_darknet", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
          "mobilenet_v3_small")
 # the recipe of a pretrained trunk under a fresh neck and head, chosen on PennFudan dev
-# (docs/tasks/detection.md): fewer epochs than from scratch, the trunk at a tenth of the
-# rate, its stem and first two stages frozen (their edges and textures are generic, and
-# not back-propagating through the high-resolution layers makes a step ~25 % cheaper)
+# (docs/tasks/detection.md): fewer epochs than from scratch, the trunk at 0.3 of the rate
+# (dev mAP 0.475, against 0.438 at 0.1), its stem and first two stages frozen (their
+# edges and textures are generic, and not back-propagating through the high-resolution
+# layers makes a step ~25 % cheaper: 2.9 s against 3.9 s, 16 images at 352 px, 1 thread)
 TRUNK_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05,
                                 "epochs": 30, "warmup_steps": 30, "augment": "full",
-                                "mosaic": 0.5, "ema": 0.0, "backbone_lr": 0.1,
+                                "mosaic": 0.5, "ema": 0.0, "backbone_lr": 0.3,
                                 "freeze_at": 2}
 
 
