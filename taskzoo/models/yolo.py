@@ -16,7 +16,9 @@ shares.
 Design (why):
 - Backbone: measured on this 2-core CPU, YOLOv8n's CSP-Darknet costs what MobileNetV3-Small
   costs (see models/csp.py) and is the backbone YOLOv8 trains from scratch; any zoo
-  classifier with `small_input=False` strides 8/16/32 fits (`backbone="mobilenet_v3_small"`).
+  classifier with `small_input=False` strides 8/16/32 fits (`backbone="mobilenet_v3_small"`,
+  `"efficientnet_lite0"`: 4.48M params with 1 class; the detection task fills such a trunk
+  with ImageNet weights, this builder reads no file).
   Its classification head is dropped, so every parameter gets a gradient (DDP-friendly).
 - Box distances are softplus(raw) * stride, no DFL: simpler, and for one-class pedestrians
   DFL's gain does not pay for 4x16 extra outputs. The box bias starts every box at 2.5

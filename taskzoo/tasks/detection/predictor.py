@@ -49,9 +49,12 @@ class DetectionPredictor(Predictor):
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], size: int,
                  resize: str, conf: float = 0.25, iou: float = 0.45, max_det: int = 100,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, mean: Sequence[float] = (),
+                 std: Sequence[float] = ()) -> None:
         super().__init__(model, runtime, batch_size=batch_size)
         self.labels, self.size, self.resize = list(labels), int(size), resize
+        # the network's pixel normalisation after x / 255 (a pretrained trunk's); () for none
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
         self.configure(conf=conf, iou=iou, max_det=max_det)
 
     def parse_cli(self, args: Sequence[str]) -> list[Any]:
@@ -74,8 +77,11 @@ class DetectionPredictor(Predictor):
         return torch.stack([e[0] for e in examples])
 
     def forward(self, batch: torch.Tensor, ctx: dict[str, Any]) -> list[dict]:
-        out = unwrap_detector(self.model).decode(self.model(batch.float() / 255), conf=ctx["conf"], iou=ctx["iou"],
-                         max_det=ctx["max_det"])
+        from taskzoo.tasks.detection.trunk import normalise
+
+        out = unwrap_detector(self.model).decode(self.model(normalise(batch, self.mean, self.std)),
+                                                 conf=ctx["conf"], iou=ctx["iou"],
+                                                 max_det=ctx["max_det"])
         return [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()}
                 for d in out]
 

@@ -3,6 +3,7 @@
     taskzoo run detection                         # PennFudan, fine-tuned from fastestdet.coco
     taskzoo run detection init=none               # the same network from random weights
     taskzoo run detection model=yolo_tiny         # our YOLOv8-style detector, from scratch
+    taskzoo run detection model=yolo_tiny backbone=efficientnet_lite0   # on an ImageNet trunk
     taskzoo run detection dataset=coco128         # 80 classes (train = test, by convention)
     taskzoo run detection data=my_set/data.yaml   # your YOLO folder or COCO json
     taskzoo predict detection street.jpg --save out/ conf=0.3
@@ -37,6 +38,15 @@ from taskzoo.tasks.base import DataBundle, Reference
 from taskzoo.tasks.common.image_task import ImageTask
 from taskzoo.tasks.common.transfer import freeze_batchnorm
 from taskzoo.tasks.detection.predictor import DetectionPredictor, unwrap_detector
+from taskzoo.tasks.detection.trunk import (
+    AUTO,
+    DEFAULT_BACKBONE,
+    TRUNK_RECIPE,
+    check_backbone,
+    fix_frozen_batchnorm,
+    normalise,
+    trunk_spec,
+)
 from taskzoo.train.types import StepOutput
 
 DATASETS = ("pennfudan", "coco128", "shapes", "folder")
@@ -56,6 +66,12 @@ class DetectionConfig(SupervisedConfig):
     dataset: Literal["pennfudan", "coco128", "shapes", "folder"] = "pennfudan"
     data: str = ""  # your data: an Ultralytics data yaml (or its folder) or a COCO json
     model: str = "fastestdet"  # fastestdet or yolo_tiny
+    # a zoo classifier with maps at strides 8/16/32 (csp_darknet, efficientnet_lite0/1/2, ...)
+    backbone: str = DEFAULT_BACKBONE  # yolo_tiny's trunk
+    # auto: the backbone's released ImageNet card (efficientnet_lite0.imagenet) if any, else random
+    backbone_init: str = AUTO  # yolo_tiny's trunk weights: auto, none, a weights name or file
+    backbone_lr: Annotated[float, Range(0)] = 1.0  # the trunk's learning rate, times lr
+    freeze_at: Annotated[int, Range(0)] = 0  # the trunk's first N layer groups never train
     image_size: Annotated[int, Range(64, 1280)] = 352  # square network input, a multiple of 32
     resize: Literal["stretch", "letterbox"] = "stretch"  # to the square: FastestDet stretches
     augment: Literal["none", "light", "full"] = "light"  # scale/shift jitter, flips, colour
@@ -97,6 +113,9 @@ class DetectionData(DataBundle):
     files: list[Any] = field(default_factory=list)  # pinned files, for a weights card
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable files left out
     source: Any = None  # the dataset the splits index (DetectionSet or ShapesSet)
+    # pixels (x / 255) normalised per channel as a pretrained trunk expects; empty: x / 255
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- the task
@@ -135,7 +154,11 @@ class Detection(ImageTask[DetectionConfig]):
         fresh = "init" in out or ("init" in overrides and not init_spec(overrides["init"]))
         if fresh and overrides.get("dataset", "folder" if overrides.get("data") else
                                    "pennfudan") != "shapes":
-            out.update(FROM_SCRATCH)
+            # a pretrained trunk under a fresh neck and head: its own, shorter recipe
+            trunk = trunk_spec(overrides.get("model", "fastestdet"),
+                               overrides.get("backbone", DEFAULT_BACKBONE),
+                               overrides.get("backbone_init", AUTO))
+            out.update(TRUNK_RECIPE if trunk else FROM_SCRATCH)
         return out
 
     # -- data
@@ -214,6 +237,7 @@ class Detection(ImageTask[DetectionConfig]):
         if c.image_size % 32:
             raise ConfigError(f"image_size={c.image_size}: expected a multiple of 32 "
                               f"(e.g. {max(64, round(c.image_size / 32) * 32)})")
+        self._backbone = check_backbone(c.model, c.backbone, c.backbone_init)  # before the data
         data, index, name, files = self._source()
         classes = list(data.classes)
         # starting weights whose labels cover the data's: keep their label set (see the doc)
@@ -231,7 +255,32 @@ class Detection(ImageTask[DetectionConfig]):
                                    label_map=label_map, size=c.image_size, resize=c.resize,
                                    name=name, files=files, skipped=list(data.skipped),
                                    source=data)
+        self._data.mean, self._data.std = self._pixel_stats(state)
         return self._data
+
+    def _trunk(self) -> str:
+        """The weights backbone_init= fills yolo_tiny's trunk from; "" for none, and none
+        when init= gives the whole network."""
+        from taskzoo.config import init_spec
+
+        c = self.cfg
+        return "" if init_spec(c.init) else trunk_spec(c.model, c.backbone, c.backbone_init)
+
+    def _pixel_stats(self, state: dict[str, Any] | None) -> tuple[list[float], list[float]]:
+        """The per-channel (mean, std) the starting weights expect: init='s data state's,
+        else the pretrained trunk's; ([], []) for plain x / 255."""
+        self._trunk_tensors = None
+        source = state or {}
+        if not source.get("mean") and self._trunk():
+            from taskzoo.tasks.detection.trunk import trunk_source
+
+            self._trunk_name, self._trunk_tensors, source = trunk_source(self._trunk(),
+                                                                         self._backbone)
+        mean, std = list(source.get("mean") or []), list(source.get("std") or [])
+        if mean and (len(mean) != 3 or len(std) != 3):
+            raise ConfigError(f"the starting weights' mean {mean} and std {std}: expected "
+                              f"three of each (RGB)")
+        return [float(v) for v in mean], [float(v) for v in std]
 
     def batches(self, data: DetectionData, model: nn.Module) -> LoaderSource:
         c = self.cfg
@@ -246,7 +295,8 @@ class Detection(ImageTask[DetectionConfig]):
     # -- model
     def build_model(self, data: DetectionData) -> nn.Module:
         c = self.cfg
-        model = build(c.model, num_classes=len(data.labels))
+        model = build(c.model, num_classes=len(data.labels),
+                      **({"backbone": c.backbone} if c.model == "yolo_tiny" else {}))
         if c.pretrained_backbone and data.train is not None:  # not when rebuilt to predict
             from taskzoo.weights.thirdparty import shufflenetv2_state
 
@@ -254,10 +304,28 @@ class Detection(ImageTask[DetectionConfig]):
                 raise ConfigError("pretrained_backbone=true is for model=fastestdet (its "
                                   "ShuffleNetV2 weights)")
             model.backbone.load_state_dict(shufflenetv2_state(), strict=True)
+        if c.model == "yolo_tiny":
+            self._init_trunk(model, data)
         return model
 
-    def _images(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255)
+    def _init_trunk(self, model: nn.Module, data: DetectionData) -> None:
+        """yolo_tiny's trunk: its pretrained tensors (read by build_data, not when rebuilt
+        to predict), its frozen layer groups, and its learning rate."""
+        from taskzoo.tasks.detection.trunk import freeze_trunk, load_trunk
+        from taskzoo.train.optim import scale_lr
+
+        c = self.cfg
+        if data.train is not None and getattr(self, "_trunk_tensors", None) is not None:
+            self.trunk_left_out = load_trunk(model.backbone, self._trunk_tensors,
+                                             self._trunk_name)
+            self._trunk_tensors = None  # held once: the model has them now
+        if c.backbone_lr != 1.0:  # unmarked otherwise: the optimizer's groups as before
+            scale_lr(model.backbone, c.backbone_lr)
+        freeze_trunk(model.backbone, c.freeze_at, name=c.backbone)
+
+    def _images(self, images: torch.Tensor, data: DetectionData | None = None) -> torch.Tensor:
+        d = data if data is not None else self._data
+        x = normalise(images, d.mean, d.std) if d is not None else images.float() / 255
         return x.contiguous(memory_format=torch.channels_last) if self.runtime.channels_last \
             else x
 
@@ -266,6 +334,8 @@ class Detection(ImageTask[DetectionConfig]):
         images, targets = batch
         if self.cfg.freeze_bn:  # the Trainer put the model in train mode: not its BN layers
             freeze_batchnorm(model)
+        elif self.cfg.freeze_at:  # nor those of the trunk's frozen layers
+            fix_frozen_batchnorm(model)
         outputs = model(self._images(images))
         loss, parts = unwrap_detector(model).loss(outputs, targets)
         return StepOutput(loss, size=len(images), logs=parts)
@@ -287,7 +357,7 @@ class Detection(ImageTask[DetectionConfig]):
         for idx, (images, targets) in eval_batches(examples, batch_size=c.eval_batch_size,
                                                    collate=aug.collate, transform=tf,
                                                    workers=self._workers(data, training=False)):
-            out = net.decode(model(self._images(self.runtime.to_device(images))),
+            out = net.decode(model(self._images(self.runtime.to_device(images), data)),
                              conf=c.eval_conf if conf is None else conf, iou=c.iou,
                              max_det=c.max_det)
             for i, d, t in zip(idx, out, targets):
@@ -331,14 +401,20 @@ class Detection(ImageTask[DetectionConfig]):
         c = self.cfg
         return DetectionPredictor(model, self.runtime, labels=data.labels, size=data.size,
                                   resize=data.resize, conf=c.conf, iou=c.iou, max_det=c.max_det,
-                                  batch_size=c.eval_batch_size)
+                                  batch_size=c.eval_batch_size, mean=data.mean, std=data.std)
 
     def data_state(self, data: DetectionData) -> dict[str, Any]:
-        return {"labels": data.labels, "size": data.size, "resize": data.resize}
+        out = {"labels": data.labels, "size": data.size, "resize": data.resize}
+        if data.mean:  # only a pretrained trunk's: x / 255 runs keep their state as it was
+            out.update(mean=list(data.mean), std=list(data.std))
+        return out
 
     def data_from_state(self, state: dict[str, Any]) -> DetectionData:
+        # a state without mean/std (earlier runs, the released weights): plain x / 255
         return DetectionData(train=None, labels=list(state["labels"]), size=int(state["size"]),
-                             resize=str(state["resize"]))
+                             resize=str(state["resize"]),
+                             mean=[float(v) for v in state.get("mean") or []],
+                             std=[float(v) for v in state.get("std") or []])
 
     def example_inputs(self, n: int) -> list[Any]:
         shapes = aug.ShapesSet(max(1, n), seed=1)
