@@ -109,6 +109,8 @@ def bench_task(task: str, *, quick: bool, device: str | None, precision: str | N
         "params": sum(p.numel() for p in first.model.parameters()),
         "device": str(first.config.device), "precision": str(first.config.precision),
         "quick": quick,
+        # the first seed's whole run: its baselines, dev figures and time, for --json
+        "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float))},
     }
 
 
@@ -297,9 +299,9 @@ def to_markdown(rows: list[dict], header: str = "") -> str:
 
 
 def to_csv(rows: list[dict]) -> str:
-    keys = sorted({k for r in rows for k in r})
+    keys = sorted({k for r in rows for k in r if k != "metrics"})  # a table: flat fields only
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

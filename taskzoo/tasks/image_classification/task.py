@@ -46,11 +46,12 @@ from taskzoo.train.types import FitResult, StepOutput
 
 # Fine-tuning ImageNet EfficientNet-Lite0 on a folder of colour photos (the flowers preset,
 # and data=PATH when the folder holds photos and the weights are installed): chosen on the
-# flowers dev split, never on test.
+# flowers dev split, never on test: 20 epochs of the whole network after the head's 10 reach
+# dev 0.97 (10: 0.95); flipped test-time copies do not help (0.96)
 TRANSFER: dict[str, Any] = {
     "model": "efficientnet_lite0", "init": "efficientnet_lite0.imagenet", "stats": "init",
     "image_size": 224, "augment": "resized_crop_flip", "dropout": 0.2, "head_epochs": 10,
-    "epochs": 20, "min_steps": 0, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
+    "epochs": 30, "min_steps": 0, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
     "weight_decay": 0.01, "layer_decay": 0.7, "warmup_steps": 10, "keep": "best",
     "linear_probe": True, "eval_batch_size": 64, "freeze_bn": True, "scratch_baseline": True,
 }
