@@ -221,3 +221,24 @@ def test_the_scratch_baseline_trains_data_paths_cnn_on_the_same_split(tmp_path, 
         (str(tmp_path / "photos"), 3, 0.2)
     assert not Path(nested["out"]).exists()  # its run folder was temporary
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir()) == []
+
+
+def test_trivial_augment_adds_one_random_change_after_the_crop_and_flip():
+    from taskzoo.data import vision
+
+    x = torch.randint(0, 256, (3, 60, 90), dtype=torch.uint8)
+    plain = vision.train_transform("resized_crop_flip", (32, 32))
+    ta = vision.train_transform("resized_crop_flip_ta", (32, 32))
+    outs = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        a = plain((x, 0))[0]
+        torch.manual_seed(seed)
+        b = ta((x, 0))[0]
+        torch.manual_seed(seed)
+        assert torch.equal(b, ta((x, 0))[0])  # seeded: the same pixels again
+        assert b.shape == (3, 32, 32) and b.dtype == torch.uint8
+        outs.append(not torch.equal(a, b))
+    assert any(outs)  # some draws change the cropped pixels (identity is one of its choices)
+    with pytest.raises(ConfigError, match="resized_crop_flip_ta"):
+        vision.train_transform("trivial", (32, 32))

@@ -22,7 +22,7 @@ from taskzoo.errors import ConfigError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                     ".ppm", ".pnm")
-AUGMENTS = ("none", "crop", "crop_flip", "faces", "resized_crop_flip")
+AUGMENTS = ("none", "crop", "crop_flip", "faces", "resized_crop_flip", "resized_crop_flip_ta")
 
 
 def to_tensor(image: Any, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
@@ -158,7 +158,8 @@ def train_transform(augment: str, size: tuple[int, int], *, padding: int = 4) ->
     `crop_flip`: and mirror images; `faces`: mirror images and small rotations, shifts and
     zooms (a face is a face a few degrees turned); `resized_crop_flip`: a random part of 25 to
     100 % of the image at aspect 3:4 to 4:3, resized back, and mirrored (the ImageNet recipe,
-    for photos); `none`: nothing (None)."""
+    for photos); `resized_crop_flip_ta`: and then one random photometric or geometric change
+    of random strength (TrivialAugment, Mueller & Hutter 2021); `none`: nothing (None)."""
     from torchvision.transforms import v2
 
     if augment not in AUGMENTS:
@@ -166,10 +167,13 @@ def train_transform(augment: str, size: tuple[int, int], *, padding: int = 4) ->
     steps: list[Any] = []
     if augment in ("crop", "crop_flip") and padding > 0:
         steps.append(v2.RandomCrop(list(size), padding=padding))
-    if augment == "resized_crop_flip":
+    photos = augment in ("resized_crop_flip", "resized_crop_flip_ta")
+    if photos:
         steps.append(v2.RandomResizedCrop(list(size), scale=(0.25, 1.0), antialias=True))
-    if augment in ("crop_flip", "faces", "resized_crop_flip"):
+    if augment in ("crop_flip", "faces") or photos:
         steps.append(v2.RandomHorizontalFlip())
+    if augment == "resized_crop_flip_ta":
+        steps.append(v2.TrivialAugmentWide())
     if augment == "faces":
         steps.append(v2.RandomAffine(degrees=8, translate=(0.06, 0.06), scale=(0.92, 1.08)))
     return OnImage(v2.Compose(steps)) if steps else None

@@ -47,10 +47,11 @@ from taskzoo.train.types import FitResult, StepOutput
 # Fine-tuning ImageNet EfficientNet-Lite0 on a folder of colour photos (the flowers preset,
 # and data=PATH when the folder holds photos and the weights are installed): chosen on the
 # flowers dev split, never on test: 20 epochs of the whole network after the head's 10 reach
-# dev 0.97 (10: 0.95); flipped test-time copies do not help (0.96)
+# dev 0.97 (10: 0.95), and 0.98 with TrivialAugment on top of the crops and flips (its last
+# 8 epochs 0.973 on average, 0.963 without); flipped test-time copies do not help (0.96)
 TRANSFER: dict[str, Any] = {
     "model": "efficientnet_lite0", "init": "efficientnet_lite0.imagenet", "stats": "init",
-    "image_size": 224, "augment": "resized_crop_flip", "dropout": 0.2, "head_epochs": 10,
+    "image_size": 224, "augment": "resized_crop_flip_ta", "dropout": 0.2, "head_epochs": 10,
     "epochs": 30, "min_steps": 0, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
     "weight_decay": 0.01, "layer_decay": 0.7, "warmup_steps": 10, "keep": "best",
     "linear_probe": True, "eval_batch_size": 64, "freeze_bn": True, "scratch_baseline": True,
@@ -79,7 +80,8 @@ class ImageConfig(SupervisedConfig):
     # >= 4: cnn_small and vgg max-pool twice (the ResNets and MobileNet take 4 px too);
     # <= 1024: a 100000 px side is 10 GB per decoded image, and 1024 px already fills a GPU
     image_size: Annotated[int, Range(4, 1024, or_zero=True)] = 0  # resize to a square of this side; 0 = the data's own size
-    augment: Literal["none", "crop", "crop_flip", "faces", "resized_crop_flip"] = "crop_flip"  # see taskzoo.data.vision
+    augment: Literal["none", "crop", "crop_flip", "faces", "resized_crop_flip",
+                     "resized_crop_flip_ta"] = "crop_flip"  # see taskzoo.data.vision
     stats: Literal["data", "init"] = "data"  # pixel mean/std: the training data's, or those the init= weights were trained with
     head_epochs: NonNegativeInt = 0  # first epochs train only the classifier, on the frozen trunk's features (computed once)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer group, down from the classifier
