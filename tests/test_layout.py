@@ -85,7 +85,8 @@ def test_every_task_is_one_package_with_a_task_module_and_a_docs_page():
     assert sorted(p.name for p in tasks_dir.glob("*.py")) == ["__init__.py", "base.py"]
     names = packages()
     assert len(names) == len(taskzoo.list_tasks()) == 14
-    vocabulary = {"__init__.py", "task.py", "predictor.py", "data.py", "report.py", "baselines.py"}
+    vocabulary = {"__init__.py", "task.py", "predictor.py", "data.py", "report.py", "baselines.py",
+                  "trunk.py"}
     for name in names:
         files = {p.name for p in (tasks_dir / name).glob("*.py")}
         assert "task.py" in files and files <= vocabulary, (name, sorted(files - vocabulary))

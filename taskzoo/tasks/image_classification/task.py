@@ -80,8 +80,8 @@ class ImageConfig(SupervisedConfig):
     # >= 4: cnn_small and vgg max-pool twice (the ResNets and MobileNet take 4 px too);
     # <= 1024: a 100000 px side is 10 GB per decoded image, and 1024 px already fills a GPU
     image_size: Annotated[int, Range(4, 1024, or_zero=True)] = 0  # resize to a square of this side; 0 = the data's own size
-    augment: Literal["none", "crop", "crop_flip", "faces", "resized_crop_flip",
-                     "resized_crop_flip_ta"] = "crop_flip"  # see taskzoo.data.vision
+    augment: Literal["none", "crop", "crop_flip", "faces",  # see taskzoo.data.vision
+                     "resized_crop_flip", "resized_crop_flip_ta"] = "crop_flip"
     stats: Literal["data", "init"] = "data"  # pixel mean/std: the training data's, or those the init= weights were trained with
     head_epochs: NonNegativeInt = 0  # first epochs train only the classifier, on the frozen trunk's features (computed once)
     layer_decay: Annotated[float, Range(0, 1, open_lo=True)] = 1.0  # lr factor per layer group, down from the classifier
