@@ -18,6 +18,7 @@ from taskzoo.data.captions import CaptionVocab, caption_vocab, caption_words
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import CheckpointError, ConfigError, DataError, UnknownNameError, did_you_mean
 from taskzoo.tasks.base import DataBundle
+from taskzoo.tasks.common.transfer import load_part
 from taskzoo.train.types import TrainState
 from taskzoo.weights import SpecRules, cards, resolve_spec
 
@@ -190,17 +191,9 @@ def encoder_source(spec: str, encoder: str) -> tuple[dict[str, Any], dict[str, t
 
 
 def load_encoder(encoder: nn.Module, tensors: dict[str, torch.Tensor], spec: str) -> list[str]:
-    """Fill `encoder` from `encoder_init`'s tensors: every encoder tensor must be there with
-    its shape; the other network's extra tensors (a classifier, a detection head) are
-    ignored. Returns the names of the ignored tensors."""
-    own = encoder.state_dict()
-    missing = [k for k in own if k not in tensors]
-    wrong = [k for k in own if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)]
-    if missing or wrong:
-        raise CheckpointError(f"encoder_init={spec}: does not fit the encoder: missing "
-                              f"{missing[:4]}, other shapes {wrong[:4]}")
-    encoder.load_state_dict({k: tensors[k].to(own[k].dtype) for k in own})
-    return sorted(set(tensors) - set(own))
+    """Fill `encoder` from `encoder_init`'s tensors; returns the names of the other network's
+    extra tensors (a classifier, a detection head), which are ignored."""
+    return load_part(encoder, tensors, option="encoder_init", spec=spec, what="encoder")
 
 
 __all__ = ["CaptionData", "CaptionSource", "caption_collate", "encoder_source",

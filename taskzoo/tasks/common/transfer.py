@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskzoo.data.loader import LoaderSource, eval_batches
-from taskzoo.errors import ConfigError
+from taskzoo.errors import CheckpointError, ConfigError
 
 NEEDS = ("features", "forward_head", "layer_groups")
 
@@ -141,3 +141,19 @@ def flat(features: torch.Tensor) -> np.ndarray:
     """[N, C, 1, 1] pooled features -> [N, C] float64 for scikit-learn."""
     return features.flatten(1).double().numpy()
 
+
+
+def load_part(part: nn.Module, tensors: dict[str, torch.Tensor], *, option: str, spec: str,
+              what: str) -> list[str]:
+    """Fill `part` of a network (an encoder, a detector's trunk) from another network's
+    tensors: every tensor of `part` must be there with its shape, or a CheckpointError names
+    `option`={spec}; the other network's extra tensors (a classifier, a detection head) are
+    left out. Returns their names."""
+    own = part.state_dict()
+    missing = [k for k in own if k not in tensors]
+    wrong = [k for k in own if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)]
+    if missing or wrong:
+        raise CheckpointError(f"{option}={spec}: does not fit the {what}: missing "
+                              f"{missing[:4]}, other shapes {wrong[:4]}")
+    part.load_state_dict({k: tensors[k].to(own[k].dtype) for k in own})
+    return sorted(set(tensors) - set(own))

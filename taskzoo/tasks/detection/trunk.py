@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from taskzoo.errors import (
-    CheckpointError,
     ConfigError,
     DownloadError,
     UnknownNameError,
     did_you_mean,
 )
-from taskzoo.tasks.common.transfer import BATCHNORMS
+from taskzoo.tasks.common.transfer import BATCHNORMS, load_part
 from taskzoo.weights import SpecRules, released_cards, resolve_spec
 
 DEFAULT_BACKBONE = "csp_darknet"  # YOLOv8n's trunk, trained from scratch with the rest
@@ -126,17 +125,9 @@ def trunk_source(spec: str, backbone: str) -> tuple[str, dict[str, torch.Tensor]
 
 
 def load_trunk(trunk: nn.Module, tensors: dict[str, torch.Tensor], spec: str) -> list[str]:
-    """Fill `trunk` (the detector's backbone, its classifier dropped) from the tensors:
-    every trunk tensor must be there with its shape; the others (the ImageNet classifier)
-    are left out. Returns the names left out."""
-    own = trunk.state_dict()
-    missing = [k for k in own if k not in tensors]
-    wrong = [k for k in own if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)]
-    if missing or wrong:
-        raise CheckpointError(f"backbone_init={spec}: does not fit the trunk: missing "
-                              f"{missing[:4]}, other shapes {wrong[:4]}")
-    trunk.load_state_dict({k: tensors[k].to(own[k].dtype) for k in own})
-    return sorted(set(tensors) - set(own))
+    """Fill `trunk` (the detector's backbone, its classifier dropped) from the tensors;
+    returns the names left out (the ImageNet classifier)."""
+    return load_part(trunk, tensors, option="backbone_init", spec=spec, what="trunk")
 
 
 def freeze_trunk(trunk: nn.Module, groups: int, *, name: str) -> None:
