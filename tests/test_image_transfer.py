@@ -161,7 +161,8 @@ def test_another_model_under_the_flowers_preset_starts_from_its_own_weights_or_s
     cfg = make_config(task_cls, {"dataset": "flowers", "model": "efficientnet_lite2"})
     assert (cfg.init, cfg.image_size) == ("efficientnet_lite2.imagenet", 260)
     cfg = make_config(task_cls, {"dataset": "flowers", "model": "cnn_small"})
-    assert (cfg.init, cfg.stats, cfg.head_epochs, cfg.linear_probe) == ("", "data", 0, False)
+    assert (cfg.init, cfg.stats, cfg.head_epochs, cfg.linear_probe, cfg.scratch_baseline) == \
+        ("", "data", 0, False, False)
 
 
 def test_min_steps_sizes_the_epochs_of_a_small_training_set():

@@ -199,7 +199,8 @@ class ImageClassification(ImageTask[ImageConfig]):
                 out.update({"init": own, "image_size": cards[own].data["size"][0]})
             else:
                 out.update({"init": "", "stats": "data", "head_epochs": 0, "layer_decay": 1.0,
-                            "linear_probe": False, "freeze_bn": False})
+                            "linear_probe": False, "freeze_bn": False,
+                            "scratch_baseline": False})  # it is the from-scratch run itself
             out = {k: v for k, v in out.items() if k not in overrides}
         return out
 
