@@ -117,3 +117,39 @@ def test_fp32_means_fp32_and_tf32_is_scoped_to_the_run(tmp_path, precision, insi
                 callbacks=[spy], out=tmp_path / precision, progress=False)
     assert spy.seen["tf32"] == inside
     assert (matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == before
+
+
+_MALLOC_PROBE = textwrap.dedent("""
+    import json, resource, sys, torch
+    from taskzoo.cli import main
+    from taskzoo.runtime import tune_allocator
+
+    def faults():  # page faults of allocating and freeing 64 MB five times
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            torch.ones(16 << 20).sum()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+    faults()
+    main(["list"])  # a Python caller of the command's main(): nothing process-wide
+    untouched = faults()
+    tuned = tune_allocator()
+    faults()
+    print(json.dumps({"untouched": untouched, "tuned": tuned, "after": faults()}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.parametrize("env", [{}, {"MALLOC_ARENA_MAX": "2"}])
+def test_the_allocator_is_tuned_only_when_asked_and_never_over_the_users_choice(env):
+    import os
+
+    got = subprocess.run([sys.executable, "-c", _MALLOC_PROBE], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=120)
+    assert got.returncode == 0, got.stderr
+    probe = json.loads(got.stdout.strip().splitlines()[-1])
+    assert probe["untouched"] > 50_000  # each 64 MB block mapped and zeroed afresh
+    if env:  # the user chose: left alone
+        assert probe["tuned"] is False and probe["after"] > 50_000
+    else:
+        assert probe["tuned"] is True and probe["after"] < probe["untouched"] / 10

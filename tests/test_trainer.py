@@ -477,3 +477,51 @@ def test_checkpoints_every_few_minutes(tmp_path, monkeypatch):
         _linear_fit(tmp_path, {"batch_size": 2, "epochs": 4, "save_minutes": 1.0,
                                "log_every": 5}, callbacks=[KillAt(12)])
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["state"]["step"] == 10
+
+
+class _Pid(torch.utils.data.Dataset):
+    """Each example is the id of the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        import os
+
+        return os.getpid()
+
+
+def test_loader_processes_start_once_per_fit_and_stop_when_it_ends(tmp_path):
+    # a fresh worker each epoch forks the whole training process again, and its pages are
+    # then copied as training writes them: the workers must outlive the epoch, not the fit
+    import os
+
+    from taskzoo.data.loader import LoaderSource
+    from taskzoo.runtime import Runtime
+    from taskzoo.train.trainer import Trainer
+    from taskzoo.train.types import StepOutput
+
+    seen: list[int] = []
+    source = LoaderSource(_Pid(), batch_size=4, seed=0, workers=1,
+                          collate=lambda b: torch.tensor(b))
+    model = torch.nn.Linear(1, 1)
+
+    def step(m, pids):
+        seen.extend(pids.tolist())
+        return StepOutput(m(pids.float()[:, None] * 0).sum(), size=len(pids))
+
+    trainer = Trainer(TrainConfig(epochs=3, lr=0.1), Runtime.create(device="cpu"), [],
+                      progress=False)
+    trainer.fit(step, model, source, None, tmp_path)
+    assert len(seen) == 24 and len(set(seen)) == 1 and seen[0] != os.getpid()
+    worker = seen[0]
+    for _ in range(100):  # shut down when the fit ended: gone within moments
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        import time
+
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"loader process {worker} still alive after the fit")

@@ -308,6 +308,9 @@ def to_csv(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":  # the child: one task, one JSON line on stdout
+    from taskzoo.runtime import tune_allocator
+
+    tune_allocator()  # this process is the benchmark's own, as under `taskzoo run`
     spec = json.loads(sys.argv[1])
     row = bench_task(spec.pop("task"), **spec)
     print(json.dumps(row))

@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def program() -> int:
+    """The `taskzoo` command as its own process: tune this process's allocator for CPU
+    training (taskzoo.runtime.tune_allocator), then `main()`. Python callers use `main()`,
+    which changes nothing process-wide."""
+    from taskzoo.runtime import tune_allocator
+
+    tune_allocator()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come after options (`run sentiment --out d epochs=2`), which

@@ -2,6 +2,6 @@
 
 import sys
 
-from taskzoo.cli import main
+from taskzoo.cli import program
 
-sys.exit(main())
+sys.exit(program())

@@ -132,6 +132,9 @@ class Trainer:
                     break
         finally:
             fit.bar.close()
+            close = getattr(source, "close", None)  # optional in the protocol
+            if close is not None:
+                close()
             if self._log.file is not None:
                 self._log.file.close()
         self._deliver(evaluate, run_dir, fit.best_metrics)

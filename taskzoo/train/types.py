@@ -58,7 +58,8 @@ class BatchSource(Protocol):
       (RL: every N environment steps); otherwise the Trainer evaluates every `eval_every`
       steps or at the end of each epoch;
     - `metrics()` returns source-side figures (RL: episode returns);
-    - `state_dict()` / `load_state_dict()` hold what a checkpoint must restore.
+    - `state_dict()` / `load_state_dict()` hold what a checkpoint must restore;
+    - `close()` (optional) runs when training ends: stop loader processes.
     """
 
     steps_per_epoch: int  # optimizer steps in one epoch; at least 1
@@ -107,6 +108,9 @@ class SourceBase:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
