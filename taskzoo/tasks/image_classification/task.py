@@ -289,8 +289,8 @@ class ImageClassification(ImageTask[ImageConfig]):
         splits = {k: vision.ImageExamples(v, channels=channels, size=size, index=index[k])
                   for k, v in sets.items() if index[k]}
         if c.decode_once and sum(map(vision.decoded_bytes, splits.values())) <= DECODE_BUDGET:
-            # decoding dominated a small CNN's steps and competed with the model for the
-            # cores (flowers from scratch at 64 px: 0.76 s a step, 0.15 s of it training)
+            # otherwise every epoch decodes every file again, in loader processes that
+            # compete with training for the cores; decoded, evaluation needs none
             workers = self._workers(ImageData(train=splits["train"]), training=False)
             splits = {k: vision.decode_once(v, workers=workers, desc=f"decoding {k}")
                       for k, v in splits.items()}
