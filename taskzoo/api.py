@@ -294,11 +294,15 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
             out_metrics.update(task_obj.evaluate(m, data, split))
         return out_metrics
 
-    trainer = Trainer(task_obj.train_config(source), runtime,
-                      [*callbacks, *task_obj.callbacks()], monitor=task_obj.monitor or None,
-                      mode=task_cls.mode, ties=task_cls.ties, progress=progress)
-    fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
-    model = runtime.unwrap(trainer.model).eval()
+    if source is None:  # a pretrained pipeline with nothing to train: delivered as built
+        fit = _untrained(model, run_dir, runtime)
+    else:
+        trainer = Trainer(task_obj.train_config(source), runtime,
+                          [*callbacks, *task_obj.callbacks()], monitor=task_obj.monitor or None,
+                          mode=task_cls.mode, ties=task_cls.ties, progress=progress)
+        fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
+        model = runtime.unwrap(trainer.model)
+    model = model.eval()
     # From here the task serves inference as the predictor it returns will: full precision,
     # as load() and load_run() build it, so metrics.json holds that predictor's figures.
     task_obj.runtime = infer = runtime.for_inference()
@@ -320,6 +324,19 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
         _write_results(run_dir, task_obj, model, data, metrics)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
+
+
+def _untrained(model: Any, run_dir: Path, runtime: Any) -> Any:
+    """The FitResult of a run whose task trains nothing (`batches` returned None): the model
+    as built is the delivered best.safetensors, and metrics.jsonl holds no records."""
+    from taskzoo.train.checkpoints import save_weights
+    from taskzoo.train.types import FitResult, TrainState
+
+    if runtime.is_main:
+        save_weights(model, run_dir / "best.safetensors")
+        write_bytes(run_dir / "metrics.jsonl", b"")
+    return FitResult(state=TrainState(), best_metrics={}, history=[], steps_per_sec=0.0,
+                     samples_per_sec=0.0)
 
 
 def _start(task_obj: Any, resume: bool) -> tuple[Any, Any, dict[str, Any] | None]:

@@ -325,6 +325,25 @@ def load_orl() -> ImageSet:
                     index_in_class=np.array([k for _, k, _ in found], dtype=np.int64))
 
 
+def per_class_split(labels: np.ndarray, k: int, seed: int) -> tuple[list[int], list[int]]:
+    """The ORL protocol: `k` seeded images of every class for training, the rest for test,
+    each list sorted. The faces of image_classification and of the faces task are split
+    alike, so their figures compare on the same faces.
+
+    >>> per_class_split(np.array([0, 0, 0, 1, 1, 1]), 1, 0)
+    ([2, 5], [0, 1, 3, 4])
+    """
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) <= k:
+            raise DataError(f"class {c} has {len(idx)} images: train_per_class={k} leaves no test")
+        train += idx[:k].tolist()
+        test += idx[k:].tolist()
+    return sorted(train), sorted(test)
+
+
 # ---------------------------------------------------------------- scikit-learn digits
 
 

@@ -8,6 +8,7 @@ data_state (what `predict --from DIR` needs to rebuild the predictor without the
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch import nn
 
 from taskzoo.config import RunConfig, TrainConfig
 from taskzoo.data.loader import LoaderSource
-from taskzoo.errors import InputError, UsageError
+from taskzoo.errors import InputError, UsageError, did_you_mean
 from taskzoo.runtime import Runtime
 from taskzoo.train.types import BatchSource, Callback, FitResult, StepOutput
 
@@ -53,7 +54,7 @@ class CallOption:
     `cli` is False."""
 
     name: str
-    type: type  # int, float or bool; a value is converted to it (the string "0.5" too)
+    type: type  # int, float, bool or str; a value is converted to it (the string "0.5" too)
     default: Any = None  # a value that, like None, leaves the predictor's setting (top_k=0)
     help: str = ""
     low: float | None = None  # smallest value in range (excluded when low_open)
@@ -62,6 +63,7 @@ class CallOption:
     metavar: str | None = None
     expect: str = ""  # what an error says is expected; empty: said from the type and range
     cli: bool = True  # a `taskzoo predict` flag too (False: only for Python callers)
+    choices: tuple[str, ...] = ()  # a str option's valid values; empty: any string
 
     def is_unset(self, value: Any) -> bool:
         """Whether `value` stands for the predictor's own setting (None always does)."""
@@ -78,6 +80,10 @@ class CallOption:
             return self.expect
         if self.type is bool:
             return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type is str:
+            return "a string"
         noun = "a whole number" if self.type is int else "a number"
         if self.low is not None and self.high is not None:
             return f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
@@ -93,6 +99,14 @@ class CallOption:
                     raise InputError(f"{self.name}={value!r}: expected {self.expected()}")
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
+        if self.type is str:
+            if not isinstance(value, (str, os.PathLike)):
+                raise InputError(f"{self.name}={value!r}: expected {self.expected()}")
+            v = os.fspath(value)
+            if self.choices and v not in self.choices:
+                raise InputError(f"{self.name}={v!r}: expected {self.expected()}."
+                                 + did_you_mean(v, self.choices))
+            return v
         try:
             v = self.type(value)
         except (TypeError, ValueError):
@@ -308,7 +322,9 @@ class Task(ABC, Generic[C]):
     def build_model(self, data: DataBundle) -> nn.Module: ...
 
     @abstractmethod
-    def batches(self, data: DataBundle, model: nn.Module) -> BatchSource: ...
+    def batches(self, data: DataBundle, model: nn.Module) -> BatchSource | None:
+        """What the Trainer iterates; None for a task that trains nothing (a pipeline of
+        pretrained networks): run() then evaluates and delivers the model as built."""
 
     @abstractmethod
     def step(self, model: nn.Module, batch: Any) -> StepOutput: ...

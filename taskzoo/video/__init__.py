@@ -227,7 +227,8 @@ def _parse(res: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
 def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.PathLike, *,
                 batch: int = 8, tracker: str = "bytetrack", fps: float | None = None,
                 max_frames: int | None = None, conf: float = 0.25,
-                progress: bool | None = None, overwrite: bool = False) -> VideoSummary:
+                progress: bool | None = None, overwrite: bool = False,
+                names_by_track: bool = False, abstain: str = "") -> VideoSummary:
     """Detects and tracks objects through a video file or frame folder; writes the annotated
     video (a VIDEO_SUFFIXES name: `.mp4 .avi .mov .mkv .webm .m4v`; any other `out_path` is a
     folder of PNG frames) and `<stem>.jsonl` beside it: {"frame", "time", "boxes", "labels",
@@ -235,6 +236,9 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
 
     `conf` is the score from which a box starts or extends a track; weaker boxes (>= 0.1) only
     extend a track seen in the previous frame (ByteTrack). `fps` overrides the input's rate.
+    `names_by_track`: a box is named what its track's boxes were named most often so far
+    (a face recognised in a few frames keeps its name through the rest); `abstain`
+    ("unknown") counts only while a track has no other name.
 
     A frame of another size than the first (a stream that changes resolution, a folder of
     mixed sizes) is scaled to the first frame's size, as ffmpeg does: boxes and the output are
@@ -263,7 +267,7 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
     from tqdm import tqdm
     bytetrack = ByteTrack(info.fps, high=conf)
     total = min(x for x in (info.frames, max_frames) if x is not None) if (info.frames or max_frames) else None
-    tally = _Tally()
+    tally = _Tally(votes=TrackNames(abstain) if names_by_track else None)
     writer: Writer | None = None
     try:
         writer = Writer(tmp_out, as_video, info.fps, info.width, info.height)
@@ -311,6 +315,32 @@ class _Tally:
     resized: int = 0  # frames scaled to the first frame's size
     ids: set[int] = field(default_factory=set)
     per_class: Counter[str] = field(default_factory=Counter)
+    votes: TrackNames | None = None  # names carried by tracks, when asked for
+
+
+class TrackNames:
+    """Each track's name by majority over its boxes so far: a box named `abstain` counts
+    only while its track has no other name (one frame's "unknown" does not undo ten of
+    "alice").
+
+    >>> names = TrackNames("unknown")
+    >>> names.update([1, 2], ["alice", "unknown"]), names.update([1, 2], ["unknown", "bob"])
+    (['alice', 'unknown'], ['alice', 'bob'])
+    """
+
+    def __init__(self, abstain: str = "") -> None:
+        self.abstain = abstain
+        self.counts: dict[int, Counter[str]] = {}
+
+    def update(self, track_ids: list[int], names: list[str]) -> list[str]:
+        """The tracks' names after counting this frame's `names` (one per track id)."""
+        out = []
+        for tid, name in zip(track_ids, names):
+            seen = self.counts.setdefault(tid, Counter())
+            seen[name] += 1
+            named = [(n, c) for n, c in seen.most_common() if n != self.abstain]
+            out.append(named[0][0] if named else name)
+        return out
 
 
 class _Drawer:
@@ -349,6 +379,8 @@ def _track_frame(i: int, frame: np.ndarray, res: dict[str, Any], fps: float, byt
     keep = np.array([d for d, _ in pairs], np.int64)
     tids = [t for _, t in pairs]
     kept_names = [names[d] for d in keep]
+    if tally.votes is not None:
+        kept_names = tally.votes.update(tids, kept_names)
     writer.write(drawer.draw(frame, boxes[keep], scores[keep], labels[keep], tids, kept_names))
     fh.write(json.dumps({
         "frame": i, "time": round(i / fps, 4),
@@ -375,5 +407,5 @@ def _discard(writer: Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
 
 
 __all__ = ["ENCODERS", "IMAGE_SUFFIXES", "TRACKERS", "VIDEO_SUFFIXES", "WRITTEN_BY", "ByteTrack",
-           "VideoInfo", "VideoSummary", "check_output", "read_frames", "track_video",
+           "TrackNames", "VideoInfo", "VideoSummary", "check_output", "read_frames", "track_video",
            "video_info", "writable_video_suffixes"]

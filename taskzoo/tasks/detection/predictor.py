@@ -214,13 +214,13 @@ def draw_png(image: torch.Tensor, boxes: Sequence[Sequence[float]], labels: Sequ
                                   labels=text, width=width,
                                   colors=[palette[names.index(lab) % len(palette)]
                                           for lab in labels],
-                                  font=_font(), font_size=max(11, image.shape[-1] // 45))
+                                  font=label_font(), font_size=max(11, image.shape[-1] // 45))
     buf = io.BytesIO()
     Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _font() -> str | None:
+def label_font() -> str | None:
     """A TrueType font for readable labels: DejaVu Sans, which matplotlib ships (PIL's
     built-in bitmap font is 11 px tall whatever the image size)."""
     try:

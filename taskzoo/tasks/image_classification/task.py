@@ -131,21 +131,8 @@ class ImageData(DataBundle):
     name: str = ""  # what the data is, for a weights card
 
 
-def _per_class(labels: np.ndarray, k: int, seed: int) -> tuple[list[int], list[int]]:
-    """The ORL protocol: `k` seeded images of every class for training, the rest for test."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        if len(idx) <= k:
-            raise DataError(f"class {c} has {len(idx)} images: train_per_class={k} leaves no test")
-        train += idx[:k].tolist()
-        test += idx[k:].tolist()
-    return sorted(train), sorted(test)
-
-
 # ---------------------------------------------------------------------------- the task
-@TASKS.register("image_classification", aliases=("classify", "image_classify", "faces"))
+@TASKS.register("image_classification", aliases=("classify", "image_classify"))
 class ImageClassification(ImageTask[ImageConfig]):
     name = "image_classification"
     Config = ImageConfig
@@ -241,7 +228,7 @@ class ImageClassification(ImageTask[ImageConfig]):
                     f"{name} (train 60,000 / test 10,000)", hub.describe(list(files.values())))
         if c.dataset == "orl":
             faces = images.load_orl()
-            train, test = _per_class(faces.labels, c.train_per_class, c.split_seed)
+            train, test = images.per_class_split(faces.labels, c.train_per_class, c.split_seed)
             return ({"train": faces, "test": faces}, {"train": train, "test": test},
                     f"ORL / AT&T faces (40 x 10; {c.train_per_class} per person train, "
                     f"split_seed {c.split_seed})", [])
