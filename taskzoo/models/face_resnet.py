@@ -15,7 +15,9 @@ that graph, re-written from reading it:
   pixel larger than the conv's (8 -> 3 vs 4, 4 -> 1 vs 2 at 150 px), the conv's map gets a
   zero row at the bottom and a zero column at the right, as face-api does
 - a global average pool and a 256 -> 128 linear map without bias; the descriptor is not
-  L2-normalised (face-api returns it as is; its norm is close to 1 by training)
+  L2-normalised, as face-api returns it (norms 1.24-1.51 on the 20 faces of
+  benchmarks/faces_embed_parity.py; dlib compares descriptors by Euclidean distance, 0.6
+  being its same-person threshold)
 
 The input normalisation sits inside `forward` because it is part of the published network:
 the weights were trained on exactly that scaling, and every caller feeding 0..255 pixels
