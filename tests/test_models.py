@@ -19,12 +19,13 @@ TRANSFORMERS = ["minilm", "minilm_tagger", "hf_classifier", "hf_tagger",  # test
                 "minilm_qa", "hf_qa", "minilm_cross", "minilm_bi", "hf_bi"]
 SUMMARIZERS = ["summarunner"]  # test_transfer.py
 LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # test_efficientnet_lite.py
+MTCNNS = ["mtcnn", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"]  # test_mtcnn.py
 
 
 def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS) | \
         set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS) | set(TRANSFORMERS) | \
-        set(SUMMARIZERS) | set(LITES)
+        set(SUMMARIZERS) | set(LITES) | set(MTCNNS)
 
 
 def _assert_every_parameter_gets_a_gradient(model):
