@@ -20,12 +20,14 @@ TRANSFORMERS = ["minilm", "minilm_tagger", "hf_classifier", "hf_tagger",  # test
 SUMMARIZERS = ["summarunner"]  # test_transfer.py
 LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # test_efficientnet_lite.py
 EMBEDDERS = ["face_resnet"]  # test_face_embed.py
+MTCNNS = ["mtcnn", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"]  # test_mtcnn.py
+FACES = ["ultraface_rfb", "ultraface_slim", "face_pipeline"]  # test_ultraface.py, test_faces.py
 
 
 def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS) | \
         set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS) | set(TRANSFORMERS) | \
-        set(SUMMARIZERS) | set(LITES) | set(EMBEDDERS)
+        set(SUMMARIZERS) | set(LITES) | set(EMBEDDERS) | set(MTCNNS) | set(FACES)
 
 
 def _assert_every_parameter_gets_a_gradient(model):
