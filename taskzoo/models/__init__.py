@@ -16,7 +16,8 @@ MODELS: Registry[Any] = Registry("model")
 
 # Families register themselves on import; list them here so every name is known up front.
 _FAMILIES = ("rnn", "textcnn", "tagger", "policy", "cnn", "autoencoder", "fastestdet", "csp",
-             "yolo", "captioner", "transformer", "extractive", "efficientnet_lite")
+             "yolo", "captioner", "transformer", "extractive", "efficientnet_lite",
+             "ultraface")
 
 
 def _load_all() -> None:
