@@ -7,6 +7,10 @@ verified hub or an installed pip package, unpickled only by `torch.load(weights_
     >>> len(state)                               # doctest: +SKIP
     420
 
+The Ultra-Light face detectors' published `.pth` files (`ultraface_state("rfb" | "slim")`,
+MIT) are read the same way; `benchmarks/faces_ultraface_parity.py` checks the port against
+their original code.
+
 `benchmarks/release_fastestdet.py` turns the COCO weights into the released
 `fastestdet.coco` (safetensors and a card naming source, license and the figures measured
 here); users load that, not these files.
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import hub
-from taskzoo.errors import CheckpointError, DownloadError, IntegrityError
+from taskzoo.errors import CheckpointError, ConfigError, DownloadError, IntegrityError
 from taskzoo.files import atomic_path
 from taskzoo.weights.catalog import GROUP as WEIGHTS_GROUP
 from taskzoo.weights.catalog import WeightCard
@@ -46,10 +50,10 @@ SHUFFLENETV2 = hub.RemoteFile(
     698_669, (f"{_RAW}/module/shufflenetv2.pth",))
 
 
-def _read(f: hub.RemoteFile) -> dict[str, Any]:
+def _read(f: hub.RemoteFile, group: str = GROUP) -> dict[str, Any]:
     import torch
 
-    path = hub.fetch(f, group=GROUP)
+    path = hub.fetch(f, group=group)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pinned file that does not unpickle safely is not weights
@@ -57,6 +61,22 @@ def _read(f: hub.RemoteFile) -> dict[str, Any]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
     return dict(state)
+
+
+ULTRAFACE_COMMIT = "dffdddda9794a50607cba8f318507a28c1c27cab"
+ULTRAFACE_REPO = "https://github.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB"
+ULTRAFACE_LICENSE = "MIT (Copyright (c) 2019 linzai)"  # the repository's LICENSE, verbatim
+_ULTRAFACE_RAW = ("https://raw.githubusercontent.com/Linzaer/"
+                  f"Ultra-Light-Fast-Generic-Face-Detector-1MB/{ULTRAFACE_COMMIT}/models/pretrained")
+ULTRAFACE_GROUP = "pretrained/Ultra-Light-Fast-Generic-Face-Detector-1MB"  # mirror folder
+ULTRAFACE_FILES = {  # variant -> the published WIDER FACE weights (320x240 input)
+    "rfb": hub.RemoteFile(
+        "version-RFB-320.pth", "c722b4427cc71642768baef6e15c659931b56f07425e5d2b0ec033ad41b145b3",
+        1_168_374, (f"{_ULTRAFACE_RAW}/version-RFB-320.pth",)),
+    "slim": hub.RemoteFile(
+        "version-slim-320.pth", "cd24abce45da5dbc7cfd8167cd3d5f955382dfc9d9ae9459f0026abd3c2e38a4",
+        1_091_283, (f"{_ULTRAFACE_RAW}/version-slim-320.pth",)),
+}
 
 
 def fastestdet_coco_state() -> dict[str, Any]:
@@ -68,6 +88,15 @@ def fastestdet_coco_state() -> dict[str, Any]:
 def shufflenetv2_state() -> dict[str, Any]:
     """FastestDet's ShuffleNetV2 backbone weights (`FastestDet.backbone`'s keys)."""
     return _read(SHUFFLENETV2)
+
+
+def ultraface_state(variant: str) -> dict[str, Any]:
+    """The published Ultra-Light face detector weights, `variant` "rfb" (RFB-320) or "slim"
+    (slim-320), upstream key names, which are `models.ultraface`'s."""
+    if variant not in ULTRAFACE_FILES:
+        raise ConfigError(f"Ultra-Light face detector variant {variant!r}: choose one of "
+                          f"{', '.join(sorted(ULTRAFACE_FILES))}")
+    return _read(ULTRAFACE_FILES[variant], group=ULTRAFACE_GROUP)
 
 
 # ---------------------------------------------------------------- weights in a pip package
@@ -148,6 +177,7 @@ def package_installed(card: WeightCard) -> bool:
     return "package" in source and package_file(source) is not None
 
 
-__all__ = ["FASTESTDET_COCO", "SHUFFLENETV2", "convert_package_file", "fastestdet_coco_state",
-           "package_file", "package_installed", "package_weights", "save_converted",
-           "shufflenetv2_state"]
+__all__ = ["FASTESTDET_COCO", "SHUFFLENETV2", "ULTRAFACE_COMMIT", "ULTRAFACE_FILES",
+           "ULTRAFACE_LICENSE", "ULTRAFACE_REPO", "convert_package_file",
+           "fastestdet_coco_state", "package_file", "package_installed", "package_weights",
+           "save_converted", "shufflenetv2_state", "ultraface_state"]
