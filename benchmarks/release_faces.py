@@ -63,8 +63,8 @@ def _sha256(path: Path) -> str:
 
 def pipeline_state(wheel: Path, faceapi: Path) -> dict[str, torch.Tensor]:
     """The four sources' tensors under `models.face_pipeline`'s key names."""
-    state = {f"rfb320.{k}": v for k, v in pretrained.ultraface_state("rfb320").items()}
-    state.update({f"slim320.{k}": v for k, v in pretrained.ultraface_state("slim320").items()})
+    state = {f"rfb320.{k}": v for k, v in pretrained.ultraface_state("rfb").items()}
+    state.update({f"slim320.{k}": v for k, v in pretrained.ultraface_state("slim").items()})
     state.update({f"mtcnn.{k}": v for k, v in mtcnn_state_from_wheel(wheel).items()})
     state.update({f"embedder.{k}": v for k, v in faceapi_state(faceapi).items()})
     return state
@@ -106,11 +106,11 @@ def main() -> None:
     card["extra"]["sources"] = {
         "rfb320": {"repo": pretrained.ULTRAFACE_REPO, "commit": pretrained.ULTRAFACE_COMMIT,
                    "file": "models/pretrained/version-RFB-320.pth",
-                   "sha256": pretrained.ULTRAFACE_RFB320.sha256,
+                   "sha256": pretrained.ULTRAFACE_FILES["rfb"].sha256,
                    "license": pretrained.ULTRAFACE_LICENSE},
         "slim320": {"repo": pretrained.ULTRAFACE_REPO, "commit": pretrained.ULTRAFACE_COMMIT,
                     "file": "models/pretrained/version-slim-320.pth",
-                    "sha256": pretrained.ULTRAFACE_SLIM320.sha256,
+                    "sha256": pretrained.ULTRAFACE_FILES["slim"].sha256,
                     "license": pretrained.ULTRAFACE_LICENSE},
         "mtcnn": {**FACENET, "sha256": _sha256(args.facenet_wheel)},
         "embedder": {**FACEAPI,

@@ -21,6 +21,7 @@ from taskzoo.tasks.faces import align, mtcnn, ultraface
 
 DETECTORS = ("rfb320", "slim320", "mtcnn")
 CHIP = 150  # the descriptor network's input side (dlib's face chip)
+ULTRAFACE_INPUT = (320, 240)  # Ultra-Light's input (width, height), as published
 
 
 @dataclass
@@ -60,7 +61,8 @@ def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
     if detector == "mtcnn":
         boxes, scores, marks = mtcnn.detect(net.mtcnn, image, min_face=min_face)
     elif detector in ("rfb320", "slim320"):
-        boxes, scores = ultraface.detect(getattr(net, detector), image, conf=conf, iou=iou)
+        boxes, scores = ultraface.detect(getattr(net, detector), on_canvas(image), conf=conf,
+                                         iou=iou)
         if len(boxes):
             _, _, marks = mtcnn.refine(net.mtcnn, image, boxes)
         else:
@@ -71,6 +73,20 @@ def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
     keep = (faces.boxes[:, 2] - faces.boxes[:, 0]) >= min_face
     faces = faces.take(keep)
     return faces.take(torch.argsort(faces.scores, descending=True))
+
+
+def on_canvas(image: torch.Tensor, size: tuple[int, int] = ULTRAFACE_INPUT) -> torch.Tensor:
+    """A photo smaller than the detector's input both ways, pasted at the top left of a
+    grey (127, the detector's zero) canvas of that size; larger photos as they are. The
+    network sees a small photo at its own scale instead of stretched to 4:3: a 92x112 ORL
+    portrait stretched to 320x240 is a face squashed to half its width. Boxes keep the
+    photo's pixel coordinates, since the paste adds no offset."""
+    h, w = image.shape[-2:]
+    if w > size[0] or h > size[1]:
+        return image
+    canvas = torch.full((3, size[1], size[0]), 127, dtype=torch.uint8, device=image.device)
+    canvas[:, :h, :w] = image
+    return canvas
 
 
 def whole_image_face(net: nn.Module, image: torch.Tensor) -> Faces:
