@@ -35,14 +35,16 @@ class Analysed:
 
 
 def analyse(net: nn.Module, images: Sequence[torch.Tensor], *, detector: str, conf: float,
-            iou: float, min_face: int, progress: bool | None = None) -> Analysed:
+            iou: float, min_face: int, verify: float = 0.0,
+            progress: bool | None = None) -> Analysed:
     """Find, align and describe the face of each one-face photo."""
     from tqdm.auto import tqdm
 
     counts, rows, fallback, used = [], [], [], []
     for image in tqdm(images, desc="faces", unit="image", leave=False,
                       disable=None if progress is None else not progress):
-        faces = find_faces(net, image, detector=detector, conf=conf, iou=iou, min_face=min_face)
+        faces = find_faces(net, image, detector=detector, conf=conf, iou=iou, min_face=min_face,
+                           verify=verify)
         counts.append(len(faces))
         best = faces.take(torch.arange(min(1, len(faces))))
         if not len(best):

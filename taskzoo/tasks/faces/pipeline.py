@@ -52,11 +52,14 @@ def check_image(image: torch.Tensor) -> torch.Tensor:
 
 
 def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
-               conf: float = 0.7, iou: float = 0.3, min_face: int = 20) -> Faces:
+               conf: float = 0.7, iou: float = 0.3, min_face: int = 20,
+               verify: float = 0.0) -> Faces:
     """The faces in `image` (uint8 [3, H, W] RGB) by `detector` (rfb320, slim320: boxes from
     Ultra-Light, landmarks from O-Net; mtcnn: MTCNN's cascade alone). `conf` is the
-    Ultra-Light score threshold (MTCNN keeps its own three); faces narrower than `min_face`
-    pixels are dropped."""
+    Ultra-Light score threshold (MTCNN keeps its own three); `verify` the O-Net face
+    probability an Ultra-Light box must also reach (0: every box, as Ultra-Light publishes
+    them; MTCNN's own last stage uses 0.7); faces narrower than `min_face` pixels are
+    dropped."""
     image = check_image(image)
     if detector == "mtcnn":
         boxes, scores, marks = mtcnn.detect(net.mtcnn, image, min_face=min_face)
@@ -64,7 +67,9 @@ def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
         boxes, scores = ultraface.detect(getattr(net, detector), on_canvas(image), conf=conf,
                                          iou=iou)
         if len(boxes):
-            _, _, marks = mtcnn.refine(net.mtcnn, image, boxes)
+            _, onet, marks = mtcnn.refine(net.mtcnn, image, boxes)
+            keep = onet.cpu() >= verify
+            boxes, scores, marks = boxes[keep], scores[keep], marks[keep]
         else:
             marks = torch.zeros(0, 5, 2)
     else:

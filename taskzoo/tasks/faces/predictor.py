@@ -48,6 +48,9 @@ class FacesPredictor(Predictor):
         CallOption("iou", float, help="NMS IoU threshold", low=0, high=1, metavar="T"),
         CallOption("min_face", int, help="faces: drop faces narrower than N pixels", low=1,
                    metavar="N", expect=">= 1"),
+        CallOption("verify", float, help="faces: the O-Net face probability an rfb320/slim320 "
+                   "box must also reach (0 keeps all; 0.7 drops backs of heads)", low=0, high=1,
+                   metavar="P"),
         CallOption("gallery", str, help="a folder with one subfolder of photos per person: "
                    "name each face", metavar="DIR"),
         CallOption("threshold", float, help="faces: the largest descriptor distance that "
@@ -58,9 +61,9 @@ class FacesPredictor(Predictor):
 
     def __init__(self, model: nn.Module, runtime: Any, *, detector: str = "rfb320",
                  conf: float = 0.7, iou: float = 0.3, min_face: int = 20,
-                 threshold: float = 0.6, gallery: str = "") -> None:
+                 verify: float = 0.0, threshold: float = 0.55, gallery: str = "") -> None:
         super().__init__(model, runtime, batch_size=1)
-        self.configure(detector=detector, conf=conf, iou=iou, min_face=min_face,
+        self.configure(detector=detector, conf=conf, iou=iou, min_face=min_face, verify=verify,
                        threshold=threshold)
         self.gallery = gallery
         self._galleries: dict[str, Gallery] = {}
@@ -84,12 +87,13 @@ class FacesPredictor(Predictor):
         from taskzoo import hub
 
         ctx = {**self.option_defaults(), **self.check_options(options)}
-        key = f"{self.networks_key()}-{ctx['detector']}-{ctx['conf']}-{ctx['min_face']}"
+        key = (f"{self.networks_key()}-{ctx['detector']}-{ctx['conf']}-{ctx['min_face']}"
+               f"-{ctx['verify']}")
 
         def describe_photo(path: Path) -> torch.Tensor | None:
             image = self._image(path, 0)
             faces = find_faces(self.model, image, detector=ctx["detector"], conf=ctx["conf"],
-                               iou=ctx["iou"], min_face=ctx["min_face"])
+                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"])
             if not len(faces):
                 return None
             area = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
@@ -123,7 +127,8 @@ class FacesPredictor(Predictor):
     def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
         ctx = super().context(items, **options)
         ctx["gallery_set"] = self.load_gallery(ctx["gallery"], **{
-            k: ctx[k] for k in ("detector", "conf", "iou", "min_face")}) if ctx["gallery"] else None
+            k: ctx[k] for k in ("detector", "conf", "iou", "min_face", "verify")}) \
+            if ctx["gallery"] else None
         return ctx
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> torch.Tensor:
@@ -136,7 +141,7 @@ class FacesPredictor(Predictor):
         out = []
         for image in batch:
             faces = find_faces(self.model, image, detector=ctx["detector"], conf=ctx["conf"],
-                               iou=ctx["iou"], min_face=ctx["min_face"])
+                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"])
             result: dict[str, Any] = {"faces": faces}
             gallery = ctx["gallery_set"]
             if gallery is not None:
