@@ -107,14 +107,24 @@ class Tally:
                 f"{self.box_sum / max(self.paired, 1):.4f} px, max |score diff| {self.score:.2e}")
 
 
-def compare(root: Path, variant: str, photos: list[Path]) -> list[str]:
+def ours_for(variant: str, released: bool) -> torch.nn.Module:
+    """Our network: the float32 conversion of the upstream file, or the released one (what
+    `taskzoo.load("faces")` gives: float16 weights in a float32 network)."""
+    if released:
+        import taskzoo
+
+        return getattr(taskzoo.load("faces", device="cpu").model, f"{variant}320")
+    ours = build(f"ultraface_{variant}")
+    ours.load_state_dict(thirdparty.ultraface_state(variant), strict=True)
+    return ours.eval()
+
+
+def compare(root: Path, variant: str, photos: list[Path], released: bool = False) -> list[str]:
     import cv2
 
     with contextlib.redirect_stdout(io.StringIO()):  # upstream prints every timing
         net, predictor = upstream_predictor(root, variant)
-    ours = build(f"ultraface_{variant}")
-    ours.load_state_dict(thirdparty.ultraface_state(variant), strict=True)
-    ours.eval()
+    ours = ours_for(variant, released)
     photo, same = Tally(), Tally()
     prior_score = prior_box = 0.0
     priors = ultraface_priors(320, 240)
@@ -150,6 +160,8 @@ def main() -> None:
                     help="a checkout of Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB")
     ap.add_argument("--images", required=True, type=Path, help="a text file: one photo a line")
     ap.add_argument("--out", type=Path, help="also write the figures to this file")
+    ap.add_argument("--released", action="store_true",
+                    help="ours = the released face_pipeline.widerface_dlib (float16 weights)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     photos = [Path(p.strip()) for p in args.images.read_text().splitlines() if p.strip()]
@@ -160,9 +172,10 @@ def main() -> None:
 
         define_img_size(320)  # before the model modules are imported, as upstream's scripts
     lines = [f"upstream {root} (torch {torch.__version__}), {len(photos)} photos "
-             f"from {args.images}"]
+             f"from {args.images}; ours: "
+             + ("released face_pipeline.widerface_dlib" if args.released else "float32 conversion")]
     for variant in VARIANTS:
-        lines += compare(root, variant, photos)
+        lines += compare(root, variant, photos, args.released)
     print("\n".join(lines))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")

@@ -22,6 +22,10 @@ class FacePipeline(nn.Module):
     """Submodules `rfb320`, `slim320`, `mtcnn` and `embedder`; forward embeds aligned
     face chips (float [N, 3, 150, 150], RGB 0..255) into descriptors [N, 128]."""
 
+    # kept in float32 in a float16 export: MTCNN's stages crop by their own regressions,
+    # and float16 weights moved its boxes by up to 3 px on real photos
+    export_float32 = ("mtcnn.",)
+
     def __init__(self) -> None:
         super().__init__()
         self.rfb320 = build("ultraface_rfb")

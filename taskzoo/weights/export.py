@@ -225,13 +225,21 @@ def _write_weights(model: Any, base: dict[str, Any], path: Path, *, name: str, t
                    dtype: str, delta_rank: int) -> dict[str, Any]:
     """Write the model's tensors to `path` and return them: floating ones in `dtype`, integer
     buffers as they are. Over a pretrained base only what fine-tuning changed is written
-    (compared in full precision), as low-rank factors with `delta_rank`."""
+    (compared in full precision), as low-rank factors with `delta_rank`. A model may name
+    key prefixes kept in float32 whatever `dtype` (`export_float32`: MTCNN's cascade crops
+    by its own regressions, so float16 rounding moves its boxes by pixels)."""
     import torch
     from safetensors.torch import save_file
 
     target = getattr(torch, dtype)
-    tensors = {k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous()
-               for k, v in model.state_dict().items()
+    full = tuple(getattr(model, "export_float32", ()))
+
+    def cast(k: str, v: Any) -> Any:
+        if not v.is_floating_point():
+            return v.detach()
+        return v.detach().to(torch.float32 if full and k.startswith(full) else target)
+
+    tensors = {k: cast(k, v).contiguous() for k, v in model.state_dict().items()
                if k not in base or not torch.equal(v, base[k])}
     if delta_rank:
         if not base:

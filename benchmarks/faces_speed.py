@@ -1,13 +1,15 @@
-"""Face detection speed of the Ultra-Light detectors on the CPU: images per second.
+"""Speed of the faces task on the CPU: the Ultra-Light detectors, and the whole pipeline.
 
-    TASKZOO_MIRROR=../shared/data python benchmarks/faces_ultraface_speed.py \\
+    TASKZOO_MIRROR=../shared/data python benchmarks/faces_speed.py \\
         [--photo coco128/images/train2017/000000000308.jpg] [--threads 2] [--runs 200]
 
 One photo (a coco128 photo with 5 faces, resized to 640x480), batch 1, `--threads` torch
 threads, for RFB-320 and slim-320: the whole `detect()` (resize to 320x240, normalise,
 network, decode, NMS) and the network alone on the prepared input, each after a warm-up,
-`--runs` times. Printed: images/s over all runs (runs / total time) and the median time of
-one run. The load average is printed too: on a shared machine the figures are lower bounds.
+`--runs` times. Then the released pipeline (`taskzoo.load("faces")`): find (RFB-320 and
+O-Net's landmarks) and find + align + describe every face. Printed: images/s over all runs
+(runs / total time) and the median time of one run. The load average is printed too: on a
+shared machine the figures are lower bounds.
 """
 
 from __future__ import annotations
@@ -73,7 +75,23 @@ def main() -> None:
         print(f"{variant:>4}-320: {faces} faces; detect() {whole[0]:.1f} images/s (median "
               f"{whole[1]:.2f} ms); network alone {network[0]:.1f} images/s (median "
               f"{network[1]:.2f} ms)")
+    pipeline(image, args.runs // 4, args.warmup // 4)
     print(f"load average after {os.getloadavg()[0]:.2f}")
+
+
+def pipeline(image: torch.Tensor, runs: int, warmup: int) -> None:
+    """The released pipeline on `image`: find, then find + align + describe."""
+    import taskzoo
+    from taskzoo.tasks.faces.pipeline import describe, find_faces
+
+    net = taskzoo.load("faces", device="cpu").model
+    with torch.inference_mode():
+        n = len(find_faces(net, image))
+        find = timed(lambda: find_faces(net, image), runs, warmup)
+        whole = timed(lambda: describe(net, image, find_faces(net, image).landmarks), runs, warmup)
+    print(f"pipeline, {n} faces: find (RFB-320 + O-Net landmarks) {find[0]:.1f} images/s "
+          f"(median {find[1]:.1f} ms); find + align + describe {whole[0]:.1f} images/s "
+          f"(median {whole[1]:.1f} ms, {whole[1] / max(n, 1):.1f} ms a face)")
 
 
 if __name__ == "__main__":
