@@ -53,6 +53,11 @@ def test_a_photo_gives_boxes_scores_and_landmarks_inside_each_face(mirror, faces
         # eyes above the nose above the mouth; the image-left eye left of the other
         assert pts[:2, 1].max() < pts[2, 1] < pts[3:, 1].min() and pts[0, 0] < pts[1, 0]
     assert "names" not in out and out.image.shape[0] == 3
+    # O-Net's verification only removes boxes; a 640x480 input finds these faces too
+    assert len(faces(str(mirror / PHOTO), verify=0.9999)["boxes"]) <= 2
+    assert len(faces(str(mirror / PHOTO), size=640)["boxes"]) >= 2
+    with pytest.raises(InputError, match="size=100: expected"):
+        faces(str(mirror / PHOTO), size=100)
 
 
 def test_mtcnn_finds_the_same_faces(mirror, faces):
@@ -123,6 +128,18 @@ def test_run_faces_measures_orl_without_training(mirror, tmp_path):
         assert (tmp_path / "run" / f).is_file(), f
     again = taskzoo.load_run(tmp_path / "run")
     assert len(again(str(mirror / PHOTO))["boxes"]) == 2
+    # exported as float16 but for MTCNN (the model's export_float32), which stays float32
+    from safetensors import safe_open
+
+    from taskzoo.weights.export import export
+
+    weights, _ = export(tmp_path / "run", name="face_pipeline.orl_test", out=tmp_path / "exp",
+                        evaluate=False)
+    with safe_open(str(weights), "pt") as f:
+        kinds = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert {d for k, d in kinds.items() if k.startswith("mtcnn.")} == {"F32"}
+    assert {d for k, d in kinds.items() if not k.startswith("mtcnn.") and "num_batches" not in k} \
+        == {"F16"}
 
 
 def test_command_line_predicts_saves_and_refuses_bad_options(mirror, tmp_path, cli_env):

@@ -2,9 +2,10 @@
 on a real ORL face, `refine` on a given box, bad input, and (where facenet-pytorch is
 importable) the same faces as the original code on 3 real photos.
 
-The weights come from the facenet-pytorch 2.6.0 wheel, never from the repository: the file
-or unzipped folder named by TASKZOO_FACENET_WHEEL, else the wheel in the mirror
-(pretrained/facenet-pytorch/), else an importable facenet_pytorch package's own data folder.
+The weights come from the facenet-pytorch 2.6.0 wheel: the file or unzipped folder named by
+TASKZOO_FACENET_WHEEL (.ci/run downloads it), else the wheel in the mirror
+(pretrained/facenet-pytorch/), else an importable facenet_pytorch package's own data folder;
+without any, from the released `face_pipeline.widerface_dlib`, which holds them unchanged.
 """
 
 from __future__ import annotations
@@ -42,11 +43,17 @@ def _wheel() -> Path | None:
 
 @pytest.fixture(scope="module")
 def net() -> torch.nn.Module:
+    """MTCNN from the wheel when there is one, else from the released faces weights (which
+    hold the same values in float32: tests/test_faces.py checks the file's dtypes)."""
     wheel = _wheel()
-    if wheel is None:
-        pytest.skip(f"needs MTCNN's published weights: set TASKZOO_FACENET_WHEEL to {WHEEL} "
-                    "(pip download --no-deps facenet-pytorch==2.6.0) or its unzipped folder")
     model = build("mtcnn").eval()
+    if wheel is None:
+        from taskzoo.weights import read_weights, resolve, weights_file
+
+        tensors = read_weights(weights_file(resolve("face_pipeline.widerface_dlib")))
+        model.load_state_dict({k[len("mtcnn."):]: v.float() for k, v in tensors.items()
+                               if k.startswith("mtcnn.")}, strict=True)
+        return model
     model.load_state_dict(mtcnn_state_from_wheel(wheel), strict=True)
     return model
 
@@ -76,6 +83,9 @@ def test_networks_return_the_upstream_outputs_and_keys():
 
 
 def test_published_weights_load_strictly_key_for_key(net):
+    if _wheel() is None:
+        pytest.skip(f"needs the facenet-pytorch wheel: set TASKZOO_FACENET_WHEEL to {WHEEL} "
+                    "(pip download --no-deps facenet-pytorch==2.6.0) or its unzipped folder")
     state = mtcnn_state_from_wheel(_wheel())
     for part in ("pnet", "rnet", "onet"):
         own = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
@@ -160,7 +170,10 @@ def test_refine_rejects_bad_boxes(boxes, match):
         refine(build("mtcnn"), torch.zeros(3, 40, 40, dtype=torch.uint8), boxes)
 
 
-def test_same_faces_as_facenet_pytorch_on_three_photos(net, shared_data):
+def test_same_faces_as_facenet_pytorch_on_three_photos(net, shared_data, monkeypatch):
+    wheel = _wheel()
+    if wheel is not None and wheel.is_dir():  # an unzipped wheel: its code, importable
+        monkeypatch.syspath_prepend(str(wheel))
     original = pytest.importorskip(
         "facenet_pytorch", reason="the original facenet-pytorch 2.6.0 is not importable (it pins "
         "torch < 2.3; benchmarks/faces_mtcnn_parity.py runs it in a child process)")

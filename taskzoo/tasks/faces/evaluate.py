@@ -35,7 +35,7 @@ class Analysed:
 
 
 def analyse(net: nn.Module, images: Sequence[torch.Tensor], *, detector: str, conf: float,
-            iou: float, min_face: int, verify: float = 0.0,
+            iou: float, min_face: int, verify: float = 0.0, size: int = 320,
             progress: bool | None = None) -> Analysed:
     """Find, align and describe the face of each one-face photo."""
     from tqdm.auto import tqdm
@@ -44,7 +44,7 @@ def analyse(net: nn.Module, images: Sequence[torch.Tensor], *, detector: str, co
     for image in tqdm(images, desc="faces", unit="image", leave=False,
                       disable=None if progress is None else not progress):
         faces = find_faces(net, image, detector=detector, conf=conf, iou=iou, min_face=min_face,
-                           verify=verify)
+                           verify=verify, size=size)
         counts.append(len(faces))
         best = faces.take(torch.arange(min(1, len(faces))))
         if not len(best):

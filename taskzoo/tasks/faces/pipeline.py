@@ -21,7 +21,6 @@ from taskzoo.tasks.faces import align, mtcnn, ultraface
 
 DETECTORS = ("rfb320", "slim320", "mtcnn")
 CHIP = 150  # the descriptor network's input side (dlib's face chip)
-ULTRAFACE_INPUT = (320, 240)  # Ultra-Light's input (width, height), as published
 
 
 @dataclass
@@ -53,19 +52,21 @@ def check_image(image: torch.Tensor) -> torch.Tensor:
 
 def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
                conf: float = 0.7, iou: float = 0.3, min_face: int = 20,
-               verify: float = 0.0) -> Faces:
+               verify: float = 0.0, size: int = 320) -> Faces:
     """The faces in `image` (uint8 [3, H, W] RGB) by `detector` (rfb320, slim320: boxes from
     Ultra-Light, landmarks from O-Net; mtcnn: MTCNN's cascade alone). `conf` is the
     Ultra-Light score threshold (MTCNN keeps its own three); `verify` the O-Net face
     probability an Ultra-Light box must also reach (0: every box, as Ultra-Light publishes
-    them; MTCNN's own last stage uses 0.7); faces narrower than `min_face` pixels are
-    dropped."""
+    them; MTCNN's own last stage uses 0.7); `size` the Ultra-Light input width (320: 320x240
+    as the weights were trained; 640: 640x480, upstream's VGA setting, finer on small
+    faces); faces narrower than `min_face` pixels are dropped."""
     image = check_image(image)
     if detector == "mtcnn":
         boxes, scores, marks = mtcnn.detect(net.mtcnn, image, min_face=min_face)
     elif detector in ("rfb320", "slim320"):
-        boxes, scores = ultraface.detect(getattr(net, detector), on_canvas(image), conf=conf,
-                                         iou=iou)
+        shape = (size, size * 3 // 4)
+        boxes, scores = ultraface.detect(getattr(net, detector), on_canvas(image, shape),
+                                         size=shape, conf=conf, iou=iou)
         if len(boxes):
             _, onet, marks = mtcnn.refine(net.mtcnn, image, boxes)
             keep = onet.cpu() >= verify
@@ -80,7 +81,7 @@ def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
     return faces.take(torch.argsort(faces.scores, descending=True))
 
 
-def on_canvas(image: torch.Tensor, size: tuple[int, int] = ULTRAFACE_INPUT) -> torch.Tensor:
+def on_canvas(image: torch.Tensor, size: tuple[int, int] = (320, 240)) -> torch.Tensor:
     """A photo smaller than the detector's input both ways, pasted at the top left of a
     grey (127, the detector's zero) canvas of that size; larger photos as they are. The
     network sees a small photo at its own scale instead of stretched to 4:3: a 92x112 ORL

@@ -45,6 +45,9 @@ class FacesPredictor(Predictor):
         CallOption("detector", str, help="what finds faces", choices=DETECTORS,
                    metavar="NAME"),
         CallOption("conf", float, help="score threshold", low=0, high=1, metavar="C"),
+        CallOption("size", int, help="faces: Ultra-Light's input width, 4:3 (320: 320x240, "
+                   "as trained; 640: 640x480, smaller faces, 4x the time)", low=160, high=1280,
+                   metavar="W"),
         CallOption("iou", float, help="NMS IoU threshold", low=0, high=1, metavar="T"),
         CallOption("min_face", int, help="faces: drop faces narrower than N pixels", low=1,
                    metavar="N", expect=">= 1"),
@@ -61,10 +64,11 @@ class FacesPredictor(Predictor):
 
     def __init__(self, model: nn.Module, runtime: Any, *, detector: str = "rfb320",
                  conf: float = 0.7, iou: float = 0.3, min_face: int = 20,
-                 verify: float = 0.0, threshold: float = 0.55, gallery: str = "") -> None:
+                 verify: float = 0.0, size: int = 320, threshold: float = 0.55,
+                 gallery: str = "") -> None:
         super().__init__(model, runtime, batch_size=1)
         self.configure(detector=detector, conf=conf, iou=iou, min_face=min_face, verify=verify,
-                       threshold=threshold)
+                       size=size, threshold=threshold)
         self.gallery = gallery
         self._galleries: dict[str, Gallery] = {}
         self._key = ""
@@ -88,12 +92,13 @@ class FacesPredictor(Predictor):
 
         ctx = {**self.option_defaults(), **self.check_options(options)}
         key = (f"{self.networks_key()}-{ctx['detector']}-{ctx['conf']}-{ctx['min_face']}"
-               f"-{ctx['verify']}")
+               f"-{ctx['verify']}-{ctx['size']}")
 
         def describe_photo(path: Path) -> torch.Tensor | None:
             image = self._image(path, 0)
             faces = find_faces(self.model, image, detector=ctx["detector"], conf=ctx["conf"],
-                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"])
+                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"],
+                               size=ctx["size"])
             if not len(faces):
                 return None
             area = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
@@ -127,7 +132,7 @@ class FacesPredictor(Predictor):
     def context(self, items: list[Any], **options: Any) -> dict[str, Any]:
         ctx = super().context(items, **options)
         ctx["gallery_set"] = self.load_gallery(ctx["gallery"], **{
-            k: ctx[k] for k in ("detector", "conf", "iou", "min_face", "verify")}) \
+            k: ctx[k] for k in ("detector", "conf", "iou", "min_face", "verify", "size")}) \
             if ctx["gallery"] else None
         return ctx
 
@@ -141,7 +146,8 @@ class FacesPredictor(Predictor):
         out = []
         for image in batch:
             faces = find_faces(self.model, image, detector=ctx["detector"], conf=ctx["conf"],
-                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"])
+                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"],
+                               size=ctx["size"])
             result: dict[str, Any] = {"faces": faces}
             gallery = ctx["gallery_set"]
             if gallery is not None:

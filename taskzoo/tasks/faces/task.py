@@ -54,6 +54,8 @@ class FacesConfig(RunConfig):
     iou: Probability = 0.3  # NMS IoU threshold (Ultra-Light's default)
     min_face: Annotated[int, Range(4)] = 20  # faces narrower than this many pixels are dropped
     verify: Probability = 0.0  # O-Net face probability an rfb320/slim320 box must reach; 0 = all
+    # 320 as the weights were trained; upstream also publishes WIDER FACE figures at 640
+    size: Annotated[int, Range(160, 1280)] = 320  # rfb320/slim320 input width (4:3: 320x240)
     # 0.55: the mean of the thresholds tuned on ORL split seeds 100-102 (dlib: 0.6, on LFW)
     threshold: Annotated[float, Range(0, open_lo=True)] = 0.55  # same person within this distance
     split_seed: NonNegativeInt = 0  # ORL: which 5 photos a person are enrolled (image_classification's splits)
@@ -124,7 +126,7 @@ class Faces(Task[FacesConfig]):
         c = self.cfg
         faces = [torch.from_numpy(a).expand(3, -1, -1).contiguous() for a in data.arrays]
         found = ev.analyse(model, faces, detector=c.detector, conf=c.conf, iou=c.iou,
-                           min_face=c.min_face, verify=c.verify)
+                           min_face=c.min_face, verify=c.verify, size=c.size)
         self._found = found
         labels = data.targets
         out = {"test/one_face_share": float(np.mean(found.counts == 1)),
@@ -152,7 +154,8 @@ class Faces(Task[FacesConfig]):
     def predictor(self, model: nn.Module, data: DataBundle) -> FacesPredictor:
         c = self.cfg
         return FacesPredictor(model, self.runtime, detector=c.detector, conf=c.conf, iou=c.iou,
-                              min_face=c.min_face, verify=c.verify, threshold=c.threshold)
+                              min_face=c.min_face, verify=c.verify, size=c.size,
+                              threshold=c.threshold)
 
     def example_inputs(self, n: int) -> list[Any]:
         faces = images.load_orl()
