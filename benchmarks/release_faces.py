@@ -31,12 +31,12 @@ from taskzoo.api import config_record, make_config
 from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
-from taskzoo.weights import WeightCard
+from taskzoo.weights import WeightCard, load_into, read_weights
 from taskzoo.weights import thirdparty as pretrained
 from taskzoo.weights.export import export
 
 sys.path.insert(0, str(Path(__file__).parent))
-from release_faces_embed import faceapi_state  # noqa: E402
+from release_faces_embed import faceapi_quantized, faceapi_state  # noqa: E402
 from release_faces_mtcnn import mtcnn_state_from_wheel  # noqa: E402
 
 NAME = "face_pipeline.widerface_dlib"
@@ -48,8 +48,11 @@ FACENET = {"package": "facenet-pytorch", "version": "2.6.0", "registry": "PyPI",
            "file": "facenet_pytorch/data/{pnet,rnet,onet}.pt",
            "license": "MIT (Tim Esler); MTCNN by Zhang et al. 2016, weights ported from "
                       "their MIT-licensed Caffe release"}
-NOTES = ("Third-party weights, converted without changing a value and stored as float16: "
-         "rfb320/slim320 = Ultra-Light-Fast-Generic-Face-Detector-1MB (Linzaer, MIT; trained "
+NOTES = ("Third-party weights, converted without changing a value: the detectors in "
+         "float16, MTCNN in float32, the descriptor uint8-quantised as face-api publishes it "
+         "(decoded exactly as TF.js does): "
+         f"rfb320/slim320 = {pretrained.ULTRAFACE_REPO} at commit {pretrained.ULTRAFACE_COMMIT} "
+         "(Linzaer, MIT; trained "
          "upstream on WIDER FACE; published val AP easy/medium/hard 0.787/0.698/0.438 for "
          "RFB-320); mtcnn = MTCNN P/R/O-Net from facenet-pytorch 2.6.0 (MIT); embedder = "
          "dlib's ResNet face descriptor (public domain; 99.38 % on LFW published) as "
@@ -68,6 +71,22 @@ def pipeline_state(wheel: Path, faceapi: Path) -> dict[str, torch.Tensor]:
     state.update({f"mtcnn.{k}": v for k, v in mtcnn_state_from_wheel(wheel).items()})
     state.update({f"embedder.{k}": v for k, v in faceapi_state(faceapi).items()})
     return state
+
+
+def write_published_encodings(weights: Path, task, data, faceapi: Path) -> dict[str, float]:
+    """Rewrite the exported file with the descriptor as face-api publishes it (uint8 with a
+    scale and min a tensor: lossless, a quarter of float32; `weights.load_into` decodes it)
+    beside the float16 detectors and float32 MTCNN; measure the figures again on it."""
+    from taskzoo.files import atomic_path
+
+    tensors = {k: v for k, v in read_weights(weights).items() if not k.startswith("embedder.")}
+    tensors.update({f"embedder.{k}": v for k, v in faceapi_quantized(faceapi).items()})
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"taskzoo.name": NAME, "taskzoo.task": "faces"})
+    model = task.build_model(data)
+    load_into(model, read_weights(weights), source=str(weights))
+    with torch.inference_mode():
+        return task.evaluate(model.eval(), data, "test")
 
 
 def main() -> None:
@@ -95,7 +114,10 @@ def main() -> None:
                   str(run / "best.safetensors"))
         weights, card_path = export(run, name=NAME, dtype="float16", out=args.out,
                                     default=True, notes=NOTES, url="")
+    metrics = write_published_encodings(weights, task, data, args.faceapi)
     card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.update(sha256=_sha256(weights), size=weights.stat().st_size,
+                metrics={k: round(float(v), 6) for k, v in metrics.items()})
     card["config"]["init"] = ""
     card["dataset"] = {
         "name": "WIDER FACE (detectors), WIDER FACE + CelebA (MTCNN), ~3M faces of 7,485 "

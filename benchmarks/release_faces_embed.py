@@ -70,6 +70,50 @@ def _nbytes(spec: dict) -> int:
     return count * np.dtype(_DTYPES[spec["dtype"]]).itemsize
 
 
+def _layout(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.ndim == 4:
+        return tensor.permute(3, 2, 0, 1)  # HWIO -> OIHW
+    if tensor.ndim == 2:
+        return tensor.t()  # [in, out] -> nn.Linear's [out, in]
+    return tensor
+
+
+def faceapi_quantized(package_dir: str | Path) -> dict[str, torch.Tensor]:
+    """face-api's weights as published: each uint8-quantised tensor as `<key>.q8` (uint8, in
+    this port's layout) with `<key>.q8_scale` and `<key>.q8_min` (float64 scalars), which
+    `taskzoo.weights.load_into` turns back into exactly `faceapi_state`'s float32 values; the
+    unquantised tensors as float32 under their keys. A quarter of float32's size, and
+    lossless against the source."""
+    out: dict[str, torch.Tensor] = {}
+    for spec, raw in _entries(package_dir):
+        key, quant = _key(spec["name"]), spec.get("quantization")
+        if quant is None or quant["dtype"] != "uint8":
+            values = _decode(spec, raw).reshape(spec["shape"])
+            out[key] = _layout(torch.from_numpy(values)).contiguous()
+            continue
+        q = np.frombuffer(raw, dtype=np.uint8).reshape(spec["shape"]).copy()
+        out[f"{key}.q8"] = _layout(torch.from_numpy(q)).contiguous()
+        out[f"{key}.q8_scale"] = torch.tensor(quant["scale"], dtype=torch.float64)
+        out[f"{key}.q8_min"] = torch.tensor(quant["min"], dtype=torch.float64)
+    return out
+
+
+def _entries(package_dir: str | Path):
+    """(manifest entry, its bytes) in manifest order."""
+    model_dir = Path(package_dir) / "model"
+    groups = json.loads((model_dir / MANIFEST).read_text())
+    for group in groups:
+        # a group's shards are one byte stream, its weights laid end to end in manifest order
+        blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
+        offset = 0
+        for spec in group["weights"]:
+            size = _nbytes(spec)
+            yield spec, blob[offset:offset + size]
+            offset += size
+        if offset != len(blob):
+            raise ValueError(f"{model_dir}: {len(blob) - offset} bytes left after the manifest")
+
+
 def faceapi_state(package_dir: str | Path) -> dict[str, torch.Tensor]:
     """face-api's face recognition weights (from `package_dir`/model) as a float32 state dict
     that loads strictly into `face_resnet()`."""

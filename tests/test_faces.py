@@ -158,6 +158,25 @@ def test_command_line_predicts_saves_and_refuses_bad_options(mirror, tmp_path, c
     assert "Traceback" not in bad.stderr
 
 
+def test_the_release_keeps_each_network_as_its_source_has_it():
+    """Detectors float16, MTCNN float32 (its cascade moves by pixels in float16), the
+    descriptor uint8 with a scale and a minimum a tensor, as face-api publishes it."""
+    from safetensors import safe_open
+
+    from taskzoo.weights import resolve, weights_file
+
+    card = resolve("face_pipeline.widerface_dlib")
+    assert card.size <= 10_000_000 and card.default and card.task == "faces"
+    with safe_open(str(weights_file(card)), "pt") as f:
+        kinds = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    floats = {k: d for k, d in kinds.items() if "num_batches" not in k}
+    assert {d for k, d in floats.items() if k.startswith(("rfb320.", "slim320."))} == {"F16"}
+    assert {d for k, d in floats.items() if k.startswith("mtcnn.")} == {"F32"}
+    quantised = [k for k in kinds if k.endswith(".q8")]
+    assert len(quantised) > 100 and all(kinds[k] == "U8" for k in quantised)
+    assert all(kinds[k.removesuffix(".q8") + ".q8_scale"] == "F64" for k in quantised)
+
+
 def test_bad_images_get_input_errors(faces):
     with pytest.raises(InputError, match="no such file"):
         faces("nope.jpg")

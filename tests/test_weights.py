@@ -84,8 +84,13 @@ def test_every_released_card_is_valid_and_matches_its_file():
         assert WeightCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
         assert card.task in TASKS and card.arch in MODELS and card.metrics
         source = card.extra.get("source", {})
+        parts = card.extra.get("sources", {})  # several third-party networks in one file
         if "repo" in source:  # third-party weights: where they come from and their license
             assert source["license"] and source["sha256"] and source["repo"] in card.notes
+        elif parts:
+            for part in parts.values():
+                assert part["license"] and part["sha256"]
+                assert (part.get("repo") or part["package"]) in card.notes, part
         else:
             assert card.recipe.startswith(f"taskzoo run {card.task}")
         path = weights.catalog.RELEASED / card.file
@@ -529,3 +534,22 @@ def test_tasks_declare_the_fields_and_the_tag_of_their_weights():
         overrides = {"dataset": "sst2"} if task == "sentiment" else {}
         task_obj = task_cls(make_config(task_cls, overrides))
         assert default_name(arch, task_obj) == name
+
+
+def test_uint8_quantised_tensors_are_decoded_as_tfjs_does():
+    """A third-party tensor kept as its source publishes it (uint8, a scale and a minimum:
+    face-api's descriptor) loads as q * scale + min, computed in float64."""
+    import torch
+
+    from taskzoo.errors import CheckpointError
+    from taskzoo.weights import load_into
+
+    net = torch.nn.Linear(3, 2, bias=False)
+    q = torch.tensor([[0, 1, 255], [7, 128, 3]], dtype=torch.uint8)
+    scale, low = torch.tensor(0.0005260649557207145, dtype=torch.float64), \
+        torch.tensor(-0.07101876902229645, dtype=torch.float64)
+    load_into(net, {"weight.q8": q, "weight.q8_scale": scale, "weight.q8_min": low}, source="t")
+    assert torch.equal(net.weight.data, (q.double() * scale + low).float())
+    assert float(net.weight[0, 2]) == pytest.approx(-0.07101876902229645 + 255 * 0.0005260649557207145)
+    with pytest.raises(CheckpointError, match="lacks its .q8_scale"):
+        load_into(net, {"weight.q8": q, "weight.q8_min": low}, source="t")

@@ -5,7 +5,7 @@ descriptor (dlib's ResNet, as face-api ships it). The tasks/faces package runs t
 module only holds them.
 
     >>> net = build("face_pipeline")                     # doctest: +SKIP
-    >>> net(chips).shape                                 # aligned 150x150 faces -> [N, 128]
+    >>> net(chips).shape          # aligned 150x150 faces -> [N, 128]   # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ def load_into(model: Any, tensors: dict[str, Any], *, source: str,
     is the pretrained encoder the model was built with (`model.pretrained_base`, filled by
     the task), which must be the very one the weights were fine-tuned from."""
     own = model.state_dict()
+    tensors = dequantized(tensors, source)
     filled = _base_names(model, base, source)
     if base and base.get("delta_rank"):  # changes stored as low-rank factors over the base
         tensors = dict(tensors)
@@ -80,6 +81,26 @@ def load_into(model: Any, tensors: dict[str, Any], *, source: str,
     model.load_state_dict({k: own[k] if k in shapes or k not in tensors
                            else tensors[k].to(own[k].dtype) for k in own})
     return shapes
+
+
+def dequantized(tensors: dict[str, Any], source: str) -> dict[str, Any]:
+    """`tensors` with each uint8-quantised one (`<name>.q8`, `<name>.q8_scale`,
+    `<name>.q8_min`: TF.js's affine quantisation, kept as a third-party file publishes it)
+    turned into float32 `<name>` = q * scale + min, computed in float64 as TF.js does."""
+    import torch
+
+    if not any(k.endswith(".q8") for k in tensors):
+        return tensors
+    out = dict(tensors)
+    for key in [k for k in out if k.endswith(".q8")]:
+        name = key.removesuffix(".q8")
+        scale, low = out.pop(f"{name}.q8_scale", None), out.pop(f"{name}.q8_min", None)
+        q = out.pop(key)
+        if scale is None or low is None or q.dtype != torch.uint8:
+            raise CheckpointError(f"{source}: quantised tensor {key} lacks its .q8_scale or "
+                                  ".q8_min, or is not uint8")
+        out[name] = (q.double() * scale.double() + low.double()).float()
+    return out
 
 
 def _base_names(model: Any, base: dict[str, Any] | None, source: str) -> set[str]:

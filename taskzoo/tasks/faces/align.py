@@ -45,7 +45,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.transform import SimilarityTransform
 
 from taskzoo.errors import InputError
 
@@ -85,6 +84,8 @@ def _check(image: torch.Tensor, landmarks: torch.Tensor, size: int, padding: flo
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     """The 3x3 least-squares similarity taking `src` to `dst`, None where it is degenerate."""
+    from skimage.transform import SimilarityTransform  # on first use: listing tasks stays light
+
     if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
         tform = SimilarityTransform.from_estimate(src, dst)
         params = tform.params if tform else None

@@ -28,9 +28,16 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from taskzoo.errors import InputError
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
+                iou: float) -> torch.Tensor:
+    """torchvision's batched NMS, imported on first use (listing the tasks stays light)."""
+    from torchvision.ops import batched_nms as nms
+
+    return nms(boxes, scores, groups, iou)
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes [N,4], scores, marks [N,5,2]
 CHUNK = 512  # crops per R-/O-Net forward, as upstream (a batch size can change the last bits)
