@@ -21,21 +21,20 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from taskzoo.api import config_record, make_config
+from taskzoo.api import make_config
 from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
 from taskzoo.weights import WeightCard, load_into, read_weights
 from taskzoo.weights import thirdparty as pretrained
-from taskzoo.weights.export import export
 
 sys.path.insert(0, str(Path(__file__).parent))
+from release_common import export_converted  # noqa: E402
 from release_faces_embed import faceapi_quantized, faceapi_state  # noqa: E402
 from release_faces_mtcnn import mtcnn_state_from_wheel  # noqa: E402
 
@@ -103,17 +102,8 @@ def main() -> None:
     model = task.build_model(data)
     model.load_state_dict(pipeline_state(args.facenet_wheel, args.faceapi), strict=True)
     model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
-        write_json(run / "config.json", config_record(cfg, task_cls.name))
-        write_json(run / "data.json", task.data_state(data))
-        with torch.inference_mode():
-            metrics = task.evaluate(model, data, "test")
-        write_json(run / "metrics.json", metrics)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(run / "best.safetensors"))
-        weights, card_path = export(run, name=NAME, dtype="float16", out=args.out,
-                                    default=True, notes=NOTES, url="")
+    weights, card_path = export_converted(task, data, model, name=NAME, dtype="float16",
+                                          out=args.out, notes=NOTES)
     metrics = write_published_encodings(weights, task, data, args.faceapi)
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card.update(sha256=_sha256(weights), size=weights.stat().st_size,

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
-from taskzoo.api import config_record, make_config
+from taskzoo.api import make_config
 from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
 from taskzoo.weights import WeightCard
 from taskzoo.weights import thirdparty as pretrained
-from taskzoo.weights.export import export
+
+sys.path.insert(0, str(Path(__file__).parent))
+from release_common import export_converted  # noqa: E402
 
 NOTES = ("Third-party weights: FastestDet by dog-qiuqiu (xuehao.ma), "
          f"{pretrained.FASTESTDET_REPO} at commit {pretrained.FASTESTDET_COMMIT}, file "
@@ -50,18 +49,8 @@ def main() -> None:
     model = task.build_model(data)
     model.load_state_dict(pretrained.fastestdet_coco_state(), strict=True)
     model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
-        write_json(run / "config.json", config_record(cfg, task_cls.name))
-        write_json(run / "data.json", task.data_state(data))
-        with torch.inference_mode():
-            metrics = task.evaluate(model, data, "test")
-        write_json(run / "metrics.json", metrics)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(run / "best.safetensors"))
-        weights, card_path = export(run, name="fastestdet.coco", dtype="float32", out=args.out,
-                                    default=True, notes=NOTES,
-                                    url="")  # served from taskzoo's release like the others
+    weights, card_path = export_converted(task, data, model, name="fastestdet.coco",
+                                          dtype="float32", out=args.out, notes=NOTES)
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["dataset"] = {
         "name": "COCO 2017 train (upstream training); measured here on coco128",

@@ -123,17 +123,8 @@ class DetectionPredictor(Predictor):
         videos (or one folder of frames saved to a video); else one summary per input."""
         from taskzoo.video import track_video
 
-        is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
-        # os.path.isdir: False, not an OSError, for a name too long to be a path
-        frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
-                  and Path(save).suffix.lower() in VIDEO_SUFFIXES)
-        if not any(is_video) and not frames:
+        if not video_request(inputs, save):
             return None
-        if not all(is_video) and not frames:
-            raise InputError("give either videos or images, not both in one call")
-        if save is None:
-            raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
-                             "one row per frame, is written beside it)")
         ctx = self.context([], **self.check_options(options))
         overwrite = bool(ctx.pop("overwrite", False))
         summaries = []
@@ -153,6 +144,23 @@ class DetectionPredictor(Predictor):
                         "labels": np.asarray([names[n] for n in d["labels"]], np.int64),
                         "names": list(d["labels"])})
         return out
+
+
+def video_request(inputs: Sequence[str], save: str | None) -> bool:
+    """Whether `taskzoo predict`'s inputs are videos (or one folder of frames saved to a
+    video) to track rather than images; InputError for a mix, or a video without --save."""
+    is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
+    # os.path.isdir: False, not an OSError, for a name too long to be a path
+    frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
+              and Path(save).suffix.lower() in VIDEO_SUFFIXES)
+    if not any(is_video) and not frames:
+        return False
+    if not all(is_video) and not frames:
+        raise InputError("give either videos or images, not both in one call")
+    if save is None:
+        raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
+                         "one row per frame, is written beside it)")
+    return True
 
 
 def video_targets(inputs: Sequence[str], save: str) -> list[Path]:

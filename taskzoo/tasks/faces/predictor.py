@@ -12,7 +12,6 @@ track keeps the name it was recognised by.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -196,19 +195,11 @@ class FacesPredictor(Predictor):
     def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
         """`taskzoo predict faces clip.mp4 --save out.mp4 [--gallery people/]`: None unless
         the inputs are videos (or one folder of frames saved to a video)."""
-        from taskzoo.tasks.detection.predictor import video_targets
+        from taskzoo.tasks.detection.predictor import video_request, video_targets
         from taskzoo.video import track_video
 
-        is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
-        frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
-                  and Path(save).suffix.lower() in VIDEO_SUFFIXES)
-        if not any(is_video) and not frames:
+        if not video_request(inputs, save):
             return None
-        if not all(is_video) and not frames:
-            raise InputError("give either videos or images, not both in one call")
-        if save is None:
-            raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
-                             "one row per frame, is written beside it)")
         ctx = self.context([], **self.check_options(options))
         overwrite = bool(ctx.pop("overwrite", False))
         return [track_video(lambda fr: self.detect_frames(fr, ctx), Path(src), target, batch=4,
