@@ -67,10 +67,10 @@ def find_faces(net: nn.Module, image: torch.Tensor, *, detector: str = "rfb320",
         shape = (size, size * 3 // 4)
         boxes, scores = ultraface.detect(getattr(net, detector), on_canvas(image, shape),
                                          size=shape, conf=conf, iou=iou)
-        if len(boxes):
-            _, onet, marks = mtcnn.refine(net.mtcnn, image, boxes)
+        if len(boxes):  # the detector's boxes come back on the CPU; O-Net runs where image is
+            _, onet, marks = mtcnn.refine(net.mtcnn, image, boxes.to(image.device))
             keep = onet.cpu() >= verify
-            boxes, scores, marks = boxes[keep], scores[keep], marks[keep]
+            boxes, scores, marks = boxes.cpu()[keep], scores.cpu()[keep], marks.cpu()[keep]
         else:
             marks = torch.zeros(0, 5, 2)
     else:
@@ -100,7 +100,7 @@ def whole_image_face(net: nn.Module, image: torch.Tensor) -> Faces:
     a face crop, where no detector fires)."""
     h, w = image.shape[-2:]
     box = torch.tensor([[0.0, 0.0, float(w), float(h)]])
-    _, scores, marks = mtcnn.refine(net.mtcnn, check_image(image), box)
+    _, scores, marks = mtcnn.refine(net.mtcnn, check_image(image), box.to(image.device))
     return Faces(box, scores.float().cpu().reshape(1), marks.float().cpu().reshape(1, 5, 2))
 
 
