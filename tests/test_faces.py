@@ -186,3 +186,19 @@ def test_bad_images_get_input_errors(faces):
 
     with pytest.raises(InputError, match="uint8 tensor"):
         check_image(torch.zeros(3, 8, 8))
+
+
+@pytest.mark.gpu
+def test_faces_on_cuda_match_the_cpu(mirror, faces, people):
+    """The pipeline on CUDA: the same faces, landmarks and names as on the CPU."""
+    assert torch.cuda.is_available(), "gpu tests need CUDA"
+    cuda = taskzoo.load("faces", device="cuda")
+    assert next(cuda.model.parameters()).device.type == "cuda"
+    query = [str(mirror / PHOTO), str(mirror / "att_faces" / "s2" / "9.pgm")]
+    for detector in ("rfb320", "mtcnn"):
+        a = faces(query, detector=detector, gallery=str(people))
+        b = cuda(query, detector=detector, gallery=str(people))
+        for x, y in zip(a, b):
+            assert len(x["boxes"]) == len(y["boxes"]) and x["names"] == y["names"]
+            assert np.allclose(x["boxes"], y["boxes"], atol=1.0)
+            assert np.allclose(x["landmarks"], y["landmarks"], atol=1.0)
