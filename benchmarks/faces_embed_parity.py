@@ -1,11 +1,15 @@
 """Port fidelity of `face_resnet` against face-api's TF.js model itself, run on Node.
 
-    TASKZOO_MIRROR=/work/shared/data python benchmarks/faces_embed_parity.py \
-        --node-project /work/exp/embed --weights /work/exp/embed [--out /work/exp/embed]
+    TASKZOO_MIRROR=../shared/data python benchmarks/faces_embed_parity.py \
+        --node-project NODE_DIR --weights WEIGHTS_DIR [--out OUT_DIR] [--photos photos.txt]
+
+NODE_DIR holds `npm install @vladmandic/face-api@1.7.15 @tensorflow/tfjs@4.22.0
+@tensorflow/tfjs-backend-wasm@4.22.0`; WEIGHTS_DIR the safetensors of
+`release_faces_embed.py`.
 
 20 real face inputs: 10 ORL faces (s1..s10/1.pgm: the central 92x92 square of the 92x112
 grey image, replicated to RGB, resized to 150x150 by PIL's bilinear resize) and 10 crops
-from the first ten photos of /work/exp/faces20.txt (the largest person box of each from
+from the first ten of `faces_photos.py`'s photos (the largest person box of each from
 coco128's labels; its top fifth, made a square of that fifth's height centred on the box,
 cropped by PIL with black outside the image, resized to 150x150 bilinear). The inputs are
 written once as raw float32 (HWC, 0..255): face-api (benchmarks/faces_embed_parity.mjs,
@@ -17,7 +21,6 @@ Acceptance: cosine >= 0.9999 on every input.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +31,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from taskzoo.models.face_resnet import face_resnet
+
+sys.path.insert(0, str(Path(__file__).parent))
+from faces_photos import mirror, photo_list  # noqa: E402
 
 SIDE = 150
 MJS = Path(__file__).with_name("faces_embed_parity.mjs")
@@ -45,9 +51,9 @@ def orl_inputs(root: Path, count: int = 10) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def coco_inputs(list_file: Path, root: Path, count: int = 10) -> list[tuple[str, np.ndarray]]:
+def coco_inputs(photos: list[Path], root: Path, count: int = 10) -> list[tuple[str, np.ndarray]]:
     out = []
-    for line in list_file.read_text().split()[:count]:
+    for line in photos[:count]:
         image = Image.open(line).convert("RGB")
         label = root / "coco128" / "labels" / "train2017" / (Path(line).stem + ".txt")
         rows = [r.split() for r in label.read_text().splitlines() if r.split()[:1] == ["0"]]
@@ -73,14 +79,14 @@ def ours(images: np.ndarray, weights: Path) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--node-project", default="/work/exp/embed")
-    ap.add_argument("--weights", default="/work/exp/embed", help="folder of the safetensors")
-    ap.add_argument("--faces20", default="/work/exp/faces20.txt")
-    ap.add_argument("--out", default="/work/exp/embed")
+    ap.add_argument("--node-project", required=True, help="where face-api and tfjs are installed")
+    ap.add_argument("--weights", required=True, help="folder of the safetensors")
+    ap.add_argument("--photos", type=Path, help="a text file of photos (default: faces_photos.py's)")
+    ap.add_argument("--out", default="faces_embed_parity")
     args = ap.parse_args()
-    root = Path(os.environ.get("TASKZOO_MIRROR", "/work/shared/data"))
+    root = mirror()
     torch.set_num_threads(2)
-    named = orl_inputs(root) + coco_inputs(Path(args.faces20), root)
+    named = orl_inputs(root) + coco_inputs(photo_list(args.photos), root)
     names = [n for n, _ in named]
     images = np.stack([a for _, a in named]).astype(np.float32)  # N, 150, 150, 3
     out = Path(args.out)

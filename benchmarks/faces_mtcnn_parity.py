@@ -2,7 +2,7 @@
 share of ORL faces in which it finds exactly one face.
 
     python benchmarks/faces_mtcnn_parity.py --facenet /path/to/unzipped/wheel \
-        --photos /work/exp/faces20.txt [--orl ../shared/data/att_faces] [--threads 1]
+        [--photos photos.txt] [--orl ../shared/data/att_faces] [--threads 1]
 
 `--facenet` is a folder holding the `facenet_pytorch` package (the wheel unzipped, or a
 `pip install --no-deps --target` folder) or the wheel itself; the original runs in a child
@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from faces_photos import photo_list  # noqa: E402
 from release_faces_mtcnn import mtcnn_state_from_wheel  # noqa: E402
 
 from taskzoo.models import build  # noqa: E402
@@ -123,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--facenet", required=True, type=Path,
                     help="the facenet-pytorch 2.6.0 wheel, or a folder holding facenet_pytorch/")
-    ap.add_argument("--photos", type=Path, default=Path("/work/exp/faces20.txt"),
+    ap.add_argument("--photos", type=Path, default=None,
                     help="a text file of image paths, one a line")
     ap.add_argument("--orl", type=Path, default=None, help="the att_faces folder (s1 ... s40)")
     ap.add_argument("--threads", type=int, default=1)
@@ -131,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     net = build("mtcnn").eval()
     net.load_state_dict(weights_of(args.facenet), strict=True)
-    paths = args.photos.read_text(encoding="utf-8").split()
+    paths = [str(p) for p in photo_list(args.photos)]
     with tempfile.TemporaryDirectory() as tmp:
         facenet = args.facenet
         if facenet.is_file():  # a wheel is a zip: unzip it for the child's PYTHONPATH

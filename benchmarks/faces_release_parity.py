@@ -2,7 +2,7 @@
 
     TASKZOO_MIRROR=../shared/data python benchmarks/faces_release_parity.py \\
         --facenet-wheel facenet_pytorch-2.6.0-py3-none-any.whl --faceapi package/ \\
-        --photos photos.txt
+        [--photos photos.txt]
 
 The float32 conversions equal the original code (faces_ultraface_parity.py,
 faces_mtcnn_parity.py, faces_embed_parity.py). This closes the chain to what users load:
@@ -25,6 +25,7 @@ from taskzoo.tasks.faces import mtcnn, ultraface
 from taskzoo.tasks.faces.pipeline import describe, find_faces
 
 sys.path.insert(0, str(Path(__file__).parent))
+from faces_photos import photo_list  # noqa: E402
 from release_faces import pipeline_state  # noqa: E402
 
 
@@ -42,13 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--facenet-wheel", type=Path, required=True)
     ap.add_argument("--faceapi", type=Path, required=True)
-    ap.add_argument("--photos", type=Path, required=True, help="a text file of photo paths")
+    ap.add_argument("--photos", type=Path, help="a text file of photos (default: faces_photos.py's)")
     args = ap.parse_args()
     ref = build("face_pipeline")
     ref.load_state_dict(pipeline_state(args.facenet_wheel, args.faceapi), strict=True)
     ref.eval()
     released = taskzoo.load("faces", device="cpu").model
-    photos = args.photos.read_text(encoding="utf-8").split()
+    photos = [str(p) for p in photo_list(args.photos)]
     stats = {k: [0, 0, 0.0, 0.0] for k in ("rfb320", "slim320", "mtcnn")}  # faces, same, box, marks
     cosines = []
     with torch.inference_mode():

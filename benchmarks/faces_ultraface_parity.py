@@ -4,7 +4,7 @@
     git clone https://github.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB up
     git -C up checkout dffdddda9794a50607cba8f318507a28c1c27cab
     TASKZOO_MIRROR=../shared/data python benchmarks/faces_ultraface_parity.py \\
-        --upstream up --images photos.txt [--out parity.txt]
+        --upstream up [--images photos.txt] [--out parity.txt]
 
 For RFB-320 and slim-320, on every photo of `--images` (one path a line), the original
 predictor (`create_*_predictor(net, candidate_size=1500)` and its `.predict(image, 750,
@@ -38,6 +38,9 @@ from taskzoo.models import build
 from taskzoo.models.ultraface import decode_boxes, ultraface_priors
 from taskzoo.tasks.faces.ultraface import detect
 from taskzoo.weights import thirdparty
+
+sys.path.insert(0, str(Path(__file__).parent))
+from faces_photos import photo_list  # noqa: E402
 
 VARIANTS = {"rfb": "RFB", "slim": "slim"}  # ours -> upstream's file infix
 THRESHOLD, CANDIDATES = 0.7, 1500  # run_video_face_detect's threshold; detect_imgs' candidates
@@ -158,13 +161,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream", required=True, type=Path,
                     help="a checkout of Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB")
-    ap.add_argument("--images", required=True, type=Path, help="a text file: one photo a line")
+    ap.add_argument("--images", type=Path, help="a text file: one photo a line (default: "
+                    "faces_photos.py's)")
     ap.add_argument("--out", type=Path, help="also write the figures to this file")
     ap.add_argument("--released", action="store_true",
                     help="ours = the released face_pipeline.widerface_dlib (float16 weights)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    photos = [Path(p.strip()) for p in args.images.read_text().splitlines() if p.strip()]
+    photos = photo_list(args.images)
     root = args.upstream.resolve()
     sys.path.insert(0, str(root))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -172,7 +176,7 @@ def main() -> None:
 
         define_img_size(320)  # before the model modules are imported, as upstream's scripts
     lines = [f"upstream {root} (torch {torch.__version__}), {len(photos)} photos "
-             f"from {args.images}; ours: "
+             f"from {args.images or 'faces_photos.py'}; ours: "
              + ("released face_pipeline.widerface_dlib" if args.released else "float32 conversion")]
     for variant in VARIANTS:
         lines += compare(root, variant, photos, args.released)

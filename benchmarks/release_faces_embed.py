@@ -1,7 +1,7 @@
 """Convert face-api's TF.js face recognition weights to safetensors for `models.face_resnet`.
 
     python benchmarks/release_faces_embed.py --package /path/to/@vladmandic/face-api \
-        [--out /work/exp/embed]
+        [--out OUT_DIR]
 
 The npm package @vladmandic/face-api 1.7.15 (MIT, github.com/vladmandic/face-api) ships
 `model/face_recognition_model-weights_manifest.json` and `face_recognition_model.bin`: a
@@ -147,7 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", default="/tmp/npmcheck/package",
                     help="the unpacked npm package @vladmandic/face-api 1.7.15")
-    ap.add_argument("--out", default="/work/exp/embed")
+    ap.add_argument("--out", default="faces_embed_weights")
     args = ap.parse_args()
     state = faceapi_state(args.package)
     face_resnet().load_state_dict(state, strict=True)  # every key present, every shape right
