@@ -69,7 +69,6 @@ class FacesPredictor(Predictor):
         self.configure(detector=detector, conf=conf, iou=iou, min_face=min_face, verify=verify,
                        size=size, threshold=threshold)
         self.gallery = gallery
-        self._galleries: dict[str, Gallery] = {}
         self._key = ""
 
     # -- the gallery
@@ -94,7 +93,7 @@ class FacesPredictor(Predictor):
                f"-{ctx['verify']}-{ctx['size']}")
 
         def describe_photo(path: Path) -> torch.Tensor | None:
-            image = self._image(path, 0)
+            image = self.runtime.to_device(self._image(path, 0))
             faces = find_faces(self.model, image, detector=ctx["detector"], conf=ctx["conf"],
                                iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"],
                                size=ctx["size"])
@@ -102,16 +101,12 @@ class FacesPredictor(Predictor):
                 return None
             area = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
             largest = faces.take(area.argmax().reshape(1))
-            return describe(self.model, self.runtime.to_device(image), largest.landmarks)[0]
+            return describe(self.model, image, largest.landmarks)[0]
 
-        cached = self._galleries.get(folder)
-        if cached is not None and cached.root == Path(folder).expanduser() and not options:
-            return cached
+        # read again on every call: the cache file says which photos changed since
         with self.runtime.inference():
-            gallery = Gallery.load(folder, describe_photo, key=key,
-                                   cache=hub.cache_root() / "faces" / "galleries")
-        self._galleries[folder] = gallery
-        return gallery
+            return Gallery.load(folder, describe_photo, key=key,
+                                cache=hub.cache_root() / "faces" / "galleries")
 
     # -- photos
     def parse_cli(self, args: Sequence[str]) -> list[Any]:
