@@ -2,7 +2,7 @@
 against RL Baselines3 Zoo's tuned hyperparameters, same seeds, in one process.
 
     python benchmarks/rl_vs_sb3.py [--algos ppo,dqn] [--seeds 0,1,2] [--eval-freq 2560]
-        [--threads N] [--json F] [--quick]
+        [--threads N] [--json F] [--whole] [--quick]
 
 Both libraries validate after every eval_freq environment steps of training on 10
 deterministic episodes (the same episode seeds for both) and stop at the first validation
@@ -11,7 +11,10 @@ evaluation excluded; steps/s is environment steps / training time (evaluation ex
 run that never solves counts as its full training time. Runs alternate (SB3 then taskzoo for
 one seed, taskzoo then SB3 for the next) so drift in machine speed hits both alike. Prints a
 table per algorithm, the medians over seeds and the ratios taskzoo/SB3 of the median
-time-to-solve (target <= 0.5) and of the median steps/s. --quick caps every run at 5000
+time-to-solve (target <= 0.5) and of the median steps/s. --whole adds PPO's whole default
+run (`taskzoo run cartpole`, evaluation and run directory included) against SB3's model
+built, `learn()`ed for the zoo's 1e5 steps and evaluated on the same 20 episode seeds: the
+median wall times and their ratio (target <= 0.5), both at their evaluated return. --quick caps every run at 5000
 environment steps: a smoke test of the script, not a measurement.
 """
 
@@ -62,16 +65,17 @@ SB3_HYPERPARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def validate(model: BaseAlgorithm, seed: int) -> float:
-    """Mean return of VAL_EPISODES deterministic episodes, episode i seeded with
-    10_000 + 100 * seed + i: the seeds taskzoo's validation uses (tasks/common/control.py),
-    distinct from the training envs' seeds (seed, seed + 1, ...)."""
-    env = gym.make_vec(ENV_ID, num_envs=VAL_EPISODES, vectorization_mode="sync",
+def validate(model: BaseAlgorithm, seed: int, *, episodes: int = VAL_EPISODES,
+             base: int = 10_000) -> float:
+    """Mean return of `episodes` deterministic episodes, episode i seeded with
+    base + 100 * seed + i: the seeds taskzoo's validation uses (tasks/common/control.py;
+    base 20_000 for its final evaluation), distinct from the training envs' seeds."""
+    env = gym.make_vec(ENV_ID, num_envs=episodes, vectorization_mode="sync",
                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     try:
-        obs, _ = env.reset(seed=[10_000 + 100 * seed + i for i in range(VAL_EPISODES)])
-        returns = np.zeros(VAL_EPISODES)
-        running = np.ones(VAL_EPISODES, dtype=bool)
+        obs, _ = env.reset(seed=[base + 100 * seed + i for i in range(episodes)])
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
         while running.any():
             actions, _ = model.predict(obs, deterministic=True)
             obs, rew, term, trunc, _ = env.step(actions)
@@ -125,7 +129,8 @@ def result(library: str, algo: str, seed: int, solved_time: float, solved_step: 
             "steps_per_s": round(env_steps / max(train_time, 1e-9), 1)}
 
 
-def run_sb3(algo: str, seed: int, eval_freq: int, cap: int | None) -> dict[str, Any]:
+def sb3_model(algo: str, seed: int) -> tuple[BaseAlgorithm, Any, int]:
+    """(model, its vector env, its total timesteps) with RL Baselines3 Zoo's recipe."""
     hp = dict(SB3_HYPERPARAMS[algo])
     n_envs, total, policy = hp.pop("n_envs"), hp.pop("n_timesteps"), hp.pop("policy")
     for key, value in hp.items():
@@ -133,6 +138,11 @@ def run_sb3(algo: str, seed: int, eval_freq: int, cap: int | None) -> dict[str, 
             hp[key] = linear(float(value[4:]))
     env = make_vec_env(ENV_ID, n_envs=n_envs, seed=seed)  # DummyVecEnv
     model = (PPO if algo == "ppo" else DQN)(policy, env, seed=seed, device="cpu", verbose=0, **hp)
+    return model, env, total
+
+
+def run_sb3(algo: str, seed: int, eval_freq: int, cap: int | None) -> dict[str, Any]:
+    model, env, total = sb3_model(algo, seed)
     cb = SolveCallback(eval_freq, seed)
     cb.t0 = time.perf_counter()
     model.learn(total_timesteps=min(total, cap or total), callback=cb)
@@ -153,6 +163,49 @@ def run_taskzoo(algo: str, seed: int, eval_freq: int, cap: int | None) -> dict[s
     m = r.metrics
     return result("taskzoo", algo, seed, m["train/solved_time_s"], m["train/solved_at_step"],
                   m["train/env_steps"], m["train/time_s"])
+
+
+def whole_runs(seeds: list[int], cap: int | None) -> list[dict[str, Any]]:
+    """PPO's whole default run, as a user gets it: `taskzoo.run("cartpole")` (its validations,
+    final evaluation on 20 episodes and run directory included) against SB3's model built
+    and `learn()`ed with the zoo recipe for its 1e5 steps, then evaluated on the same 20
+    episode seeds. Wall time from the call to the figure; the two alternate seed by seed."""
+    def sb3(seed: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        model, env, total = sb3_model("ppo", seed)
+        model.learn(total_timesteps=min(total, cap or total))
+        ret = validate(model, seed, episodes=20, base=20_000)
+        env.close()
+        return {"library": "sb3", "seed": seed, "wall_s": round(time.perf_counter() - t0, 3),
+                "eval_return": ret}
+
+    def ours(seed: int) -> dict[str, Any]:
+        extra = {"total_timesteps": cap} if cap else {}
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            r = taskzoo.run("cartpole", seed=seed, out=Path(tmp) / "run", progress=False,
+                            **extra)
+        return {"library": "taskzoo", "seed": seed,
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "eval_return": r.metrics["eval/mean_return"]}
+
+    runs = []
+    for i, seed in enumerate(seeds):
+        for fn in ((sb3, ours) if i % 2 == 0 else (ours, sb3)):
+            runs.append(fn(seed))
+    return runs
+
+
+def print_whole(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    print(f"\n== PPO on {ENV_ID}: the whole default run vs SB3 learn() + evaluation ==")
+    for r in runs:
+        print(f"{r['seed']:>4}  {r['library']:<8} wall {r['wall_s']:8.2f} s  "
+              f"eval return (20 episodes) {r['eval_return']:.1f}")
+    med = {lib: statistics.median(r["wall_s"] for r in runs if r["library"] == lib)
+           for lib in ("sb3", "taskzoo")}
+    print(f"median wall: taskzoo {med['taskzoo']:.2f} s, SB3 {med['sb3']:.2f} s, ratio "
+          f"{med['taskzoo'] / max(med['sb3'], 1e-9):.3f} (target <= 0.5)")
+    return med["taskzoo"], med["sb3"]
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -193,6 +246,8 @@ def main() -> None:
                     help="env steps between validations, both libraries (taskzoo's default)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both")
     ap.add_argument("--json", default=None, help="also write every run and the summary here")
+    ap.add_argument("--whole", action="store_true",
+                    help="also PPO's whole default run against SB3's learn() + evaluation")
     ap.add_argument("--quick", action="store_true",
                     help=f"cap every run at {QUICK_CAP} env steps (a smoke test, not a measurement)")
     args = ap.parse_args()
@@ -234,6 +289,12 @@ def main() -> None:
             peer_row(f"{algo.upper()} CartPole training speed vs SB3", tz["median_steps_per_s"],
                      sb["median_steps_per_s"], "steps/s", "higher"),
         ]
+    if args.whole:
+        runs = whole_runs(seeds, cap)
+        ours, theirs = print_whole(runs)
+        report["whole"] = runs
+        rows.append(peer_row("PPO CartPole whole run vs SB3 learn()", ours, theirs, "s",
+                             "lower", "<= 0.5"))
     write_report(args.json, setup, rows, **report)
 
 

@@ -48,7 +48,7 @@ PEERS = (
          ("--task", "image_classification", "--dataset", "digits", "--steps", "20",
           "--repeats", "2"), True),
     Peer("rl_vs_sb3.py", "PPO and DQN vs Stable-Baselines3 (CartPole-v1)",
-         ("--seeds", "0,1,2"), ("--quick", "--seeds", "0"), False),
+         ("--seeds", "0,1,2", "--whole"), ("--quick", "--seeds", "0", "--whole"), False),
     Peer("sentiment_vs_hf.py", "sentiment inference vs a DistilBERT-size Hugging Face model",
          (), ("--quick",), True),
     Peer("detection_vs_ultralytics.py", "yolo_tiny vs Ultralytics YOLOv8n from scratch (PennFudan)",

@@ -16,9 +16,11 @@ class CartPole(ControlTask):
     name = "cartpole"
     description = "CartPole-v1 balancing (PPO, DQN or A2C)"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # RL Zoo's PPO recipe over half its 1e5 steps, validated every 5,120: on seeds 100-105
+        # every run's final 20 episodes returned 500 (as with 1e5 steps), in half the time
         "ppo": dict(env="CartPole-v1", n_envs=8, n_steps=32, batch_size=256, n_epochs=20,
                     gamma=0.98, gae_lambda=0.8, lr=1e-3, schedule="linear", clip_decay=True,
-                    total_timesteps=100_000, eval_freq=2_560, grad_clip=0.5),
+                    total_timesteps=50_000, eval_freq=5_120, grad_clip=0.5),
         # RL Zoo's DQN recipe with 3-step returns and 4x more frequent, 4x shorter training
         # phases (same 0.5 updates per env step, target synced every 4 phases). Over seeds
         # 0-5 it solved at a median 12,800 steps; RL Zoo's own needed 28,160 (median, 8 seeds).
