@@ -150,11 +150,19 @@ def _encoder(obs_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
     return nn.Identity(), obs_shape[0]
 
 
+def _vector_encoder(obs_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """An MLP's input: a vector as it is, a matrix of features (highway-env's vehicles x
+    features) flattened; no parameters either way, so weights do not depend on it."""
+    if len(obs_shape) <= 1:
+        return nn.Identity(), int(obs_shape[-1])
+    return nn.Flatten(start_dim=1), int(math.prod(obs_shape))
+
+
 @MODELS.register("mlp_actor_critic", aliases=("actor_critic",))
 def mlp_actor_critic(*, obs_shape: tuple[int, ...], num_actions: int, continuous: bool = False,
                      hidden: tuple[int, ...] = (64, 64), activation: str = "tanh") -> ActorCritic:
     """PPO/A2C policy and value MLPs (separate, as in SB3's MlpPolicy)."""
-    enc, dim = _encoder(tuple(obs_shape)[-1:])
+    enc, dim = _vector_encoder(tuple(obs_shape))
     return ActorCritic(encoder=enc, feat_dim=dim, hidden=tuple(hidden), num_actions=num_actions,
                        continuous=continuous, activation=activation)
 
@@ -172,7 +180,7 @@ def cnn_actor_critic(*, obs_shape: tuple[int, ...], num_actions: int, continuous
 def mlp_qnet(*, obs_shape: tuple[int, ...], num_actions: int, hidden: tuple[int, ...] = (256, 256),
              activation: str = "relu") -> QNetwork:
     """DQN's Q-network over vector observations."""
-    enc, dim = _encoder(tuple(obs_shape)[-1:])
+    enc, dim = _vector_encoder(tuple(obs_shape))
     return QNetwork(encoder=enc, feat_dim=dim, hidden=tuple(hidden), num_actions=num_actions,
                     activation=activation)
 

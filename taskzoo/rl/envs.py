@@ -28,13 +28,36 @@ def _gym() -> Any:
     return gymnasium
 
 
+# Packages that register environments with gymnasium when imported (highway-env's
+# highway-fast-v0 and the others, MinAtar's MinAtar/Breakout-v1, ale-py's ALE/Pong-v5):
+# imported only when an id is not registered yet, and only those installed.
+PLUGINS = ("highway_env", "minatar", "ale_py")
+
+
+def _register_plugins() -> None:
+    import importlib
+    import importlib.util
+    import warnings
+
+    for name in PLUGINS:
+        if importlib.util.find_spec(name) is not None:
+            with warnings.catch_warnings():  # their import-time deprecation notes
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
+
+
 def check_env_id(env_id: str) -> Any:
     """The gymnasium EnvSpec of `env_id`; UnknownNameError with the closest id otherwise.
+    An id not registered yet is looked for again once the installed PLUGINS are imported.
 
     >>> check_env_id("CartPole-v1").reward_threshold
     475.0
     """
     gym = _gym()
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        _register_plugins()
     try:
         return gym.spec(env_id)
     except gym.error.Error as exc:
@@ -58,13 +81,15 @@ def make_env(env_id: str, **kwargs: Any) -> Any:
         raise UsageError(f"Cannot create {env_id}: {exc}") from None
 
 
-def make_vec_env(env_id: str, num_envs: int) -> Any:
+def make_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> Any:
     """`num_envs` copies stepped in this process; an ended episode resets in the same step
-    (the final observation is in info["final_obs"]), as in Stable-Baselines3."""
+    (the final observation is in info["final_obs"]), as in Stable-Baselines3. `kwargs` go
+    to each environment (highway-env's `config`)."""
     gym = _gym()
-    make_env(env_id).close()  # fail early and clearly
+    make_env(env_id, **kwargs).close()  # fail early and clearly
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+                        **kwargs)
 
 
 @dataclass(frozen=True)
@@ -79,9 +104,9 @@ class Spaces:
     high: np.ndarray | None = None
 
 
-def spaces_of(env_id: str) -> Spaces:
+def spaces_of(env_id: str, **kwargs: Any) -> Spaces:
     gym = _gym()
-    env = make_env(env_id)
+    env = make_env(env_id, **kwargs)
     try:
         obs, act = env.observation_space, env.action_space
     finally:
@@ -122,9 +147,9 @@ class VecRunner:
     deterministic given their seed and actions, so `restore` rebuilds the exact state by
     replaying them, for any environment and without pickling it."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int) -> None:
+    def __init__(self, env_id: str, num_envs: int, seed: int, **kwargs: Any) -> None:
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
-        self.env = make_vec_env(env_id, num_envs)
+        self.env = make_vec_env(env_id, num_envs, **kwargs)
         self._start()
 
     def _start(self) -> None:
@@ -185,17 +210,24 @@ class VecRunner:
 
 
 def run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int,
-                 seed: int, *, width: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int, *, width: int = 32, env_kwargs: dict[str, Any] | None = None,
+                 watch: tuple[str, ...] = (), stats: dict[str, np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns and lengths of `episodes` episodes, episode i seeded with seed + i.
 
     Up to `width` episodes run side by side in one vector env (one batched forward per
-    step); more run in waves, so 1000 episodes do not build 1000 environments."""
+    step); more run in waves, so 1000 episodes do not build 1000 environments. For each
+    numeric `info` key in `watch` (highway-env's "speed", "crashed"), `stats` receives its
+    per-episode mean over the steps (`stats[key]`) and its value at the last step
+    (`stats[key + "_last"]`)."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes}: expected at least 1")
     k = min(episodes, width)
-    env = make_vec_env(env_id, k)
+    env = make_vec_env(env_id, k, **(env_kwargs or {}))
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
+    sums = {key: np.zeros(episodes) for key in watch}
+    lasts = {key: np.zeros(episodes) for key in watch}
     try:
         for start in range(0, episodes, k):
             # a last, partial wave still steps all k envs; only the first n count
@@ -205,14 +237,38 @@ def run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes:
             running = np.ones(k, dtype=bool)
             running[n:] = False
             while running.any():
-                obs, rew, term, trunc, _ = env.step(act(obs))
+                obs, rew, term, trunc, info = env.step(act(obs))
                 ret += rew * running
                 length += running
-                running &= ~(term | trunc)
+                done = term | trunc
+                for key in watch:
+                    value = _step_values(info, key, done, k)
+                    idx = np.arange(start, start + n)
+                    sums[key][idx] += (value * running)[:n]
+                    lasts[key][idx] = np.where(running[:n], value[:n], lasts[key][idx])
+                running &= ~done
             returns[start:start + n], lengths[start:start + n] = ret[:n], length[:n]
     finally:
         env.close()
+    if stats is not None:
+        for key in watch:
+            stats[key] = sums[key] / np.maximum(lengths, 1)
+            stats[key + "_last"] = lasts[key]
     return returns, lengths
+
+
+def _step_values(info: dict[str, Any], key: str, done: np.ndarray, k: int) -> np.ndarray:
+    """A vector env's per-env value of info[key] for the step just taken: an env whose
+    episode ended reports it in info["final_info"] (the reset's info replaced it)."""
+    value = np.zeros(k)
+    if key in info:
+        value = np.where(info.get(f"_{key}", np.ones(k, bool)),
+                         np.asarray(info[key], dtype=float), 0.0)
+    final = info.get("final_info")
+    if done.any() and isinstance(final, dict) and key in final:
+        ended = done & np.asarray(final.get(f"_{key}", done), bool)
+        value = np.where(ended, np.asarray(final[key], dtype=float), value)
+    return value
 
 
 def env_card(env_id: str) -> dict[str, Any]:

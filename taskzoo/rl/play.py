@@ -127,10 +127,12 @@ def play(run_dir: str | os.PathLike[str], *, episodes: int = 3,
     fmt = _record_format(record) if record is not None else None
     if fmt and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                          or os.environ.get("WAYLAND_DISPLAY")):
-        # offscreen rendering needs no display; without this SDL prints an XDG_RUNTIME_DIR error
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        # offscreen rendering needs no display; without this SDL prints an XDG_RUNTIME_DIR
+        # error. "offscreen", not "dummy": under dummy, highway-env's pygame frames are blank
+        os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     agent = _load_agent(run_dir)
-    env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None)
+    env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None,
+                   **getattr(agent, "env_kwargs", {}))
     with contextlib.ExitStack() as stack:
         stack.callback(env.close)
         rate = float(fps or env.metadata.get("render_fps") or 30)

@@ -39,10 +39,12 @@ class Agent(Predictor, Playable):
     """
 
     def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str,
-                 runtime: Runtime | None = None) -> None:
+                 runtime: Runtime | None = None, *,
+                 env_kwargs: dict[str, Any] | None = None) -> None:
         runtime = runtime or Runtime(device=next(model.parameters()).device)
         super().__init__(model, runtime, batch_size=4096)
         self.spaces, self.env_id = spaces, env_id
+        self.env_kwargs = dict(env_kwargs or {})  # gym.make's keywords: `taskzoo play` uses them
         self.act = greedy_policy(model, spaces)  # numpy in, numpy out: what `taskzoo play` steps with
 
     def _expects(self) -> str:

@@ -13,7 +13,7 @@ trains the supervised tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
@@ -90,6 +90,7 @@ class EnvData(DataBundle):
     env_id: str = ""
     spaces: envs.Spaces | None = None
     threshold: float | None = None  # return that counts as solved
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # gym.make's keywords (a config)
 
 
 # ---------------------------------------------------------------- the task
@@ -106,13 +107,21 @@ class ControlTask(Task[ControlConfig]):
     preset_key: ClassVar[str] = "algo"
     # the algorithm picks the network's head, the environment its input and output sizes
     weights_fields: ClassVar[tuple[str, ...]] = ("model", "algo", "env", "hidden", "activation")
+    # figures read from the episodes' `info` beside the return: (info key, "mean" over the
+    # steps or the "last" step's value, the metric's name); highway: crash rate, mean speed
+    episode_info: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """gym.make's keywords for the config's environment (a task with env options)."""
+        return {}
 
     def weights_tag(self) -> str:
         return str(self.cfg.env or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
         spec = envs.check_env_id(self.cfg.env)
-        spaces = envs.spaces_of(self.cfg.env)
+        kwargs = self.env_kwargs()
+        spaces = envs.spaces_of(self.cfg.env, **kwargs)
         if self.cfg.algo == "dqn" and spaces.continuous:
             raise UsageError(f"algo=dqn needs discrete actions; {self.cfg.env} has a Box "
                              f"action space. Use algo=ppo or algo=a2c.")
@@ -120,7 +129,8 @@ class ControlTask(Task[ControlConfig]):
         if threshold is None:
             threshold = spec.reward_threshold
         self._threshold = threshold
-        return EnvData(train=None, env_id=self.cfg.env, spaces=spaces, threshold=threshold)
+        return EnvData(train=None, env_id=self.cfg.env, spaces=spaces, threshold=threshold,
+                       env_kwargs=kwargs)
 
     def build_model(self, data: EnvData) -> nn.Module:
         sp = data.spaces
@@ -135,7 +145,7 @@ class ControlTask(Task[ControlConfig]):
         c = self.cfg
         rank, world = self.runtime.shard
         seed = rank_seed(c.seed, rank)  # under DDP each process steps its own environments
-        runner = envs.VecRunner(c.env, c.n_envs, seed)
+        runner = envs.VecRunner(c.env, c.n_envs, seed, **data.env_kwargs)
         if c.algo == "dqn":
             self.source = ReplaySource(
                 runner, model, data.spaces, buffer_size=c.buffer_size, batch_size=c.batch_size,
@@ -205,7 +215,7 @@ class ControlTask(Task[ControlConfig]):
 
     # ------------------------------------------------------------ evaluate
     def evaluate(self, model: nn.Module, data: EnvData, split: str) -> dict[str, float]:
-        out = episode_metrics(model, data.spaces, data.env_id, split, self.cfg)
+        out = episode_metrics(model, data, split, self.cfg, self.episode_info)
         if split == "val" and hasattr(self, "source"):
             out["train/env_steps"] = float(self.source.env_steps)
         return out
@@ -224,13 +234,13 @@ class ControlTask(Task[ControlConfig]):
 
     # ------------------------------------------------------------ predictor
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
-        return Agent(model, data.spaces, data.env_id, self.runtime)
+        return Agent(model, data.spaces, data.env_id, self.runtime, env_kwargs=data.env_kwargs)
 
     quick: ClassVar[dict[str, Any]] = {"total_timesteps": 8_192, "eval_freq": 4_096,
                                        "val_episodes": 2, "eval_episodes": 3}
 
     def example_inputs(self, n: int) -> list[Any]:
-        env = envs.make_env(self.cfg.env)
+        env = envs.make_env(self.cfg.env, **self.env_kwargs())
         try:  # start states of seeded episodes: what an agent sees first
             return [env.reset(seed=i)[0].tolist() for i in range(n)]
         finally:
@@ -243,22 +253,35 @@ class ControlTask(Task[ControlConfig]):
         return envs.env_card(self.cfg.env)
 
     def data_state(self, data: EnvData) -> dict[str, Any]:
-        return {"env": data.env_id, "threshold": data.threshold}
+        out = {"env": data.env_id, "threshold": data.threshold}
+        if data.env_kwargs:  # only an environment with options: earlier runs stay as they were
+            out["env_kwargs"] = data.env_kwargs
+        return out
 
     def data_from_state(self, state: dict[str, Any]) -> EnvData:
-        return EnvData(train=None, env_id=state["env"], spaces=envs.spaces_of(state["env"]),
-                       threshold=state.get("threshold"))
+        kwargs = dict(state.get("env_kwargs") or {})
+        return EnvData(train=None, env_id=state["env"],
+                       spaces=envs.spaces_of(state["env"], **kwargs),
+                       threshold=state.get("threshold"), env_kwargs=kwargs)
 
 
-def episode_metrics(model: nn.Module, spaces: envs.Spaces, env_id: str, split: str,
-                    cfg: Any) -> dict[str, float]:
-    """{split}/mean_return, std_return and mean_length of greedy episodes: cfg.val_episodes
-    for "val", cfg.eval_episodes otherwise. Validation and the final evaluation use disjoint
-    seeds, so picking the best checkpoint on validation does not flatter the reported figure."""
+def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
+                    info: tuple[tuple[str, str, str], ...] = ()) -> dict[str, float]:
+    """{split}/mean_return, std_return and mean_length of greedy episodes in `data`'s
+    environment (its env_id, spaces and any env_kwargs): cfg.val_episodes
+    for "val", cfg.eval_episodes otherwise, and the task's `episode_info` figures. Validation
+    and the final evaluation use disjoint seeds, so picking the best checkpoint on
+    validation does not flatter the reported figure."""
     val = split == "val"
     n = cfg.val_episodes if val else cfg.eval_episodes
     seed = 10_000 * (1 if val else 2) + 100 * cfg.seed
-    returns, lengths = envs.run_episodes(greedy_policy(model, spaces), env_id, n, seed)
-    return {f"{split}/mean_return": float(returns.mean()),
-            f"{split}/std_return": float(returns.std()),
-            f"{split}/mean_length": float(lengths.mean())}
+    stats: dict[str, Any] = {}
+    returns, lengths = envs.run_episodes(greedy_policy(model, data.spaces), data.env_id, n, seed,
+                                         env_kwargs=getattr(data, "env_kwargs", None),
+                                         watch=tuple(k for k, _, _ in info), stats=stats)
+    out = {f"{split}/mean_return": float(returns.mean()),
+           f"{split}/std_return": float(returns.std()),
+           f"{split}/mean_length": float(lengths.mean())}
+    for key, how, name in info:
+        out[f"{split}/{name}"] = float(stats[key + "_last" if how == "last" else key].mean())
+    return out

@@ -194,7 +194,7 @@ class TabularTask(Task[TabularConfig]):
 
     def evaluate(self, model: nn.Module, data: MDPData, split: str) -> dict[str, float]:
         exact = expected_return(data.mdp, data.isd, data.horizon, model.q.argmax(-1))
-        out = {**episode_metrics(model, data.spaces, data.env_id, split, self.cfg),
+        out = {**episode_metrics(model, data, split, self.cfg),
                f"{split}/expected_return": exact,
                f"{split}/optimal_return": data.optimal,
                f"{split}/optimality": exact / data.optimal if data.optimal > 0 else float("nan")}
