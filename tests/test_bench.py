@@ -83,6 +83,9 @@ PEER_ROWS = {
     "DQN CartPole time-to-solve vs SB3": ("s", "lower", "<= 0.5"),
     "DQN CartPole training speed vs SB3": ("steps/s", "higher", ""),
     "PPO CartPole whole run vs SB3 learn()": ("s", "lower", "<= 0.5"),
+    "DQN highway-fast return vs SB3": ("return", "higher", ">= 1"),
+    "DQN highway-fast crash rate vs SB3": ("share", "lower", ""),
+    "DQN highway-fast whole run vs SB3": ("s", "lower", ""),
     "sentiment inference vs DistilBERT b64": ("sent/s", "higher", ""),
     "sentiment latency vs DistilBERT b1": ("ms p50", "lower", ""),
 }

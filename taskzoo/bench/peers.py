@@ -49,6 +49,8 @@ PEERS = (
           "--repeats", "2"), True),
     Peer("rl_vs_sb3.py", "PPO and DQN vs Stable-Baselines3 (CartPole-v1)",
          ("--seeds", "0,1,2", "--whole"), ("--quick", "--seeds", "0", "--whole"), False),
+    Peer("highway_vs_sb3.py", "DQN vs Stable-Baselines3 driving (highway-fast-v0)",
+         ("--seeds", "0"), ("--quick",), False, requires="highway_env"),
     Peer("sentiment_vs_hf.py", "sentiment inference vs a DistilBERT-size Hugging Face model",
          (), ("--quick",), True),
     Peer("detection_vs_ultralytics.py", "yolo_tiny vs Ultralytics YOLOv8n from scratch (PennFudan)",
