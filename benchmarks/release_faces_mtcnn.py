@@ -1,8 +1,8 @@
 """Take MTCNN's published weights out of the facenet-pytorch 2.6.0 wheel, as one safetensors file.
 
-    pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/fnp
-    python benchmarks/release_faces_mtcnn.py /tmp/fnp/facenet_pytorch-2.6.0-py3-none-any.whl \
-        --out /tmp/mtcnn
+    pip download --no-deps facenet-pytorch==2.6.0 -d wheels
+    python benchmarks/release_faces_mtcnn.py wheels/facenet_pytorch-2.6.0-py3-none-any.whl \
+        --out mtcnn_weights
 
 The wheel (MIT, Tim Esler) carries `facenet_pytorch/data/pnet.pt`, `rnet.pt` and `onet.pt`,
 plain state dicts (originally davidsandberg/facenet's TensorFlow conversion of the MTCNN
