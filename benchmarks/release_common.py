@@ -8,6 +8,7 @@ then `taskzoo export` of it, which measures the task's figures again on the expo
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 
 from taskzoo.api import config_record
 from taskzoo.files import write_json
+from taskzoo.weights import WeightCard
 from taskzoo.weights.export import export
 
 
@@ -37,3 +39,12 @@ def export_converted(task: Any, data: Any, model: Any, *, name: str, dtype: str,
                   str(run / "best.safetensors"))
         # served from taskzoo's release like the others: no URL of its own
         return export(run, name=name, dtype=dtype, out=out, default=True, notes=notes, url="")
+
+
+def write_card(card_path: Path, card: dict[str, Any], weights: Path) -> None:
+    """Write the card the script completed (source, license, dataset), refused first if
+    `taskzoo.load` would refuse it; print the file's size and the card's figures."""
+    WeightCard.from_dict(card, source=str(card_path))
+    write_json(card_path, card)
+    print(f"{weights} ({weights.stat().st_size:,} bytes)")
+    print(json.dumps(card["metrics"], indent=1))

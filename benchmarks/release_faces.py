@@ -27,14 +27,13 @@ import torch
 from safetensors.torch import save_file
 
 from taskzoo.api import make_config
-from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
-from taskzoo.weights import WeightCard, load_into, read_weights
+from taskzoo.weights import load_into, read_weights
 from taskzoo.weights import thirdparty as pretrained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from release_common import export_converted  # noqa: E402
+from release_common import export_converted, write_card  # noqa: E402
 from release_faces_embed import faceapi_quantized, faceapi_state  # noqa: E402
 from release_faces_mtcnn import mtcnn_state_from_wheel  # noqa: E402
 
@@ -128,10 +127,7 @@ def main() -> None:
         "embedder": {**FACEAPI,
                      "sha256": _sha256(args.faceapi / "model" / "face_recognition_model.bin")},
     }
-    WeightCard.from_dict(card, source=str(card_path))
-    write_json(card_path, card)
-    print(f"{weights} ({weights.stat().st_size:,} bytes)")
-    print(json.dumps(card["metrics"], indent=1))
+    write_card(card_path, card, weights)
 
 
 if __name__ == "__main__":

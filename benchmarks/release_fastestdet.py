@@ -18,14 +18,12 @@ import sys
 from pathlib import Path
 
 from taskzoo.api import make_config
-from taskzoo.files import write_json
 from taskzoo.runtime import Runtime
 from taskzoo.tasks import get_task
-from taskzoo.weights import WeightCard
 from taskzoo.weights import thirdparty as pretrained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from release_common import export_converted  # noqa: E402
+from release_common import export_converted, write_card  # noqa: E402
 
 NOTES = ("Third-party weights: FastestDet by dog-qiuqiu (xuehao.ma), "
          f"{pretrained.FASTESTDET_REPO} at commit {pretrained.FASTESTDET_COMMIT}, file "
@@ -63,10 +61,7 @@ def main() -> None:
                                "file": "weights/weight_AP05:0.253207_280-epoch.pth",
                                "sha256": pretrained.FASTESTDET_COCO.sha256,
                                "license": pretrained.FASTESTDET_LICENSE}
-    WeightCard.from_dict(card, source=str(card_path))
-    write_json(card_path, card)
-    print(f"{weights} ({weights.stat().st_size:,} bytes)")
-    print(json.dumps(card["metrics"], indent=1))
+    write_card(card_path, card, weights)
 
 
 if __name__ == "__main__":
