@@ -1,7 +1,8 @@
 """RL networks: actor-critics (PPO, A2C), Q-networks (DQN) and value tables (tabular MDPs).
 
-Observations arrive as float tensors: [B, D] vectors for the MLPs, [B, H, W, C] images
-(0-255, gymnasium's layout) for the CNNs. Actor-critics return (logits or action means,
+Observations arrive as tensors: float [B, D] vectors for the MLPs, [B, H, W, C] images in
+gymnasium's layout for the CNNs (uint8 0-255 for the Nature CNN, MinAtar's 0/1 channels for
+its small one; the encoders cast them, so a replay buffer keeps them as bytes). Actor-critics return (logits or action means,
 values); the Gaussian head of continuous actions keeps a state-independent log std.
 """
 
@@ -51,6 +52,20 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(obs.permute(0, 3, 1, 2).float() / 255.0))
+
+
+class MinAtarCNN(nn.Module):
+    """MinAtar's encoder (Young & Tian 2019): one 3x3 convolution of 16 channels, stride 1,
+    over [B, H, W, C] 0/1 object channels -> flattened features (1,024 for 10x10)."""
+
+    def __init__(self, *, in_channels: int, height: int, width: int, channels: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=1), nn.ReLU(),
+                                  nn.Flatten())
+        self.features = channels * (height - 2) * (width - 2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.conv(obs.permute(0, 3, 1, 2).float())
 
 
 class ActorCritic(nn.Module):
@@ -192,6 +207,33 @@ def cnn_qnet(*, obs_shape: tuple[int, ...], num_actions: int, hidden: tuple[int,
     enc, dim = _encoder(tuple(obs_shape))
     return QNetwork(encoder=enc, feat_dim=dim, hidden=tuple(hidden), num_actions=num_actions,
                     activation=activation)
+
+
+def _minatar_encoder(obs_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    if len(obs_shape) != 3:
+        raise ValueError(f"observations of shape {obs_shape}: MinAtar's network takes HxWxC "
+                         f"images (10x10xC)")
+    enc = MinAtarCNN(in_channels=obs_shape[2], height=obs_shape[0], width=obs_shape[1])
+    return enc, enc.features
+
+
+@MODELS.register("minatar_qnet")
+def minatar_qnet(*, obs_shape: tuple[int, ...], num_actions: int,
+                 hidden: tuple[int, ...] = (128,), activation: str = "relu") -> QNetwork:
+    """MinAtar's DQN network: conv 16x3x3, then a 128-unit layer to the action values."""
+    enc, dim = _minatar_encoder(tuple(obs_shape))
+    return QNetwork(encoder=enc, feat_dim=dim, hidden=tuple(hidden), num_actions=num_actions,
+                    activation=activation)
+
+
+@MODELS.register("minatar_actor_critic")
+def minatar_actor_critic(*, obs_shape: tuple[int, ...], num_actions: int,
+                         continuous: bool = False, hidden: tuple[int, ...] = (128,),
+                         activation: str = "relu") -> ActorCritic:
+    """MinAtar's network shared by policy and value heads of one 128-unit layer each."""
+    enc, dim = _minatar_encoder(tuple(obs_shape))
+    return ActorCritic(encoder=enc, feat_dim=dim, hidden=tuple(hidden), num_actions=num_actions,
+                       continuous=continuous, activation=activation)
 
 
 @MODELS.register("q_table")

@@ -28,10 +28,16 @@ def _gym() -> Any:
     return gymnasium
 
 
-# Packages that register environments with gymnasium when imported (highway-env's
-# highway-fast-v0 and the others, MinAtar's MinAtar/Breakout-v1, ale-py's ALE/Pong-v5):
-# imported only when an id is not registered yet, and only those installed.
-PLUGINS = ("highway_env", "minatar", "ale_py")
+# Packages that register environments with gymnasium (highway-env's highway-fast-v0 and the
+# others, MinAtar's MinAtar/Breakout-v0, ale-py's ALE/Pong-v5), each with the function that
+# registers its ids ("" when importing it does) and one id it registers: imported only when an
+# id is not registered yet, and only those installed. taskzoo's own preprocessed Atari id
+# (taskzoo.rl.atari) is registered with ale-py.
+PLUGINS: tuple[tuple[str, str, str], ...] = (
+    ("highway_env", "", "highway-fast-v0"),
+    ("minatar", "minatar.gym:register_envs", "MinAtar/Breakout-v0"),
+    ("ale_py", "taskzoo.rl.atari:register", "taskzoo/Atari-v0"),
+)
 
 
 def _register_plugins() -> None:
@@ -39,11 +45,16 @@ def _register_plugins() -> None:
     import importlib.util
     import warnings
 
-    for name in PLUGINS:
-        if importlib.util.find_spec(name) is not None:
-            with warnings.catch_warnings():  # their import-time deprecation notes
-                warnings.simplefilter("ignore")
-                importlib.import_module(name)
+    registry = _gym().registry
+    for name, register, probe in PLUGINS:
+        if probe in registry or importlib.util.find_spec(name) is None:
+            continue
+        with warnings.catch_warnings():  # their import-time deprecation notes
+            warnings.simplefilter("ignore")
+            importlib.import_module(name)
+            if register:
+                module, func = register.split(":")
+                getattr(importlib.import_module(module), func)()
 
 
 def check_env_id(env_id: str) -> Any:

@@ -198,9 +198,11 @@ class ReplaySource(EnvStepSchedule):
         self.target: nn.Module | None = None  # copied in setup(), from the placed model
         self.rng = np.random.default_rng(seed + 7919)
         # The buffer holds encoded observations as tensors: a sampled batch is then five
-        # index ops, with no numpy-to-torch conversion per gradient step.
+        # index ops, with no numpy-to-torch conversion per gradient step. Images stay bytes
+        # (the CNNs cast them): 84x84x4 Atari frames take 28 KB a transition, not 113.
         n, shape = buffer_size, spaces.obs_shape
-        self.obs = torch.zeros((n, *shape), dtype=torch.float32)
+        dtype = torch.uint8 if len(shape) == 3 else torch.float32
+        self.obs = torch.zeros((n, *shape), dtype=dtype)
         self.next_obs = torch.zeros_like(self.obs)
         self.act = torch.zeros(n, dtype=torch.int64)
         self.rew = torch.zeros(n, dtype=torch.float32)
@@ -222,8 +224,8 @@ class ReplaySource(EnvStepSchedule):
     def _store(self, obs: np.ndarray, actions: np.ndarray, out: tuple) -> None:
         _, rew, term, trunc, real_next = out
         cpu = torch.device("cpu")
-        obs_t = encode_obs(obs, self.spaces, cpu).float()
-        next_t = encode_obs(real_next, self.spaces, cpu).float()
+        obs_t = encode_obs(obs, self.spaces, cpu).to(self.obs.dtype)
+        next_t = encode_obs(real_next, self.spaces, cpu).to(self.obs.dtype)
         act_t = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
         rew_t = torch.as_tensor(rew, dtype=torch.float32)
         term_t = torch.as_tensor(term, dtype=torch.float32)

@@ -91,6 +91,14 @@ class EnvData(DataBundle):
     spaces: envs.Spaces | None = None
     threshold: float | None = None  # return that counts as solved
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # gym.make's keywords (a config)
+    # evaluation's keywords where they differ from training's (Atari: whole games, unclipped
+    # rewards); None = env_kwargs
+    eval_kwargs: dict[str, Any] | None = None
+
+    @property
+    def play_kwargs(self) -> dict[str, Any]:
+        """gym.make's keywords for evaluation and `taskzoo play`."""
+        return self.env_kwargs if self.eval_kwargs is None else self.eval_kwargs
 
 
 # ---------------------------------------------------------------- the task
@@ -111,33 +119,46 @@ class ControlTask(Task[ControlConfig]):
     # steps or the "last" step's value, the metric's name); highway: crash rate, mean speed
     episode_info: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
+    def env_id(self) -> str:
+        """The gymnasium id to make (a task that picks it from its own fields: minatar's game)."""
+        return self.cfg.env
+
     def env_kwargs(self) -> dict[str, Any]:
         """gym.make's keywords for the config's environment (a task with env options)."""
         return {}
 
+    def eval_env_kwargs(self) -> dict[str, Any] | None:
+        """gym.make's keywords for evaluation and play where they differ from training's
+        (Atari: whole games with unclipped rewards); None = the same."""
+        return None
+
     def weights_tag(self) -> str:
-        return str(self.cfg.env or self.name)
+        return str(self.env_id() or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
-        spec = envs.check_env_id(self.cfg.env)
+        env_id = self.env_id()
+        spec = envs.check_env_id(env_id)
         kwargs = self.env_kwargs()
-        spaces = envs.spaces_of(self.cfg.env, **kwargs)
+        spaces = envs.spaces_of(env_id, **kwargs)
         if self.cfg.algo == "dqn" and spaces.continuous:
-            raise UsageError(f"algo=dqn needs discrete actions; {self.cfg.env} has a Box "
+            raise UsageError(f"algo=dqn needs discrete actions; {env_id} has a Box "
                              f"action space. Use algo=ppo or algo=a2c.")
         threshold = self.cfg.solved_return
         if threshold is None:
             threshold = spec.reward_threshold
         self._threshold = threshold
-        return EnvData(train=None, env_id=self.cfg.env, spaces=spaces, threshold=threshold,
-                       env_kwargs=kwargs)
+        return EnvData(train=None, env_id=env_id, spaces=spaces, threshold=threshold,
+                       env_kwargs=kwargs, eval_kwargs=self.eval_env_kwargs())
+
+    def model_name(self, spaces: envs.Spaces) -> str:
+        """The zoo network: the config's, else an MLP, or the Nature CNN for images (a task
+        with its own network, minatar's, says so here)."""
+        kind = "cnn_" if len(spaces.obs_shape) == 3 else "mlp_"
+        return self.cfg.model or kind + ("qnet" if self.cfg.algo == "dqn" else "actor_critic")
 
     def build_model(self, data: EnvData) -> nn.Module:
         sp = data.spaces
-        image = len(sp.obs_shape) == 3
-        name = self.cfg.model or (("cnn_" if image else "mlp_")
-                                  + ("qnet" if self.cfg.algo == "dqn" else "actor_critic"))
-        return build(name, obs_shape=sp.obs_shape, num_actions=sp.num_actions,
+        return build(self.model_name(sp), obs_shape=sp.obs_shape, num_actions=sp.num_actions,
                      continuous=sp.continuous, hidden=self.cfg.hidden,
                      activation=self.cfg.activation)
 
@@ -145,7 +166,7 @@ class ControlTask(Task[ControlConfig]):
         c = self.cfg
         rank, world = self.runtime.shard
         seed = rank_seed(c.seed, rank)  # under DDP each process steps its own environments
-        runner = envs.VecRunner(c.env, c.n_envs, seed, **data.env_kwargs)
+        runner = envs.VecRunner(data.env_id, c.n_envs, seed, **data.env_kwargs)
         if c.algo == "dqn":
             self.source = ReplaySource(
                 runner, model, data.spaces, buffer_size=c.buffer_size, batch_size=c.batch_size,
@@ -234,13 +255,13 @@ class ControlTask(Task[ControlConfig]):
 
     # ------------------------------------------------------------ predictor
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
-        return Agent(model, data.spaces, data.env_id, self.runtime, env_kwargs=data.env_kwargs)
+        return Agent(model, data.spaces, data.env_id, self.runtime, env_kwargs=data.play_kwargs)
 
     quick: ClassVar[dict[str, Any]] = {"total_timesteps": 8_192, "eval_freq": 4_096,
                                        "val_episodes": 2, "eval_episodes": 3}
 
     def example_inputs(self, n: int) -> list[Any]:
-        env = envs.make_env(self.cfg.env, **self.env_kwargs())
+        env = envs.make_env(self.env_id(), **self.env_kwargs())
         try:  # start states of seeded episodes: what an agent sees first
             return [env.reset(seed=i)[0].tolist() for i in range(n)]
         finally:
@@ -250,19 +271,23 @@ class ControlTask(Task[ControlConfig]):
         return metrics["train/env_steps"] / max(metrics["train/time_s"], 1e-9), "env steps"
 
     def dataset_card(self) -> dict[str, Any]:
-        return envs.env_card(self.cfg.env)
+        return envs.env_card(self.env_id())
 
     def data_state(self, data: EnvData) -> dict[str, Any]:
         out = {"env": data.env_id, "threshold": data.threshold}
         if data.env_kwargs:  # only an environment with options: earlier runs stay as they were
             out["env_kwargs"] = data.env_kwargs
+        if data.eval_kwargs is not None:
+            out["eval_kwargs"] = data.eval_kwargs
         return out
 
     def data_from_state(self, state: dict[str, Any]) -> EnvData:
         kwargs = dict(state.get("env_kwargs") or {})
+        evals = state.get("eval_kwargs")
         return EnvData(train=None, env_id=state["env"],
                        spaces=envs.spaces_of(state["env"], **kwargs),
-                       threshold=state.get("threshold"), env_kwargs=kwargs)
+                       threshold=state.get("threshold"), env_kwargs=kwargs,
+                       eval_kwargs=None if evals is None else dict(evals))
 
 
 def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
@@ -277,7 +302,7 @@ def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
     seed = 10_000 * (1 if val else 2) + 100 * cfg.seed
     stats: dict[str, Any] = {}
     returns, lengths = envs.run_episodes(greedy_policy(model, data.spaces), data.env_id, n, seed,
-                                         env_kwargs=getattr(data, "env_kwargs", None),
+                                         env_kwargs=_play_kwargs(data),
                                          watch=tuple(k for k, _, _ in info), stats=stats)
     out = {f"{split}/mean_return": float(returns.mean()),
            f"{split}/std_return": float(returns.std()),
@@ -285,3 +310,10 @@ def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
     for key, how, name in info:
         out[f"{split}/{name}"] = float(stats[key + "_last" if how == "last" else key].mean())
     return out
+
+
+def _play_kwargs(data: Any) -> dict[str, Any] | None:
+    """Evaluation's gym.make keywords of an EnvData (or a tabular MDP's data, which has none)."""
+    if isinstance(data, EnvData):
+        return data.play_kwargs
+    return getattr(data, "env_kwargs", None)

@@ -1,0 +1,92 @@
+"""MinAtar (Young & Tian 2019): five Atari games shrunk to 10x10 grids of object channels
+(Breakout, SpaceInvaders, Asterix, Freeway, Seaquest), with sticky actions (0.1) and
+difficulty ramping, as the paper's results were measured. An agent learns from the
+pixels in minutes on a CPU, where Atari takes hours on a GPU.
+
+    taskzoo run minatar                          # Breakout, DQN with MinAtar's network
+    taskzoo run minatar game=space_invaders
+    taskzoo play minatar --from runs/minatar-... --record breakout.gif
+
+MinAtar is GPL-3.0, an optional extra: `pip install "taskzoo[minatar]"`. The games keep
+all 6 actions, as the paper's curves did. The network is the paper's
+(one 3x3 convolution of 16 channels, a 128-unit layer); the frames stay bytes in the
+replay buffer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from taskzoo.errors import ConfigError, UsageError
+from taskzoo.rl import envs
+from taskzoo.tasks import TASKS
+from taskzoo.tasks.base import Reference
+from taskzoo.tasks.common.control import ControlConfig, ControlTask, EnvData
+
+GAMES = ("breakout", "space_invaders", "asterix", "freeway", "seaquest")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinAtarConfig(ControlConfig):
+    game: Literal["breakout", "space_invaders", "asterix", "freeway", "seaquest"] = "breakout"  # the MinAtar game
+    env: str = ""  # set by game= (MinAtar/<Game>-v1); another id belongs to `taskzoo run cartpole env=...`
+    algo: Literal["ppo", "dqn", "a2c"] = "dqn"  # learning algorithm (picks its tuned preset)
+    model: str = ""  # network; "" = MinAtar's (minatar_qnet for dqn, minatar_actor_critic otherwise)
+    hidden: tuple[int, ...] = (128,)  # widths of the layers after the convolution
+    activation: Literal["tanh", "relu"] = "relu"  # hidden activation
+
+    def validate(self) -> None:
+        super().validate()
+        if self.env and self.env != env_id_of(self.game):
+            raise ConfigError(f"env={self.env!r}: minatar picks its environment with game= "
+                              f"(one of {', '.join(GAMES)}); for another gymnasium id use "
+                              f"`taskzoo run cartpole env={self.env}`")
+
+
+def env_id_of(game: str) -> str:
+    """MinAtar's gymnasium id of `game`: "breakout" -> MinAtar/Breakout-v1."""
+    return f"MinAtar/{game.title().replace('_', '')}-v1"
+
+
+@TASKS.register("minatar", aliases=("min_atar",))
+class MinAtar(ControlTask):
+    """Atari games in miniature (MinAtar): DQN from 10x10 pixels, the paper's network."""
+
+    name = "minatar"
+    Config = MinAtarConfig
+    description = "MinAtar games from pixels (Breakout, SpaceInvaders, ...): DQN, the paper's CNN"
+    weights_fields: ClassVar[tuple[str, ...]] = ("model", "algo", "game", "hidden", "activation")
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "dqn": dict(n_envs=1, lr=1e-4, buffer_size=100_000, learning_starts=5_000,
+                    batch_size=32, gamma=0.99, train_freq=1, gradient_steps=1,
+                    target_update=1_000, eps_fraction=0.1, eps_end=0.1,
+                    total_timesteps=300_000, eval_freq=25_000, val_episodes=20,
+                    eval_episodes=100, grad_clip=10.0, optimizer="adam", log_every=1_000),
+        "ppo": dict(n_envs=8, n_steps=128, batch_size=256, n_epochs=4, gamma=0.99,
+                    gae_lambda=0.95, lr=5e-4, ent_coef=0.01, total_timesteps=1_000_000,
+                    eval_freq=50_000, val_episodes=20, eval_episodes=100, grad_clip=0.5,
+                    optimizer="adam"),
+    }
+    quick: ClassVar[dict[str, Any]] = {"total_timesteps": 2_000, "learning_starts": 500,
+                                       "eval_freq": 1_000, "val_episodes": 2, "eval_episodes": 3,
+                                       "buffer_size": 2_000}
+    references: ClassVar[tuple[Reference, ...]] = ()
+
+    def env_id(self) -> str:
+        return env_id_of(self.cfg.game)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        # all 6 actions, as the paper's curves (the -v0 ids, which gymnasium calls outdated)
+        return {"use_minimal_action_set": False}
+
+    def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
+        if importlib.util.find_spec("minatar") is None:
+            raise UsageError("the minatar task needs MinAtar (GPL-3.0, an optional extra): "
+                             'pip install "taskzoo[minatar]"')
+        return super().build_data(state)
+
+    def model_name(self, spaces: envs.Spaces) -> str:
+        return self.cfg.model or ("minatar_qnet" if self.cfg.algo == "dqn"
+                                  else "minatar_actor_critic")
