@@ -31,6 +31,12 @@ def test_a_short_run_reports_the_driving_figures(run):
     assert 15.0 <= m["eval/mean_speed"] <= 45.0  # m/s: highway-env's speeds lie in 20-30
     assert 1 <= m["eval/mean_length"] <= 30 and m["eval/mean_return"] > 0
     assert (run.run_dir / "learning_curve.png").is_file()
+    from PIL import Image
+
+    gif = Image.open(run.run_dir / "agent.gif")  # the final agent driving, as `play` shows it
+    assert gif.format == "GIF" and gif.n_frames >= 2
+    frame = np.asarray(gif.convert("RGB"))
+    assert frame.std() > 10  # the road and the cars, not a blank offscreen surface
 
 
 def test_the_env_config_reaches_the_environment_and_the_restored_agent(run):

@@ -147,6 +147,17 @@ def test_ppo_learns_cartpole_and_writes_its_reports(tmp_path):
     assert m["eval/mean_length"] == pytest.approx(lengths.mean())
     png = (tmp_path / "ppo" / "learning_curve.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+    # agent.gif: the final agent's first evaluation episode, its reset frame and every step
+    from PIL import Image
+
+    gif = Image.open(tmp_path / "ppo" / "agent.gif")
+    assert gif.format == "GIF" and gif.size == (600, 400)
+    # at CartPole's 50 fps (Pillow merges repeated frames and adds up their durations)
+    total_ms = 0
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        total_ms += gif.info["duration"]
+    assert total_ms == 20 * (min(int(lengths[0]), 300) + 1)
     records = [json.loads(x) for x in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
     vals = [r for r in records if "val/mean_return" in r]
     # validations every 1024 environment steps (the last one is the end of training)

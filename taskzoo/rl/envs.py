@@ -113,6 +113,7 @@ class Spaces:
     num_states: int  # Discrete observation spaces only (0 otherwise)
     low: np.ndarray | None = None  # Box action bounds
     high: np.ndarray | None = None
+    obs_dtype: str = "float32"  # a Box observation's numpy dtype (MinAtar's 0/1 channels: bool)
 
 
 def spaces_of(env_id: str, **kwargs: Any) -> Spaces:
@@ -123,15 +124,16 @@ def spaces_of(env_id: str, **kwargs: Any) -> Spaces:
     finally:
         env.close()
     if isinstance(obs, gym.spaces.Discrete):
-        obs_shape, num_states = (int(obs.n),), int(obs.n)
+        obs_shape, num_states, dtype = (int(obs.n),), int(obs.n), "int64"
     elif isinstance(obs, gym.spaces.Box):
-        obs_shape, num_states = tuple(obs.shape), 0
+        obs_shape, num_states, dtype = tuple(obs.shape), 0, np.dtype(obs.dtype).name
     else:
         raise UsageError(f"{env_id}: observation space {obs} is not supported (Box or Discrete)")
     if isinstance(act, gym.spaces.Discrete):
-        return Spaces(obs_shape, int(act.n), False, num_states)
+        return Spaces(obs_shape, int(act.n), False, num_states, obs_dtype=dtype)
     if isinstance(act, gym.spaces.Box) and len(act.shape) == 1:
-        return Spaces(obs_shape, int(act.shape[0]), True, num_states, act.low, act.high)
+        return Spaces(obs_shape, int(act.shape[0]), True, num_states, act.low, act.high,
+                      obs_dtype=dtype)
     raise UsageError(f"{env_id}: action space {act} is not supported (Discrete or 1-D Box)")
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -23,6 +25,39 @@ from taskzoo.rl.envs import make_env
 
 RECORD_FORMATS = (".gif", ".mp4")
 MAX_GIF_FRAMES = 600  # bounds memory while playing (~150 MB of CartPole frames) and file size
+MIN_FRAME_SIDE = 160  # smaller renders (MinAtar's 10x10 grids) are enlarged, pixels kept square
+
+
+def frame_of(env: Any) -> np.ndarray:
+    """The env's rgb_array render as uint8 HxWx3; a tiny one enlarged by whole pixels, a float
+    one in [0, 1] (MinAtar's palette) scaled to bytes."""
+    with warnings.catch_warnings():  # gymnasium's checker on renders of float arrays (MinAtar)
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = np.asarray(env.render())
+    if rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb, 0.0, 1.0) * 255).round().astype(np.uint8)
+    side = max(rgb.shape[:2])
+    if side < MIN_FRAME_SIDE:
+        k = -(-MIN_FRAME_SIDE // side)
+        rgb = rgb.repeat(k, axis=0).repeat(k, axis=1)
+    return rgb
+
+
+@contextlib.contextmanager
+def headless_video() -> Any:
+    """Offscreen rendering where there is no display, for the duration: without it SDL prints
+    an XDG_RUNTIME_DIR error. "offscreen", not "dummy": under dummy, highway-env's pygame
+    frames are blank. The variable is restored after, so the caller's own windows are untouched."""
+    needed = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                       or os.environ.get("WAYLAND_DISPLAY"))
+    before = os.environ.get("SDL_VIDEODRIVER")
+    if needed and before is None:
+        os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    try:
+        yield
+    finally:
+        if needed and before is None:
+            os.environ.pop("SDL_VIDEODRIVER", None)
 
 
 def _record_format(record: str | os.PathLike[str]) -> str:
@@ -66,7 +101,8 @@ class _Recorder:
     """The frames of the played episodes: streamed to an MP4, or kept (thinned past
     MAX_GIF_FRAMES) and written as one GIF at the end."""
 
-    def __init__(self, fmt: str | None, record: str | os.PathLike[str] | None, rate: float,
+    def __init__(self, fmt: str | None, record: str | os.PathLike[str] | io.BytesIO | None,
+                 rate: float,
                  episodes: int, stack: contextlib.ExitStack) -> None:
         self.fmt, self.record, self.rate, self.stack = fmt, record, rate, stack
         self.mp4 = stack.enter_context(atomic_path(str(record))) if fmt == ".mp4" else None
@@ -78,7 +114,7 @@ class _Recorder:
     def capture(self, env: Any, ep: int) -> None:
         """Keep the env's current frame (every stride-th step) as one of episode `ep`."""
         if self.fmt and self.t % self.stride == 0:
-            rgb = np.asarray(env.render())
+            rgb = frame_of(env)
             if self.mp4 is not None:
                 if self.writer is None:
                     self.writer = _mp4_writer(self.mp4, rgb.shape, self.rate)
@@ -99,12 +135,35 @@ class _Recorder:
         if self.fmt == ".gif":
             # GIF delays are in 1/100 s, and viewers slow anything under 2/100 s to 1/10 s
             duration = max(20, round(1000 * self.stride / self.rate / 10) * 10)
-            with atomic_path(str(self.record)) as tmp:
-                self.frames[0][1].save(tmp, format="GIF", save_all=True, loop=0,
-                                       duration=duration,
-                                       append_images=[f for _, f in self.frames[1:]])
+            if isinstance(self.record, io.BytesIO):
+                _save_gif([f for _, f in self.frames], duration, self.record)
+            else:
+                with atomic_path(str(self.record)) as tmp:
+                    _save_gif([f for _, f in self.frames], duration, tmp)
             return [sum(1 for e, _ in self.frames if e == ep) for ep in range(len(self.counts))]
         return self.counts
+
+
+def _save_gif(frames: list[Any], duration: int, out: Any) -> None:
+    frames[0].save(out, format="GIF", save_all=True, loop=0, duration=duration,
+                   append_images=frames[1:])
+
+
+def episode_gif(agent: Playable, *, seed: int = 0, max_steps: int = 300) -> bytes:
+    """One greedy episode of `agent` from `reset(seed=seed)`, at most `max_steps` steps, as
+    GIF bytes at the env's real speed (a run directory's agent.gif).
+
+    >>> gif = episode_gif(taskzoo.load_run("runs/cartpole"), seed=0)   # doctest: +SKIP
+    """
+    buffer = io.BytesIO()
+    with headless_video(), contextlib.ExitStack() as stack:
+        env = make_env(agent.env_id, render_mode="rgb_array", **getattr(agent, "env_kwargs", {}))
+        stack.callback(env.close)
+        rate = float(env.metadata.get("render_fps") or 30)
+        recorder = _Recorder(".gif", buffer, rate, 1, stack)
+        _episode(env, agent, seed, max_steps, partial(recorder.capture, env, 0))
+        recorder.finish()
+    return buffer.getvalue()
 
 
 def play(run_dir: str | os.PathLike[str], *, episodes: int = 3,
@@ -125,15 +184,12 @@ def play(run_dir: str | os.PathLike[str], *, episodes: int = 3,
     """
     _check_settings(episodes, fps, max_steps)
     fmt = _record_format(record) if record is not None else None
-    if fmt and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                         or os.environ.get("WAYLAND_DISPLAY")):
-        # offscreen rendering needs no display; without this SDL prints an XDG_RUNTIME_DIR
-        # error. "offscreen", not "dummy": under dummy, highway-env's pygame frames are blank
-        os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     agent = _load_agent(run_dir)
-    env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None,
-                   **getattr(agent, "env_kwargs", {}))
     with contextlib.ExitStack() as stack:
+        if fmt:
+            stack.enter_context(headless_video())
+        env = make_env(agent.env_id, render_mode="rgb_array" if fmt else None,
+                       **getattr(agent, "env_kwargs", {}))
         stack.callback(env.close)
         rate = float(fps or env.metadata.get("render_fps") or 30)
         recorder = _Recorder(fmt, record, rate, episodes, stack)

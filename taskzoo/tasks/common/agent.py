@@ -73,8 +73,8 @@ class Agent(Predictor, Playable):
         not_obs = InputError(f"{self.env_id} takes {self._expects()} per observation; got "
                              f"{str(inputs)[:80]}")
         # true/false are neither state numbers nor observation values, though numpy would
-        # read them as 1 and 0
-        if _holds_bool(inputs):
+        # read them as 1 and 0 (except where the env observes booleans: MinAtar's channels)
+        if self.spaces.obs_dtype != "bool" and _holds_bool(inputs):
             raise not_obs
         try:
             obs = np.asarray(inputs, dtype=np.float64)

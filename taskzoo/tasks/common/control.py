@@ -13,6 +13,7 @@ trains the supervised tasks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -33,6 +34,7 @@ from taskzoo.config import (
 from taskzoo.errors import UsageError
 from taskzoo.models import build
 from taskzoo.rl import envs
+from taskzoo.rl.play import episode_gif
 from taskzoo.rl.report import SolvedStop, learning_curve_png, solved_summary
 from taskzoo.rl.sources import ReplaySource, RolloutSource
 from taskzoo.runtime import rank_seed
@@ -82,6 +84,9 @@ class ControlConfig(TrainConfig):
     threads: int = 1  # small policies: one thread skips OpenMP's fork/join per op (~20% faster)
     log_every: int = 100  # optimizer steps between train/ records in metrics.jsonl
     keep: Literal["best", "last"] = "best"  # best validation (separate seeds from the final eval)
+
+
+GIF_STEPS = 300  # agent.gif's longest episode: 10 s of CartPole, 300 KB
 
 
 # ---------------------------------------------------------------- data: the environment
@@ -249,9 +254,15 @@ class ControlTask(Task[ControlConfig]):
     def reports(self, model: nn.Module, data: EnvData) -> dict[str, str | bytes]:
         if not hasattr(self, "source"):
             return {}
-        return {"learning_curve.png": learning_curve_png(
+        out: dict[str, str | bytes] = {"learning_curve.png": learning_curve_png(
             self.source.runner.episodes, getattr(self, "_history", []), data.threshold,
             title=f"{self.name}: {self.cfg.algo} on {data.env_id} (seed {self.cfg.seed})")}
+        try:  # the final agent's first evaluation episode (its seed), as `taskzoo play` shows it
+            out["agent.gif"] = episode_gif(self.predictor(model, data),
+                                           seed=eval_seed(self.cfg.seed, val=False), max_steps=GIF_STEPS)
+        except UsageError as exc:  # an env that cannot render here (a missing extra)
+            warnings.warn(f"no agent.gif: {exc}", stacklevel=2)
+        return out
 
     # ------------------------------------------------------------ predictor
     def predictor(self, model: nn.Module, data: EnvData) -> Agent:
@@ -290,6 +301,11 @@ class ControlTask(Task[ControlConfig]):
                        eval_kwargs=None if evals is None else dict(evals))
 
 
+def eval_seed(seed: int, val: bool) -> int:
+    """The first episode's seed of a validation (val) or the final evaluation of run `seed`."""
+    return 10_000 * (1 if val else 2) + 100 * seed
+
+
 def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
                     info: tuple[tuple[str, str, str], ...] = ()) -> dict[str, float]:
     """{split}/mean_return, std_return and mean_length of greedy episodes in `data`'s
@@ -299,7 +315,7 @@ def episode_metrics(model: nn.Module, data: Any, split: str, cfg: Any,
     validation does not flatter the reported figure."""
     val = split == "val"
     n = cfg.val_episodes if val else cfg.eval_episodes
-    seed = 10_000 * (1 if val else 2) + 100 * cfg.seed
+    seed = eval_seed(cfg.seed, val)
     stats: dict[str, Any] = {}
     returns, lengths = envs.run_episodes(greedy_policy(model, data.spaces), data.env_id, n, seed,
                                          env_kwargs=_play_kwargs(data),
