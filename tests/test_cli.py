@@ -202,6 +202,9 @@ def test_every_task_predicts_from_the_command_line(capsys, tmp_path, monkeypatch
         monkeypatch.setenv("TASKZOO_MIRROR", str(SHARED_DATA))
     monkeypatch.setenv("TASKZOO_OFFLINE", "1")
     for task in names():
+        if resolve_task(task).gpu_recipe and not any(
+                c.task == task and c.default for c in weights.cards()):
+            continue  # no weights trained for it yet (a GPU job)
         if "encoder" in weights.resolve(task).data and not mirror:
             continue
         cls = resolve_task(task)

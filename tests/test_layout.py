@@ -84,7 +84,7 @@ def test_every_task_is_one_package_with_a_task_module_and_a_docs_page():
     tasks_dir = PACKAGE / "tasks"
     assert sorted(p.name for p in tasks_dir.glob("*.py")) == ["__init__.py", "base.py"]
     names = packages()
-    assert len(names) == len(taskzoo.list_tasks()) == 16
+    assert len(names) == len(taskzoo.list_tasks()) == 18
     # faces adds the stages of its pipeline: the two detectors' inference, the alignment,
     # the whole pipeline, the gallery and its ORL measurements
     vocabulary = {"__init__.py", "task.py", "predictor.py", "data.py", "report.py", "baselines.py",

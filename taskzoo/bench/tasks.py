@@ -122,6 +122,13 @@ def reference_for(cls: Any, metric: str, config: Any) -> Any:
     return next((r for r in fits if r.dataset), fits[0] if fits else None)
 
 
+def _rows(cls: Any, quick: bool) -> tuple[str, ...]:
+    """A task's rows in a whole bench: a GPU-scale default recipe only as the --quick smoke."""
+    if quick:
+        return ("",)
+    return (*(() if cls.gpu_recipe else ("",)), *cls.bench_rows)
+
+
 def bench_rows(tasks: list[str] | None, *, quick: bool) -> list[tuple[str, str]]:
     """(task, row) pairs to run: every task's default recipe and, unless `quick`, its
     `bench_rows`; or the tasks named, each "task" (its default) or "task:row".
@@ -136,7 +143,7 @@ def bench_rows(tasks: list[str] | None, *, quick: bool) -> list[tuple[str, str]]
     from taskzoo.tasks import names
 
     if not tasks:
-        return [(n, r) for n in names() for r in ("", *([] if quick else resolve_task(n).bench_rows))]
+        return [(n, r) for n in names() for r in _rows(resolve_task(n), quick)]
     out = []
     for spec in tasks:
         name, _, row = spec.partition(":")

@@ -53,8 +53,6 @@ def _require() -> None:
         raise UsageError(f"Atari needs ale-py and OpenCV (GPL-2.0 ale-py, an optional extra; "
                          f"missing {exc.name}): {EXTRA}") from None
     gym.register_envs(ale_py)
-    # ALE prints its banner to stderr for every emulator made: eight per vector env
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 
 @functools.cache

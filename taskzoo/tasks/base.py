@@ -293,6 +293,9 @@ class Task(ABC, Generic[C]):
     # config fields that, with the builder's kwargs, identify a task's weights: `init=` takes
     # them from the card it starts from (they decide the network's shape or what it outputs)
     weights_fields: ClassVar[tuple[str, ...]] = ("model",)
+    # the default recipe is hours on a GPU (atari): `taskzoo bench` runs it only when named
+    # (its --quick smoke always), and no default weights ship unless trained on one
+    gpu_recipe: ClassVar[bool] = False
 
     def __init__(self, cfg: C, runtime: Runtime | None = None) -> None:
         self.cfg = cfg

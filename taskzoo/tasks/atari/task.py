@@ -59,6 +59,7 @@ class Atari(ControlTask):
     Config = AtariConfig
     description = "Atari games from pixels (Pong, Breakout, ...): PPO or DQN, the Nature CNN"
     weights_fields: ClassVar[tuple[str, ...]] = ("model", "algo", "game", "hidden", "activation")
+    gpu_recipe: ClassVar[bool] = True  # 10M steps: about 8 h on 2 CPU cores
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # CleanRL's ppo_atari.py: 8 envs x 128 steps, 4 epochs of 4 minibatches (256), lr
         # 2.5e-4 annealed to 0, clip 0.1 for the policy and the value. CleanRL weighs
