@@ -102,8 +102,7 @@ class _Recorder:
     MAX_GIF_FRAMES) and written as one GIF at the end."""
 
     def __init__(self, fmt: str | None, record: str | os.PathLike[str] | io.BytesIO | None,
-                 rate: float,
-                 episodes: int, stack: contextlib.ExitStack) -> None:
+                 rate: float, episodes: int, stack: contextlib.ExitStack) -> None:
         self.fmt, self.record, self.rate, self.stack = fmt, record, rate, stack
         self.mp4 = stack.enter_context(atomic_path(str(record))) if fmt == ".mp4" else None
         self.writer: Any = None  # imageio-ffmpeg's frame sink, opened once the frame size is known

@@ -199,9 +199,11 @@ class ReplaySource(EnvStepSchedule):
         self.rng = np.random.default_rng(seed + 7919)
         # The buffer holds encoded observations as tensors: a sampled batch is then five
         # index ops, with no numpy-to-torch conversion per gradient step. Images stay bytes
-        # (the CNNs cast them): 84x84x4 Atari frames take 28 KB a transition, not 113.
+        # (the CNNs cast them): 84x84x4 Atari frames take 28 KB a transition, not 113. Float
+        # images stay float.
         n, shape = buffer_size, spaces.obs_shape
-        dtype = torch.uint8 if len(shape) == 3 else torch.float32
+        byte_frames = len(shape) == 3 and spaces.obs_dtype in ("uint8", "bool")
+        dtype = torch.uint8 if byte_frames else torch.float32
         self.obs = torch.zeros((n, *shape), dtype=dtype)
         self.next_obs = torch.zeros_like(self.obs)
         self.act = torch.zeros(n, dtype=torch.int64)

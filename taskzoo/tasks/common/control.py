@@ -258,8 +258,9 @@ class ControlTask(Task[ControlConfig]):
             self.source.runner.episodes, getattr(self, "_history", []), data.threshold,
             title=f"{self.name}: {self.cfg.algo} on {data.env_id} (seed {self.cfg.seed})")}
         try:  # the final agent's first evaluation episode (its seed), as `taskzoo play` shows it
-            out["agent.gif"] = episode_gif(self.predictor(model, data),
-                                           seed=eval_seed(self.cfg.seed, val=False), max_steps=GIF_STEPS)
+            seed = eval_seed(self.cfg.seed, val=False)
+            out["agent.gif"] = episode_gif(self.predictor(model, data), seed=seed,
+                                           max_steps=GIF_STEPS)
         except UsageError as exc:  # an env that cannot render here (a missing extra)
             warnings.warn(f"no agent.gif: {exc}", stacklevel=2)
         return out
