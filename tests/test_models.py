@@ -10,7 +10,8 @@ TEXT_MODELS = ["lstm", "gru", "bilstm", "bigru", "textcnn"]
 TAGGERS = ["bilstm_tagger", "bigru_tagger"]
 
 
-POLICIES = ["mlp_actor_critic", "cnn_actor_critic", "mlp_qnet", "cnn_qnet", "q_table"]
+POLICIES = ["mlp_actor_critic", "cnn_actor_critic", "mlp_qnet", "cnn_qnet", "minatar_qnet",
+            "minatar_actor_critic", "q_table"]
 CNNS = ["cnn_small", "vgg", "resnet20", "resnet18", "resnet34", "mobilenet_v3_small"]
 AUTOENCODERS = ["conv_ae", "vae", "unet_small"]  # tested in test_autoencoder_models.py
 DETECTORS = ["fastestdet", "yolo_tiny", "csp_darknet"]  # test_fastestdet.py, test_yolo.py
@@ -47,15 +48,16 @@ def test_every_policy_builds_acts_and_backpropagates(name):
     name, _, kind = name.partition(":")
     continuous = kind == "continuous"
     torch.manual_seed(0)
-    image = name.startswith("cnn")
-    shape = (84, 84, 4) if image else (6,)
+    image = name.startswith(("cnn", "minatar"))
+    shape = (10, 10, 4) if name.startswith("minatar") else (84, 84, 4) if image else (6,)
     if name == "q_table":
         net = build(name, num_states=6, num_actions=3)
         obs = torch.nn.functional.one_hot(torch.tensor([0, 5]), 6).float()
     else:
         extra = {"continuous": True} if continuous else {}
         net = build(name, obs_shape=shape, num_actions=3, **extra)
-        obs = torch.randint(0, 256, (2, *shape)).float() if image else torch.randn(2, *shape)
+        high = 2 if name.startswith("minatar") else 256  # MinAtar's 0/1 object channels
+        obs = torch.randint(0, high, (2, *shape)).float() if image else torch.randn(2, *shape)
     actions = net.act(obs)
     if continuous:
         assert actions.shape == (2, 3) and torch.isfinite(actions).all()

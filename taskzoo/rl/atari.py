@@ -32,8 +32,9 @@ import gymnasium as gym
 import numpy as np
 
 from taskzoo.errors import UnknownNameError, UsageError, did_you_mean
+from taskzoo.rl.envs import ATARI_ID
 
-ENV_ID = "taskzoo/Atari-v0"
+ENV_ID = ATARI_ID
 EXTRA = 'pip install "taskzoo[atari]"'
 
 

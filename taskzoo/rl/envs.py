@@ -33,10 +33,11 @@ def _gym() -> Any:
 # registers its ids ("" when importing it does) and one id it registers: imported only when an
 # id is not registered yet, and only those installed. taskzoo's own preprocessed Atari id
 # (taskzoo.rl.atari) is registered with ale-py.
+ATARI_ID = "taskzoo/Atari-v0"  # taskzoo.rl.atari's id, named here so `taskzoo list` needs no gymnasium
 PLUGINS: tuple[tuple[str, str, str], ...] = (
     ("highway_env", "", "highway-fast-v0"),
     ("minatar", "minatar.gym:register_envs", "MinAtar/Breakout-v0"),
-    ("ale_py", "taskzoo.rl.atari:register", "taskzoo/Atari-v0"),
+    ("ale_py", "taskzoo.rl.atari:register", ATARI_ID),
 )
 
 

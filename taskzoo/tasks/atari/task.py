@@ -21,10 +21,14 @@ from typing import Any, ClassVar, Literal
 
 from taskzoo.config import NonNegativeInt
 from taskzoo.errors import ConfigError, UsageError
-from taskzoo.rl import atari
+from taskzoo.rl import envs
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import Reference
 from taskzoo.tasks.common.control import ControlConfig, ControlTask, EnvData
+
+# taskzoo.rl.atari imports gymnasium, which `taskzoo list` must not: it is imported where used
+ENV_ID = envs.ATARI_ID
+EXTRA = 'pip install "taskzoo[atari]"'
 
 CLEANRL_PPO = "https://docs.cleanrl.dev/rl-algorithms/ppo/#ppo_ataripy"
 CLEANRL_DQN = "https://docs.cleanrl.dev/rl-algorithms/dqn/#dqn_ataripy"
@@ -44,8 +48,10 @@ class AtariConfig(ControlConfig):
     def validate(self) -> None:
         super().validate()
         if importlib.util.find_spec("ale_py") is not None:
+            from taskzoo.rl import atari
+
             atari.ale_id(self.game)  # UnknownNameError with the closest game
-        if self.env and self.env != atari.ENV_ID:
+        if self.env and self.env != ENV_ID:
             raise ConfigError(f"env={self.env!r}: atari picks its game with game= (pong, "
                               f"breakout, ...); for another gymnasium id use "
                               f"`taskzoo run cartpole env={self.env}`")
@@ -101,7 +107,7 @@ class Atari(ControlTask):
     )
 
     def env_id(self) -> str:
-        return atari.ENV_ID
+        return ENV_ID
 
     def env_kwargs(self) -> dict[str, Any]:
         # training: make_atari's defaults, a lost life ends the episode, rewards clipped
@@ -114,7 +120,7 @@ class Atari(ControlTask):
     def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
         if importlib.util.find_spec("ale_py") is None:
             raise UsageError(f"the atari task needs ale-py (GPL-2.0, an optional extra): "
-                             f"{atari.EXTRA}")
+                             f"{EXTRA}")
         return super().build_data(state)
 
     def weights_tag(self) -> str:
@@ -122,6 +128,8 @@ class Atari(ControlTask):
 
     def dataset_card(self) -> dict[str, Any]:
         import ale_py
+
+        from taskzoo.rl import atari
 
         return {"name": f"ALE {atari.ale_id(self.cfg.game)} (ale-py {ale_py.__version__}), "
                         f"taskzoo's Atari preprocessing", "files": [],
