@@ -47,3 +47,17 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env.pop("TASKZOO_MIRROR", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def hide_package(monkeypatch: pytest.MonkeyPatch):
+    """hide_package("minatar"): importlib.util.find_spec reports the package missing, as on
+    a machine without that optional extra."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def hide(package: str) -> None:
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == package else real(name, *a))
+    return hide

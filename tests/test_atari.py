@@ -204,10 +204,8 @@ def test_bad_names_say_what_is_valid():
         taskzoo.run("atari", env="CartPole-v1", progress=False)
 
 
-def test_missing_ale_py_names_the_extra(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "ale_py" else real(name, *a))
+def test_missing_ale_py_names_the_extra(hide_package):
+    hide_package("ale_py")
     from taskzoo.tasks.atari.task import Atari, AtariConfig
 
     with pytest.raises(UsageError, match=r"taskzoo\[atari\]"):

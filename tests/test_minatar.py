@@ -91,10 +91,8 @@ def test_config_errors_name_what_is_valid():
         taskzoo.run("minatar", env="CartPole-v1", progress=False)
 
 
-def test_missing_minatar_names_the_extra(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "minatar" else real(name, *a))
+def test_missing_minatar_names_the_extra(hide_package):
+    hide_package("minatar")
     from taskzoo.tasks.minatar.task import MinAtar, MinAtarConfig
 
     task = MinAtar(MinAtarConfig())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -81,10 +80,8 @@ def test_unknown_extension_names_the_valid_ones(cartpole_run: Path, tmp_path: Pa
 
 
 def test_mp4_without_imageio_ffmpeg_says_what_to_install(
-        cartpole_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "imageio_ffmpeg" else real(name, *a))
+        cartpole_run: Path, tmp_path: Path, hide_package) -> None:
+    hide_package("imageio_ffmpeg")
     with pytest.raises(UsageError, match="pip install imageio-ffmpeg"):
         play(cartpole_run, record=tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
