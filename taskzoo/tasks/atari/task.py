@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from taskzoo.config import NonNegativeInt
-from taskzoo.errors import ConfigError, UsageError
+from taskzoo.errors import ConfigError
 from taskzoo.rl import envs
 from taskzoo.tasks import TASKS
 from taskzoo.tasks.base import Reference
-from taskzoo.tasks.common.control import ControlConfig, ControlTask, EnvData
+from taskzoo.tasks.common.control import ControlConfig, ControlTask, EnvPackage
 
 # taskzoo.rl.atari imports gymnasium, which `taskzoo list` must not: it is imported where used
 ENV_ID = envs.ATARI_ID
-EXTRA = 'pip install "taskzoo[atari]"'
 
 CLEANRL_PPO = "https://docs.cleanrl.dev/rl-algorithms/ppo/#ppo_ataripy"
 CLEANRL_DQN = "https://docs.cleanrl.dev/rl-algorithms/dqn/#dqn_ataripy"
@@ -65,6 +64,7 @@ class Atari(ControlTask):
     Config = AtariConfig
     description = "Atari games from pixels (Pong, Breakout, ...): PPO or DQN, the Nature CNN"
     weights_fields: ClassVar[tuple[str, ...]] = ("model", "algo", "game", "hidden", "activation")
+    env_package: ClassVar[EnvPackage | None] = EnvPackage("ale_py", "ale-py", "GPL-2.0", "atari")
     gpu_recipe: ClassVar[bool] = True  # 10M steps: about 8 h on 2 CPU cores
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # CleanRL's ppo_atari.py: 8 envs x 128 steps, 4 epochs of 4 minibatches (256), lr
@@ -116,12 +116,6 @@ class Atari(ControlTask):
     def eval_env_kwargs(self) -> dict[str, Any] | None:
         # whole games with the game's own points: the figure papers report
         return {"game": self.cfg.game, "episodic_life": False, "clip_rewards": False}
-
-    def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
-        if importlib.util.find_spec("ale_py") is None:
-            raise UsageError(f"the atari task needs ale-py (GPL-2.0, an optional extra): "
-                             f"{EXTRA}")
-        return super().build_data(state)
 
     def weights_tag(self) -> str:
         return f"atari_{self.cfg.game}"

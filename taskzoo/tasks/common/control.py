@@ -13,6 +13,7 @@ trains the supervised tasks.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
@@ -86,6 +87,16 @@ class ControlConfig(TrainConfig):
     keep: Literal["best", "last"] = "best"  # best validation (separate seeds from the final eval)
 
 
+@dataclass(frozen=True)
+class EnvPackage:
+    """An optional package a task's environments come from, checked before anything is built."""
+
+    module: str  # what find_spec looks for: "minatar", "ale_py"
+    name: str  # as users know it: "MinAtar", "ale-py"
+    license: str  # why it is an extra: "GPL-3.0"
+    extra: str  # taskzoo's extra that installs it
+
+
 GIF_STEPS = 300  # agent.gif's longest episode: 10 s of CartPole, 300 KB
 
 
@@ -123,6 +134,7 @@ class ControlTask(Task[ControlConfig]):
     # figures read from the episodes' `info` beside the return: (info key, "mean" over the
     # steps or the "last" step's value, the metric's name); highway: crash rate, mean speed
     episode_info: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    env_package: ClassVar[EnvPackage | None] = None  # an optional package the envs need
 
     def env_id(self) -> str:
         """The gymnasium id to make (a task that picks it from its own fields: minatar's game)."""
@@ -141,6 +153,10 @@ class ControlTask(Task[ControlConfig]):
         return str(self.env_id() or self.name)
 
     def build_data(self, state: dict[str, Any] | None = None) -> EnvData:
+        pkg = self.env_package
+        if pkg is not None and importlib.util.find_spec(pkg.module) is None:
+            raise UsageError(f"the {self.name} task needs {pkg.name} ({pkg.license}, an optional "
+                             f'extra): pip install "taskzoo[{pkg.extra}]"')
         env_id = self.env_id()
         spec = envs.check_env_id(env_id)
         kwargs = self.env_kwargs()
