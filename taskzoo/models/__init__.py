@@ -17,7 +17,7 @@ MODELS: Registry[Any] = Registry("model")
 # Families register themselves on import; list them here so every name is known up front.
 _FAMILIES = ("rnn", "textcnn", "tagger", "policy", "cnn", "autoencoder", "fastestdet", "csp",
              "yolo", "captioner", "transformer", "extractive", "efficientnet_lite",
-             "face_resnet", "mtcnn", "ultraface", "face_pipeline")
+             "face_resnet", "mtcnn", "ultraface", "face_pipeline", "style_net")
 
 
 def _load_all() -> None:

@@ -204,6 +204,33 @@ class EfficientNetLite(nn.Module):
         maps.append(F.relu6(self._bn1(self._conv_head(x))))
         return maps
 
+    def stage_maps(self, x: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
+        """The maps where `stages` end, in the order asked: 0 is the stem (stride 2, after
+        its ReLU6), 1-7 the seven stages' last blocks (strides 2, 4, 8, 16, 16, 32, 32;
+        linear, as the blocks project), 8 the head conv. Runs only as deep as the deepest
+        stage asked (a perceptual loss reads early maps without paying for the head).
+
+        >>> net = efficientnet_lite0()
+        >>> [m.shape[1] for m in net.stage_maps(torch.zeros(1, 3, 64, 64), (0, 2, 8))]
+        [32, 24, 1280]
+        """
+        self._check(x)
+        bad = [s for s in stages if not 0 <= s <= len(self.stage_ends) + 1]
+        if bad or not stages:
+            raise ValueError(f"stages must be in 0..{len(self.stage_ends) + 1}, got {stages}")
+        ends = {0: -1, **{i + 1: e for i, e in enumerate(self.stage_ends)}}
+        found: dict[int, torch.Tensor] = {}
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        found[0] = x
+        deepest = max(stages)
+        last = self.stage_ends[-1] if deepest > len(self.stage_ends) else ends[deepest]
+        for idx, block in enumerate(self._blocks[:last + 1]):
+            x = block(x)
+            found.update({s: x for s, e in ends.items() if e == idx})
+        if deepest > len(self.stage_ends):
+            found[deepest] = F.relu6(self._bn1(self._conv_head(x)))
+        return [found[s] for s in stages]
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the input up, for layer-wise learning rates: the stem with the
         first stage, each later stage, the head conv; the classifier (`head`) last."""

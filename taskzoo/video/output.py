@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from taskzoo.errors import UsageError
+from taskzoo.errors import InputError, UsageError
 
 # what a video file is, for reading and for writing (the detection predictor imports this);
 # each is written with the first encoder of ENCODERS that this PyAV/FFmpeg build has
@@ -66,10 +67,12 @@ def _ours_jsonl(path: Path) -> bool:
     return isinstance(row, dict) and {"frame", "track_ids"} <= row.keys()
 
 
-def check_output(out: Path, *, overwrite: bool = False) -> tuple[bool, Path]:
+def check_output(out: Path, *, overwrite: bool = False,
+                 record: bool = True) -> tuple[bool, Path]:
     """(whether `out` is a video file rather than a folder of PNG frames, the jsonl beside it),
     after refusing, before anything is read or written, an output that cannot be written or
-    would replace a file taskzoo did not write (unless `overwrite`). Makes `out`'s folder."""
+    would replace a file taskzoo did not write (unless `overwrite`). Makes `out`'s folder.
+    `record=False`: no jsonl will be written (a transformed video), so none is checked."""
     as_video = out.suffix.lower() in VIDEO_SUFFIXES
     jsonl = out.parent / f"{out.stem if as_video else out.name}.jsonl"
     again = "choose another --save, or pass --overwrite to replace it"
@@ -84,8 +87,8 @@ def check_output(out: Path, *, overwrite: bool = False) -> tuple[bool, Path]:
                          f"into a folder of that name; a video takes {', '.join(VIDEO_SUFFIXES)})")
     if as_video and (out.exists() or out.is_symlink()) and not overwrite and not _ours_video(out):
         raise UsageError(f"--save {out}: already exists and is not a video taskzoo wrote: {again}")
-    if jsonl.is_dir() or ((jsonl.exists() or jsonl.is_symlink()) and not overwrite
-                          and not _ours_jsonl(jsonl)):
+    if record and (jsonl.is_dir() or ((jsonl.exists() or jsonl.is_symlink()) and not overwrite
+                                      and not _ours_jsonl(jsonl))):
         raise UsageError(f"--save {out}: {jsonl} (the per-frame record written beside it) "
                          f"already exists and is not one taskzoo wrote: {again}")
     try:
@@ -157,3 +160,49 @@ def commit(tmp: Path, final: Path) -> None:
         tmp.rmdir()
     else:
         os.replace(tmp, final)
+
+
+def video_request(inputs: Sequence[str], save: str | None) -> bool:
+    """Whether `taskzoo predict`'s inputs are videos (or one folder of frames saved to a
+    video) to track rather than images; InputError for a mix, or a video without --save."""
+    is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
+    # os.path.isdir: False, not an OSError, for a name too long to be a path
+    frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
+              and Path(save).suffix.lower() in VIDEO_SUFFIXES)
+    if not any(is_video) and not frames:
+        return False
+    if not all(is_video) and not frames:
+        raise InputError("give either videos or images, not both in one call")
+    if save is None:
+        raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
+                         "one row per frame, is written beside it)")
+    return True
+
+
+def video_targets(inputs: Sequence[str], save: str) -> list[Path]:
+    """Where each input video's annotated copy goes: `save` itself for one input, else (or
+    when `save` is a folder) `save/<name>.mp4`, `<name>-2.mp4` for a second input of the same
+    name. UsageError, before anything is written, when an output would replace an input or
+    `save` names a file that is no video (`out.gif` would be a folder of PNGs by that name)."""
+    out = Path(save).expanduser()
+    in_folder = out.is_dir() or not out.suffix
+    if not in_folder and out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UsageError(f"--save {save}: {out.suffix} is not a video suffix; give OUT with one "
+                         f"of {', '.join(VIDEO_SUFFIXES)}, or a folder (one that exists, or a name "
+                         "without a suffix)")
+    if len(inputs) > 1 and not in_folder:
+        raise UsageError(f"--save {save}: one video file for {len(inputs)} inputs; give a "
+                         "folder (each annotated video is written there under its input's name)")
+    sources = {Path(src).expanduser().resolve(): src for src in inputs}
+    targets: list[Path] = []
+    for src in inputs:
+        target, k = out, 1
+        while in_folder and (k == 1 or target in targets):
+            target = out / (f"{Path(src).stem}.mp4" if k == 1 else f"{Path(src).stem}-{k}.mp4")
+            k += 1
+        if target.resolve() in sources:
+            raise UsageError(f"--save {save}: the annotated video would be written to "
+                             f"{target}, which is the input {sources[target.resolve()]}; give "
+                             "another file or folder (an input is never replaced)")
+        targets.append(target)
+    return targets

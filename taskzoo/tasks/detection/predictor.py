@@ -9,7 +9,6 @@ labels and scores out; videos and folders of frames through `taskzoo.video` (tra
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from taskzoo.data.detection.aug import resize_example
 from taskzoo.errors import InputError, UsageError
 from taskzoo.tasks.base import CallOption, Predictor
 from taskzoo.video import VIDEO_SUFFIXES  # one list of what a video file is, read or written
+from taskzoo.video.output import video_request, video_targets
 
 
 class Detections(dict):
@@ -144,52 +144,6 @@ class DetectionPredictor(Predictor):
                         "labels": np.asarray([names[n] for n in d["labels"]], np.int64),
                         "names": list(d["labels"])})
         return out
-
-
-def video_request(inputs: Sequence[str], save: str | None) -> bool:
-    """Whether `taskzoo predict`'s inputs are videos (or one folder of frames saved to a
-    video) to track rather than images; InputError for a mix, or a video without --save."""
-    is_video = [Path(a).suffix.lower() in VIDEO_SUFFIXES for a in inputs]
-    # os.path.isdir: False, not an OSError, for a name too long to be a path
-    frames = (len(inputs) == 1 and os.path.isdir(inputs[0]) and save is not None
-              and Path(save).suffix.lower() in VIDEO_SUFFIXES)
-    if not any(is_video) and not frames:
-        return False
-    if not all(is_video) and not frames:
-        raise InputError("give either videos or images, not both in one call")
-    if save is None:
-        raise InputError("a video needs --save OUT.mp4 (the annotated video; OUT.jsonl, "
-                         "one row per frame, is written beside it)")
-    return True
-
-
-def video_targets(inputs: Sequence[str], save: str) -> list[Path]:
-    """Where each input video's annotated copy goes: `save` itself for one input, else (or
-    when `save` is a folder) `save/<name>.mp4`, `<name>-2.mp4` for a second input of the same
-    name. UsageError, before anything is written, when an output would replace an input or
-    `save` names a file that is no video (`out.gif` would be a folder of PNGs by that name)."""
-    out = Path(save).expanduser()
-    in_folder = out.is_dir() or not out.suffix
-    if not in_folder and out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UsageError(f"--save {save}: {out.suffix} is not a video suffix; give OUT with one "
-                         f"of {', '.join(VIDEO_SUFFIXES)}, or a folder (one that exists, or a name "
-                         "without a suffix)")
-    if len(inputs) > 1 and not in_folder:
-        raise UsageError(f"--save {save}: one video file for {len(inputs)} inputs; give a "
-                         "folder (each annotated video is written there under its input's name)")
-    sources = {Path(src).expanduser().resolve(): src for src in inputs}
-    targets: list[Path] = []
-    for src in inputs:
-        target, k = out, 1
-        while in_folder and (k == 1 or target in targets):
-            target = out / (f"{Path(src).stem}.mp4" if k == 1 else f"{Path(src).stem}-{k}.mp4")
-            k += 1
-        if target.resolve() in sources:
-            raise UsageError(f"--save {save}: the annotated video would be written to "
-                             f"{target}, which is the input {sources[target.resolve()]}; give "
-                             "another file or folder (an input is never replaced)")
-        targets.append(target)
-    return targets
 
 
 def unwrap_detector(model: nn.Module) -> Any:

@@ -190,8 +190,8 @@ class FacesPredictor(Predictor):
     def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
         """`taskzoo predict faces clip.mp4 --save out.mp4 [--gallery people/]`: None unless
         the inputs are videos (or one folder of frames saved to a video)."""
-        from taskzoo.tasks.detection.predictor import video_request, video_targets
         from taskzoo.video import track_video
+        from taskzoo.video.output import video_request, video_targets
 
         if not video_request(inputs, save):
             return None

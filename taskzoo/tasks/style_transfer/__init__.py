@@ -1,0 +1,1 @@
+"""Artistic style transfer (see task.py)."""
