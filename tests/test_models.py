@@ -23,12 +23,13 @@ LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # te
 EMBEDDERS = ["face_resnet"]  # test_face_embed.py
 MTCNNS = ["mtcnn", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"]  # test_mtcnn.py
 FACES = ["ultraface_rfb", "ultraface_slim", "face_pipeline"]  # test_ultraface.py, test_faces.py
+STYLE = ["style_net"]  # test_style_transfer.py
 
 
 def test_every_registered_model_is_covered_by_these_tests():
     assert set(names()) == set(TEXT_MODELS) | set(TAGGERS) | set(POLICIES) | set(CNNS) | \
         set(AUTOENCODERS) | set(DETECTORS) | set(CAPTIONERS) | set(TRANSFORMERS) | \
-        set(SUMMARIZERS) | set(LITES) | set(EMBEDDERS) | set(MTCNNS) | set(FACES)
+        set(SUMMARIZERS) | set(LITES) | set(EMBEDDERS) | set(MTCNNS) | set(FACES) | set(STYLE)
 
 
 def _assert_every_parameter_gets_a_gradient(model):

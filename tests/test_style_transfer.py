@@ -144,6 +144,12 @@ def test_the_transformation_network_keeps_any_size_and_has_johnsons_parameters()
         net(torch.rand(1, 3, 12, 40))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         net(torch.rand(1, 1, 32, 32))
+    net.train()
+    net(torch.rand(2, 3, 32, 32)).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        # a conv bias under instance norm is subtracted away (kept: the published layout)
+        assert p.grad.abs().sum() > 0 or (name.endswith(".bias") and ".1." in name), name
 
 
 # ---------------------------------------------------------------- paintings

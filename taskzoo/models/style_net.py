@@ -5,12 +5,17 @@ it then stylises a photo of any size in one forward pass.
     conv 9x9 (w), conv 3x3 /2 (2w), conv 3x3 /2 (4w)        reflection padding, instance norm, ReLU
     `blocks` residual blocks of two 3x3 convs (4w)           at a quarter of the resolution
     upsample x2 + conv 3x3 (2w), upsample x2 + conv 3x3 (w)  nearest, then conv: no checkerboard
-    conv 9x9 -> 3 channels                                   RGB in [0, 1] (clamped only at use)
+    conv 9x9 -> 3 channels, sigmoid                          RGB in [0, 1]
 
 Johnson's width is `width=32` with 5 blocks (1.68 M parameters); the default here is half as
 wide (`width=16`, 0.42 M), a quarter of the arithmetic, which is what stylises over ten
 256-px photos a second on a 2-core CPU. Instance normalisation (Ulyanov et al. 2016) rather
 than batch normalisation, as in the published code: it keeps each image's contrast its own.
+
+The output passes a sigmoid, as Johnson's passed a scaled tanh (PyTorch's example leaves it
+unbounded and clamps only the saved image). Trained against EfficientNet-Lite rather than
+VGG, an unbounded output learns to paint saturated blobs of out-of-range colour that the loss
+network reads as strong style; bounded, it cannot (docs/tasks/style_transfer.md shows both).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class _Up(nn.Module):
 
 
 class StyleNet(nn.Module):
-    """RGB [B, 3, H, W] in [0, 1] -> the stylised image, same size (any H, W >= 4)."""
+    """RGB [B, 3, H, W] in [0, 1] -> the stylised image in [0, 1], same size (H, W >= 16)."""
 
     def __init__(self, *, width: int, blocks: int) -> None:
         super().__init__()
@@ -85,13 +90,13 @@ class StyleNet(nn.Module):
         x = self.res(x)
         for up, size in zip(self.up, reversed(sizes[:-1])):
             x = up(x, size)
-        return self.out(x)
+        return torch.sigmoid(self.out(x))
 
 
 @MODELS.register("style_net", aliases=("transformer_net", "fast_style"))
 def style_net(*, width: int = 16, blocks: int = 5) -> StyleNet:
     """Johnson et al.'s image transformation network; `width=32` is the published one
-    (1,679,235 params), the default 16 has 421,235.
+    (1,679,235 params), the default 16 has 424,899.
 
     >>> net = style_net()
     >>> tuple(net(torch.rand(1, 3, 64, 48)).shape)

@@ -33,7 +33,7 @@ class Recipe:
     style_layers: tuple[int, ...] = (1, 2, 3, 4, 5)
     transform: str = "none"
     content_weight: float = 1.0
-    style_weight: float = 3.0
+    style_weight: float = 2.0
     tv_weight: float = 0.0
     style_size: int = 256
     steps: int = 300
