@@ -248,6 +248,14 @@ def test_a_video_goes_through_the_network_frame_by_frame(shapes_run, tmp_path):
     assert mine.read_bytes() == b"my own file"
     with pytest.raises(UsageError, match="trained network"):
         style.stream_cli([str(src)], str(out), style="the_scream")
+    # a folder of frames; a jsonl of the user's beside it is neither needed nor touched
+    notes = tmp_path / "frames.jsonl"
+    notes.write_text("my notes\n")
+    from taskzoo.video.transform import map_video
+
+    summary = map_video(lambda fr: [255 - f for f in fr], src, tmp_path / "frames", batch=4)
+    assert summary.frames == 6 and len(list((tmp_path / "frames").glob("*.png"))) == 6
+    assert notes.read_text() == "my notes\n"
 
 
 def test_bad_configs_say_what_is_valid(mirror):

@@ -69,17 +69,15 @@ class StylePredictor(Predictor):
         return vision.expand_image_args(args)
 
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> torch.Tensor:
+        from PIL import Image
+
         image = vision.open_input(item, index)
         try:
-            pil = vision.to_tensor(image, 3, None) if not hasattr(image, "convert") else image
-            if isinstance(pil, torch.Tensor):
-                from PIL import Image
-
-                pil = Image.fromarray(pil.permute(1, 2, 0).numpy())
-            size = ctx["size"] or (self.recipe.optimize_size if ctx["style"] else 0)
-            return _resized(pil, size)
+            if not isinstance(image, Image.Image):  # an array or tensor, checked and made RGB
+                image = Image.fromarray(vision.to_tensor(image, 3, None).permute(1, 2, 0).numpy())
         except InputError as exc:
             raise InputError(f"image {index}: {exc}") from None
+        return _resized(image, ctx["size"] or (self.recipe.optimize_size if ctx["style"] else 0))
 
     def run(self, items: list[Any], ctx: dict[str, Any]) -> list[Any]:
         examples = [self.preprocess(item, i, ctx) for i, item in enumerate(items)]

@@ -12,8 +12,9 @@ Alahi & Fei-Fei 2016), with ImageNet EfficientNet-Lite0 as the loss network.
 
 The loss (`perceptual.py`) reads Lite0's stage ends: content at stage 4 (stride 16), style
 as the Gram matrices of stages 1-5, each relative to its target. The recipe was chosen on dev
-pictures (docs/tasks/style_transfer.md): the maps as they are; SWAG's softmax transform
-(which the paper needs for ResNets) made the pictures weaker here.
+pictures (docs/tasks/style_transfer.md): the maps as they are, because SWAG's softmax
+transform (which the paper needs for ResNets) is one-hot on these linear maps at its
+temperature and weaker at any other; the network trains on Flickr8k's own 128 px.
 
 A run trains the network on Flickr8k's training photos, then scores it with a network it
 never saw, EfficientNet-Lite2 (`score_net`), on `eval_photos` test photos beside two
@@ -104,7 +105,7 @@ class StyleTransfer(ImageTask[StyleConfig]):
     name = "style_transfer"
     Config = StyleConfig
     description = "a photo repainted in a painting's style (Gatys; Johnson's one-pass network)"
-    dev_metric = "dev/loss"
+    dev_metric = "dev/style"  # scored in Lite2; the run keeps its last weights (keep=last)
     mode = "min"
     models = ("style_net",)
     weights_fields = ("model", "style")
