@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import time
 import warnings
@@ -53,6 +52,7 @@ from taskzoo.video.output import (
     Writer,
     check_output,
     commit,
+    discard,
     fit_frame,
 )
 from taskzoo.video.output import (
@@ -290,7 +290,7 @@ def track_video(detect: Detector, source: str | os.PathLike, out_path: str | os.
         commit(tmp_out, out)
         os.replace(tmp_jsonl, jsonl)
     except BaseException:
-        _discard(writer, tmp_out, tmp_jsonl)
+        discard(writer, tmp_out, tmp_jsonl)
         raise
     seconds = time.perf_counter() - t_start
     return VideoSummary(tally.frames, seconds, tally.frames / max(seconds, 1e-9), tally.detect_s,
@@ -390,20 +390,6 @@ def _track_frame(i: int, frame: np.ndarray, res: dict[str, Any], fps: float, byt
     tally.ids.update(tids)
     tally.per_class.update(set(kept_names))
     tally.frames += 1
-
-
-def _discard(writer: Writer | None, tmp_out: Path, tmp_jsonl: Path) -> None:
-    """Close the writer and remove the temporary outputs of a failed run."""
-    if writer is not None:
-        try:
-            writer.close(ok=False)
-        except Exception:  # the original error matters, not the cleanup's
-            pass
-    if tmp_out.is_dir():
-        shutil.rmtree(tmp_out, ignore_errors=True)
-    else:
-        tmp_out.unlink(missing_ok=True)
-    tmp_jsonl.unlink(missing_ok=True)
 
 
 __all__ = ["ENCODERS", "IMAGE_SUFFIXES", "TRACKERS", "VIDEO_SUFFIXES", "WRITTEN_BY", "ByteTrack",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -147,6 +148,22 @@ def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     size: one output holds one frame size."""
     from PIL import Image
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def discard(writer: Writer | None, tmp_out: Path, *others: Path) -> None:
+    """Close the writer and remove the temporary outputs of a failed run (a frame folder or
+    a video, and `others`)."""
+    if writer is not None:
+        try:
+            writer.close(ok=False)
+        except Exception:  # the original error matters, not the cleanup's
+            pass
+    if tmp_out.is_dir():
+        shutil.rmtree(tmp_out, ignore_errors=True)
+    else:
+        tmp_out.unlink(missing_ok=True)
+    for path in others:
+        path.unlink(missing_ok=True)
 
 
 def commit(tmp: Path, final: Path) -> None:

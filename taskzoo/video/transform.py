@@ -11,7 +11,6 @@ write unless `overwrite=True`).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 
 from taskzoo.errors import InputError
 from taskzoo.video import read_frames, video_info
-from taskzoo.video.output import Writer, check_output, commit, fit_frame
+from taskzoo.video.output import Writer, check_output, commit, discard, fit_frame
 
 Transform = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -92,15 +91,7 @@ def map_video(transform: Transform, source: str | os.PathLike, out_path: str | o
         writer.close()
         commit(tmp, out)
     except BaseException:
-        if writer is not None:
-            try:
-                writer.close(ok=False)
-            except Exception:  # the original error matters, not the cleanup's
-                pass
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        discard(writer, tmp)
         raise
     seconds = time.perf_counter() - start
     return MapSummary(frames_done, seconds, frames_done / max(seconds, 1e-9), spent, out,
