@@ -84,12 +84,13 @@ def test_every_task_is_one_package_with_a_task_module_and_a_docs_page():
     tasks_dir = PACKAGE / "tasks"
     assert sorted(p.name for p in tasks_dir.glob("*.py")) == ["__init__.py", "base.py"]
     names = packages()
-    assert len(names) == len(taskzoo.list_tasks()) == 18
+    assert len(names) == len(taskzoo.list_tasks()) == 19
     # faces adds the stages of its pipeline: the two detectors' inference, the alignment,
-    # the whole pipeline, the gallery and its ORL measurements
+    # the whole pipeline, the gallery and its ORL measurements; style_transfer its loss
+    # network, the per-image optimisation and the named paintings
     vocabulary = {"__init__.py", "task.py", "predictor.py", "data.py", "report.py", "baselines.py",
                   "trunk.py", "ultraface.py", "mtcnn.py", "align.py", "pipeline.py", "gallery.py",
-                  "evaluate.py"}
+                  "evaluate.py", "perceptual.py", "optimize.py", "paintings.py"}
     for name in names:
         files = {p.name for p in (tasks_dir / name).glob("*.py")}
         assert "task.py" in files and files <= vocabulary, (name, sorted(files - vocabulary))

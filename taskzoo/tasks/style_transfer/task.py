@@ -61,8 +61,8 @@ class StyleConfig(SupervisedConfig):
     blocks: Annotated[int, Range(0, 16)] = 5  # its residual blocks
     loss_net: Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = "efficientnet_lite0"  # the loss network
     loss_init: Literal["imagenet", "random"] = "imagenet"  # its weights: ImageNet or random (the baseline)
-    content_layers: tuple[int, ...] = (4,)  # stage ends whose maps are the content (0 stem, 1-7 stages, 8 head)
-    style_layers: tuple[int, ...] = (1, 2, 3, 4, 5)  # stage ends whose Gram matrices are the style
+    content_layers: Annotated[tuple[int, ...], Range(0, 8)] = (4,)  # stage ends whose maps are the content (0 stem, 1-7 stages, 8 head)
+    style_layers: Annotated[tuple[int, ...], Range(0, 8)] = (1, 2, 3, 4, 5)  # stage ends whose Gram matrices are the style
     transform: Literal["none", "softmax"] = "none"  # softmax: SWAG's smoothing of the style maps (Wang et al. 2021)
     content_weight: NonNegativeFloat = 1.0  # weight of the relative content loss
     style_weight: PositiveFloat = 2.0  # weight of the relative style loss (mean over style layers)
@@ -92,9 +92,9 @@ class StyleConfig(SupervisedConfig):
         super().validate()
         for name in ("content_layers", "style_layers"):
             layers = getattr(self, name)
-            if not layers or any(not 0 <= s <= 8 for s in layers):
-                raise ConfigError(f"{name}={list(layers)}: expected one or more stage ends "
-                                  "in 0..8 (0 the stem, 1-7 the stages, 8 the head conv)")
+            if not layers:  # each item's range is checked before
+                raise ConfigError(f"{name} is empty: expected one or more stage ends in 0..8 "
+                                  "(0 the stem, 1-7 the stages, 8 the head conv)")
         if not self.style.strip():
             raise ConfigError("style is empty: name a painting (starry_night, ...) or an image")
 
