@@ -10,7 +10,7 @@ photo's style loss: what doing nothing scores.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,9 +38,6 @@ class Recipe:
     style_size: int = 256
     steps: int = 300
     optimize_size: int = 384
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def recipe(cfg: Any) -> Recipe:

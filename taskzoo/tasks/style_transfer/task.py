@@ -146,10 +146,6 @@ class StyleTransfer(ImageTask[StyleConfig]):
         self._data = load_style_data(self.cfg)
         return self._data
 
-    @property
-    def eval_splits(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("dev",) if self.has_split("dev") else ()
-
     def batches(self, data: StyleData, model: nn.Module) -> Any:
         from taskzoo.tasks.style_transfer.data import RandomFlip
 
