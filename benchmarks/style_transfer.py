@@ -59,12 +59,11 @@ def optimize(n: int, size: int, style: str, steps: int, style_weight: float) -> 
         got = []
         for path in photos:
             x = _photo(path, size)
-            with torch.no_grad():
-                content = net(x)[0]
-            res = optimize_image(net, x, StyleTargets(content, grams), steps=steps,
+            res = optimize_image(net, x, StyleTargets.for_photo(net, x, grams), steps=steps,
                                  style_weight=style_weight, progress=False)
             with torch.no_grad():
-                c, s = relative_losses(scorer, res.image, StyleTargets(scorer(x)[0], score_grams))
+                c, s = relative_losses(scorer, res.image,
+                                       StyleTargets.for_photo(scorer, x, score_grams))
             got.append((float(c), float(s), res.seconds))
         a = np.array(got)
         rows[init] = a.mean(0)

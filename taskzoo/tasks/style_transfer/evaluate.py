@@ -83,7 +83,7 @@ def stylise_batches(task: Any, model: nn.Module, photos: Any):
 
 def _score(net: LossNetwork, grams: list[torch.Tensor], x: torch.Tensor,
            y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return relative_losses(net, y, StyleTargets(net(x)[0], grams))
+    return relative_losses(net, y, StyleTargets.for_photo(net, x, grams))
 
 
 def network_figures(task: Any, model: nn.Module, data: Any, split: str) -> dict[str, float]:
@@ -91,9 +91,7 @@ def network_figures(task: Any, model: nn.Module, data: Any, split: str) -> dict[
     scoring network, and their values in the loss network (`objective_*`)."""
     cfg = task.cfg
     net, scorer = task.loss_network(), task.scoring_network()
-    painting = task.runtime.to_device(data.painting)
-    own_grams = task.painting_grams()
-    score_grams = StyleTargets.of(scorer, None, painting).grams
+    own_grams, score_grams = task.painting_grams(), task.painting_grams(scorer)
     sums = {k: 0.0 for k in ("content", "style", "objective_content", "objective_style",
                              "photo_style")}
     n = 0
@@ -139,8 +137,8 @@ def baseline_figures(task: Any, model: nn.Module,
     if not count:
         return out, {}
     scorer = task.scoring_network()
+    score_grams = task.painting_grams(scorer)
     painting = task.runtime.to_device(data.painting)
-    score_grams = StyleTargets.of(scorer, None, painting).grams
     nets = {"optimized": task.loss_network(),
             "random": loss_network(cfg.loss_net, "random", content=cfg.content_layers,
                                    style=cfg.style_layers, transform=cfg.transform,
@@ -152,9 +150,8 @@ def baseline_figures(task: Any, model: nn.Module,
         grams = StyleTargets.of(net, None, painting).grams
         for i in range(count):
             x = task.runtime.to_device(photos[i][None])
-            with torch.no_grad():
-                content = net(x)[0]
-            res = optimize_image(net, x, StyleTargets(content, grams), steps=cfg.baseline_steps,
+            res = optimize_image(net, x, StyleTargets.for_photo(net, x, grams),
+                                 steps=cfg.baseline_steps,
                                  content_weight=cfg.content_weight, style_weight=cfg.style_weight,
                                  tv_weight=cfg.tv_weight, progress=False)
             with torch.no_grad():

@@ -104,6 +104,13 @@ class StyleTargets:
             grams = [gram(m.float()) for m in net(painting)[1]]
         return cls([c.detach() for c in content], [g.detach() for g in grams])
 
+    @classmethod
+    def for_photo(cls, net: LossNetwork, photo: torch.Tensor,
+                  grams: list[torch.Tensor]) -> StyleTargets:
+        """Targets for `photo` against a painting's Grams computed once (`of(...).grams`)."""
+        with torch.no_grad():
+            return cls([c.detach() for c in net(photo)[0]], grams)
+
 
 def relative_losses(net: LossNetwork, images: torch.Tensor,
                     targets: StyleTargets) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,9 +127,7 @@ class StylePredictor(Predictor):
         out = []
         for photo in photos:
             x = self.runtime.to_device(photo[None])
-            with torch.no_grad():
-                content = net(x)[0]
-            res = optimize_image(net, x, StyleTargets(content, grams),
+            res = optimize_image(net, x, StyleTargets.for_photo(net, x, grams),
                                  steps=ctx["steps"] or r.steps,
                                  content_weight=r.content_weight,
                                  style_weight=ctx["style_weight"] or r.style_weight,

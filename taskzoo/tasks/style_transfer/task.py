@@ -121,7 +121,7 @@ class StyleTransfer(ImageTask[StyleConfig]):
         super().__init__(cfg, runtime)
         self._loss: LossNetwork | None = None
         self._scorer: LossNetwork | None = None
-        self._grams: list[torch.Tensor] | None = None
+        self._grams: dict[int, list[torch.Tensor]] = {}  # id(network) -> the painting's Grams
         # the per-image baselines' images on the first test photos (for grid.png)
         self.baseline_images: dict[str, list[torch.Tensor]] = {}
 
@@ -174,12 +174,14 @@ class StyleTransfer(ImageTask[StyleConfig]):
                                            style=c.style_layers, runtime=self.runtime)
         return self._scorer
 
-    def painting_grams(self) -> list[torch.Tensor]:
-        """The painting's Gram matrices in the loss network (computed once)."""
-        if self._grams is None:
+    def painting_grams(self, net: LossNetwork | None = None) -> list[torch.Tensor]:
+        """The painting's Gram matrices in `net` (the loss network by default; the scoring
+        network), computed once per network."""
+        net = net if net is not None else self.loss_network()
+        if id(net) not in self._grams:
             painting = self.runtime.to_device(self._painting())
-            self._grams = StyleTargets.of(self.loss_network(), None, painting).grams
-        return self._grams
+            self._grams[id(net)] = StyleTargets.of(net, None, painting).grams
+        return self._grams[id(net)]
 
     def _painting(self) -> torch.Tensor:
         data = self._data
@@ -193,10 +195,9 @@ class StyleTransfer(ImageTask[StyleConfig]):
     def losses(self, model: nn.Module, photos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(stylised, content loss [B], style loss [B]) of the network on `photos`."""
         net = self.loss_network()
-        with torch.no_grad():
-            content = net(photos)[0]
+        targets = StyleTargets.for_photo(net, photos, self.painting_grams())
         out = model(photos)
-        c, s = relative_losses(net, out, StyleTargets(content, self.painting_grams()))
+        c, s = relative_losses(net, out, targets)
         return out, c, s
 
     def step(self, model: nn.Module, batch: torch.Tensor) -> StepOutput:
