@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import config as cfgmod
-from taskzoo.errors import ConfigError, RunFileError, UsageError
+from taskzoo.errors import ConfigError, RunFileError, UsageError, did_you_mean
 from taskzoo.files import write_bytes, write_json, write_text
 
 
@@ -388,15 +388,30 @@ def _write_results(run_dir: Path, task_obj: Any, model: Any, data: Any,
                 write_text(run_dir / name, content)
 
 
-def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", **options: Any) -> Any:
-    """The predictor of a finished run directory (config.json, data.json, best.safetensors).
+def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", backend: str = "torch",
+             **options: Any) -> Any:
+    """The predictor of a finished run directory (config.json, data.json, best.safetensors);
+    `backend="onnx"` runs its networks on onnxruntime, exported once into the cache.
 
     >>> clf = taskzoo.load_run("runs/demo")        # doctest: +SKIP
     >>> clf("a gripping , beautiful film")["label"]  # doctest: +SKIP
     'positive'
     """
     from taskzoo.restore import restore_run
+    from taskzoo.weights.loading import BACKENDS
 
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}."
+                          + did_you_mean(str(backend), BACKENDS))
+    if backend == "onnx":
+        from taskzoo.deploy import cached_export, load_onnx
+        from taskzoo.weights.resolver import SpecRules, resolve_spec
+
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"device={device!r} with backend='onnx': onnxruntime runs here "
+                              "on the CPU; use backend='torch' for a GPU")
+        source = resolve_spec(run_dir, task=None, rules=SpecRules(run_dirs=True))
+        return load_onnx(cached_export(source)).configure(**options)
     return restore_run(run_dir, device=device).predictor().configure(**options)
 
 

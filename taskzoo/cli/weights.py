@@ -7,11 +7,18 @@ from typing import Any
 
 
 def add_parsers(sub: Any) -> None:
-    e = sub.add_parser("export", help="turn a run directory into a release asset",
+    e = sub.add_parser("export", help="turn a run directory into a release asset or ONNX",
                        description="Write NAME.safetensors and its card NAME.json from a finished "
                                    "run directory; the card's figures are measured on the "
-                                   "exported weights (real data through the hub).")
-    e.add_argument("run_dir", metavar="DIR", help="run directory of `taskzoo run`")
+                                   "exported weights (real data through the hub). With --format "
+                                   "onnx: the predictor's networks as ONNX graphs (a run "
+                                   "directory or released weights), each checked against torch.")
+    e.add_argument("run_dir", metavar="DIR", help="run directory of `taskzoo run` (with "
+                   "--format onnx also a released weights name)")
+    e.add_argument("--format", default="safetensors", choices=("safetensors", "onnx"),
+                   help="safetensors: weights and card (a release asset); onnx: the "
+                        "predictor's networks as ONNX graphs for onnxruntime, with the manifest "
+                        "its predictor needs, into OUT/NAME/")
     e.add_argument("--name", help="arch.tag (default: the model and the dataset or env)")
     e.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                    help="storage of floating tensors (default float16)")
@@ -49,6 +56,9 @@ def add_parsers(sub: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from taskzoo.weights.export import export
 
+    if args.format == "onnx":
+        return _export_onnx(args)
+
     weights, card = export(args.run_dir, name=args.name, dtype=args.dtype, out=args.out,
                            evaluate=not args.no_evaluate, default=args.default, url=args.url,
                            notes=args.notes, delta_rank=args.delta_rank,
@@ -59,6 +69,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     figures = ", ".join(f"{k} {v:.4f}" for k, v in data["metrics"].items())
     print(f"wrote {weights} ({data['size']:,} bytes, sha256 {data['sha256']})")
     print(f"wrote {card}: {figures}")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from taskzoo.deploy import MANIFEST, export_onnx, read_manifest
+    from taskzoo.errors import UsageError
+
+    for flag, value in (("--dtype", args.dtype != "float16"), ("--default", args.default),
+                        ("--delta-rank", args.delta_rank), ("--url", args.url),
+                        ("--notes", args.notes), ("--overwrite", args.overwrite)):
+        if value:
+            raise UsageError(f"{flag} is for --format safetensors; an ONNX export keeps float32 "
+                             "graphs and replaces only an earlier ONNX export")
+    run = Path(args.run_dir)
+    out = args.out or (run / "export" if run.is_dir() else "exports")
+    folder = export_onnx(args.run_dir, out, name=args.name)
+    manifest = read_manifest(folder)
+    for graph in manifest["graphs"]:
+        par = graph["parity"]
+        print(f"wrote {folder / graph['file']} ({graph['method']}: inputs "
+              f"{', '.join(graph['inputs'])}; max |diff| vs torch {par['max_abs_diff']:.2e} "
+              f"over {par['calls']} call(s))")
+    if manifest["not_exported"]:
+        print(f"not exported (not reached by the example inputs): "
+              f"{', '.join(manifest['not_exported'])}")
+    print(f"wrote {folder / MANIFEST}; in Python: {manifest['python']}")
     return 0
 
 

@@ -136,6 +136,13 @@ class Predictor:
 
     input_noun: ClassVar[str] = "input"  # what the error messages call one input
     call_options: ClassVar[tuple[CallOption, ...]] = ()  # keyword options of a call (conf=, top_k=)
+    # the model methods a call runs ("forward"; a dotted path reaches a submodule's method):
+    # what ONNX export records and traces, and what backend="onnx" runs on onnxruntime;
+    # () when the predictor runs no network that ONNX can hold
+    onnx_methods: ClassVar[tuple[str, ...]] = ("forward",)
+    # what stays in Python around the exported networks ("beam search", "box decoding and NMS")
+    onnx_python: ClassVar[str] = "preprocessing and postprocessing"
+    backend: str = "torch"  # "onnx" when the networks run on onnxruntime (taskzoo.load(backend=))
 
     def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
         self.model = model.eval()

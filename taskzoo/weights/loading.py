@@ -6,28 +6,68 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from taskzoo.errors import UnknownNameError, did_you_mean
-from taskzoo.weights.catalog import WeightCard, released_cards, resolve
+from taskzoo.errors import ConfigError, UnknownNameError, UsageError, did_you_mean
+from taskzoo.weights.catalog import WeightCard, canonical_task, released_cards, resolve
 from taskzoo.weights.resolver import SpecRules, resolve_spec
 
 
 def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: str | None = None,
-         device: str = "auto", **options: Any) -> Any:
+         device: str = "auto", backend: str = "torch", **options: Any) -> Any:
     """A ready predictor from released weights, a local file or an https URL.
 
     `name` is a task (its default weights) or a weights name. `weights` overrides the file:
     a released name, a local `.safetensors` (its card `.json` beside it) or an https URL
-    with `sha256=` (the card is read from the same URL with `.json`).
+    with `sha256=` (the card is read from the same URL with `.json`). `backend="onnx"` runs
+    the predictor's networks on onnxruntime (CPU): weights are exported once into the cache,
+    and `weights` may also name a folder `taskzoo export --format onnx` wrote.
 
     >>> clf = taskzoo.load("sentiment")                                     # doctest: +SKIP
     >>> clf = taskzoo.load("sentiment", weights="exports/bilstm.sst2.safetensors")  # doctest: +SKIP
     >>> det = taskzoo.load("detection", conf=0.5, iou=0.6)  # call options' defaults  # doctest: +SKIP
+    >>> det = taskzoo.load("detection", backend="onnx")                     # doctest: +SKIP
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}."
+                          + did_you_mean(str(backend), BACKENDS))
+    if backend == "onnx":
+        return _load_onnx(name, weights, sha256, device).configure(**options)
     if weights is None:
         source = resolve_spec(resolve(name).name, task=None)
     else:
         source = resolve_spec(weights, task=name, sha256=sha256)
     return source.restore(device=device).predictor().configure(**options)
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def _load_onnx(name: str, weights: Any, sha256: str | None, device: str) -> Any:
+    """The predictor of `name` with its networks on onnxruntime: from an export folder, or
+    from weights exported once into the cache."""
+    from pathlib import Path
+
+    from taskzoo.deploy import MANIFEST, cached_export, load_onnx, read_manifest
+
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"device={device!r} with backend='onnx': onnxruntime runs here on "
+                          "the CPU; use backend='torch' for a GPU")
+    folder = Path(weights) if weights is not None else None
+    if folder is not None and folder.name == MANIFEST:
+        folder = folder.parent
+    if folder is not None and (folder / MANIFEST).is_file():
+        task = read_manifest(folder)["task"]
+        try:
+            asked = canonical_task(name)
+        except UnknownNameError:  # a weights name
+            asked = resolve(name).task
+        if asked != canonical_task(task):
+            raise UsageError(f"{weights} holds an export for {task}, not for {name}")
+        return load_onnx(folder)
+    if weights is None:
+        source = resolve_spec(resolve(name).name, task=None)
+    else:
+        source = resolve_spec(weights, task=name, sha256=sha256)
+    return load_onnx(cached_export(source))
 
 
 def _no_init(spec: str, task: str | None) -> Exception:

@@ -25,6 +25,7 @@ class AutoencoderPredictor(Predictor):
     """
 
     input_noun = "image"  # what the error messages call one input
+    onnx_methods = ("forward", "encode", "decode")  # decode alone: a VAE's sample(n)
 
     def __init__(self, model: nn.Module, runtime: Any, *, mode: str, channels: int,
                  size: tuple[int, int], batch_size: int = 256) -> None:

@@ -58,6 +58,10 @@ class CaptionPredictor(Predictor):
     Options: `beam` (1 = greedy), `max_words`, `attention` (add each word's map)."""
 
     input_noun = "image"
+    # the encoder and each decoding step are graphs; the search over words is a loop
+    onnx_methods = ("encode", "regions", "attend.enc.forward", "start", "step",
+                    "embed.forward", "logits")
+    onnx_python = "greedy and beam search over the decoder step"
     call_options: ClassVar[tuple[CallOption, ...]] = (
         CallOption("beam", int, help="beam width (1 = greedy)", low=1, metavar="N"),
         CallOption("max_words", int, help="longest caption in words", low=1, metavar="N"),

@@ -38,6 +38,9 @@ class Agent(Predictor, Playable):
     [1]
     """
 
+    onnx_methods = ("act",)
+    onnx_python = "the environment loop (taskzoo play) and the actions' conversion"
+
     def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str,
                  runtime: Runtime | None = None, *,
                  env_kwargs: dict[str, Any] | None = None) -> None:

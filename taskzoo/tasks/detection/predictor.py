@@ -37,6 +37,7 @@ class DetectionPredictor(Predictor):
     """Boxes for images; `conf=`, `iou=` and `max_det=` per call or for the predictor."""
 
     input_noun = "image"
+    onnx_python = "letterboxing, box decoding and NMS"
     call_options: ClassVar[tuple[CallOption, ...]] = (
         CallOption("conf", float, help="score threshold", low=0, high=1, metavar="C"),
         CallOption("iou", float, help="NMS IoU threshold", low=0, high=1, metavar="T"),

@@ -40,6 +40,10 @@ class FacesPredictor(Predictor):
     """Faces, landmarks and (with `gallery=`) names for photos and videos."""
 
     input_noun = "image"
+    onnx_methods = ("rfb320.forward", "slim320.forward", "mtcnn.pnet.forward",
+                    "mtcnn.rnet.forward", "mtcnn.onet.forward", "embedder.forward")
+    onnx_python = ("the image pyramid, box regression and NMS between the cascade's "
+                   "networks, face alignment and the gallery search")
     call_options: ClassVar[tuple[CallOption, ...]] = (
         CallOption("detector", str, help="what finds faces", choices=DETECTORS,
                    metavar="NAME"),

@@ -42,6 +42,7 @@ class StylePredictor(Predictor):
     """
 
     input_noun = "image"
+    onnx_python = "per-photo optimisation for another painting (--style, L-BFGS on torch)"
     call_options = (
         CallOption("size", int, 0, "long side of the output in px; 0: the photo's own (at most "
                    f"{MAX_SIDE}), or the recipe's 384 when optimising", low=0, high=4096),
