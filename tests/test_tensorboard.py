@@ -91,22 +91,41 @@ def test_events_hold_the_log_the_pictures_and_the_config(tb_run):
     assert f"| dev/accuracy | {json.dumps(result.metrics['dev/accuracy'])} |" in metrics
 
 
-def test_a_resumed_run_holds_each_record_once(tmp_path):
+def _stop_at(step: int):
     from taskzoo.train.types import Callback
 
     class StopAt(Callback):
         def on_step_end(self, trainer, state) -> None:
-            if state.step == 12:  # after the checkpoint of step 7 and records up to 12
+            if state.step == step:
                 raise Stop
 
+    return StopAt()
+
+
+def test_a_resumed_run_holds_each_record_once(tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(Stop):
-        taskzoo.run("sentiment", out=run, logger="tensorboard", callbacks=[StopAt()], **TINY)
+    with pytest.raises(Stop):  # after the checkpoint of step 7 and the records of steps 8..9
+        taskzoo.run("sentiment", out=run, logger="tensorboard", callbacks=[_stop_at(12)], **TINY)
     assert list(run.glob("events.out.tfevents.*"))  # the writer was closed with the failure
     cut = _events(run)
     assert max(e.step for e in cut.Scalars("train/loss")) > 7
     taskzoo.run("sentiment", out=run, resume=True, logger="tensorboard", **TINY)
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    _assert_scalars_are_the_log(run)
+
+
+def test_an_old_run_without_the_field_resumes_with_tensorboard(tmp_path):
+    """config.json of runs before `logger` lacks it; the logger is no part of the recipe, and
+    events begun on resume hold the records written before it too."""
+    run = tmp_path / "run"
+    with pytest.raises(Stop):
+        taskzoo.run("sentiment", out=run, callbacks=[_stop_at(10)], **TINY)
+    assert not list(run.glob("events.out.tfevents.*"))
+    saved = json.loads((run / "config.json").read_text())
+    del saved["logger"]
+    (run / "config.json").write_text(json.dumps(saved))
+    taskzoo.run("sentiment", out=run, resume=True, logger="tensorboard", **TINY)
+    assert min(e.step for e in _events(run).Scalars("train/loss")) == 3  # before the resume
     _assert_scalars_are_the_log(run)
 
 

@@ -110,9 +110,6 @@ class TensorBoardLog(Callback):
         else:
             self._scalars(record)
 
-    def on_step_end(self, trainer: Any, state: TrainState) -> None:
-        return None
-
     def on_eval_end(self, trainer: Any, state: TrainState, metrics: dict[str, float]) -> None:
         if self.writer is not None:  # visible while the next steps train
             self.writer.flush()
