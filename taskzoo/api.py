@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -126,6 +127,10 @@ def run(
 
     task_cls = resolve_task(task)
     cfg = make_config(task_cls, overrides)
+    if getattr(cfg, "logger", "jsonl") == "tensorboard":  # a missing extra, before any work
+        from taskzoo.train.tensorboard import summary_writer_class
+
+        summary_writer_class()
     # Every process checks and tidies the folder before Runtime.create: under torchrun its
     # rendezvous waits for all of them, so none is still looking when rank 0 starts writing.
     run_dir = _prepare_run_dir(out, cfg, task_cls.name, resume=resume, overwrite=overwrite)
@@ -134,8 +139,10 @@ def run(
                              channels_last=getattr(cfg, "channels_last", False))
     # Threads, denormal flushing, TF32, the CUDA device and the random streams are the
     # caller's again when run() returns (or fails).
-    with runtime.activate(), preserved_rng():
-        return _run(task_cls, cfg, runtime, run_dir, resume, progress, callbacks)
+    # the TensorBoard writer (logger=tensorboard) is closed however the run ends
+    with runtime.activate(), preserved_rng(), _logger(cfg, task_cls.name, run_dir,
+                                                      runtime) as watch:
+        return _run(task_cls, cfg, runtime, run_dir, resume, progress, callbacks, watch)
 
 
 # What files.atomic_path leaves when the process dies between writing and renaming:
@@ -193,9 +200,12 @@ def _prepare_run_dir(out: str | os.PathLike[str] | None, cfg: Any, task: str, *,
             f"{_some(entries)}; no config.json naming a task): the run would write config.json, "
             "metrics.json, best.safetensors and more there; choose a new or empty --out, or "
             "pass --overwrite to write into it")
+    from taskzoo.train.tensorboard import is_event_file  # (imports no tensorboard)
+
     files = [n for n in entries if (run_dir / n).is_file() and not (run_dir / n).is_symlink()]
     stale = [n for n in files if ATOMIC_TEMP_NAME.fullmatch(n)]
-    old = [n for n in _RUN_RECORDS if n in files] if owner and overwrite else []
+    old = [n for n in files if n in _RUN_RECORDS or is_event_file(n)] if owner and overwrite \
+        else []
     _remove(run_dir, stale, "stale temporary file(s) of an interrupted write")
     _remove(run_dir, old, f"file(s) of the '{owner}' run it replaces")
     return run_dir
@@ -261,9 +271,10 @@ def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
                            f"this one {problem}), so the run cannot be checked or continued; restore "
                            "it, or start afresh with --overwrite (or a new --out)")
     ours = config_record(cfg, task)
-    # device and precision may change between machines; the recipe may not
+    # device and precision may change between machines, and the logger (which older runs'
+    # config.json lacks) with the way the run is watched; the recipe may not
     diff = sorted(k for k in set(saved) | set(ours)
-                  if k not in ("device", "precision") and saved.get(k) != ours.get(k))
+                  if k not in ("device", "precision", "logger") and saved.get(k) != ours.get(k))
     if diff:
         raise ConfigError(
             "--resume with a different config: "
@@ -271,8 +282,18 @@ def _check_resume(run_dir: Path, cfg: Any, task: str) -> None:
         )
 
 
+def _logger(cfg: Any, task: str, run_dir: Path, runtime: Any) -> Any:
+    """The TensorBoard log as a context (logger=tensorboard, in the process that writes the
+    run's files), else a context holding None; tensorboard is imported only when asked for."""
+    if getattr(cfg, "logger", "jsonl") != "tensorboard" or not runtime.is_main:
+        return contextlib.nullcontext()
+    from taskzoo.train.tensorboard import TensorBoardLog
+
+    return TensorBoardLog(run_dir, config_record(cfg, task))
+
+
 def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
-         progress: bool | None, callbacks: Sequence[Any]) -> RunResult:
+         progress: bool | None, callbacks: Sequence[Any], watch: Any = None) -> RunResult:
     from taskzoo.runtime import seed_everything
     from taskzoo.train.trainer import Trainer
 
@@ -297,9 +318,11 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     if source is None:  # a pretrained pipeline with nothing to train: delivered as built
         fit = _untrained(model, run_dir, runtime)
     else:
+        loggers = [watch] if watch is not None else []
         trainer = Trainer(task_obj.train_config(source), runtime,
-                          [*callbacks, *task_obj.callbacks()], monitor=task_obj.monitor or None,
-                          mode=task_cls.mode, ties=task_cls.ties, progress=progress)
+                          [*callbacks, *task_obj.callbacks(), *loggers],
+                          monitor=task_obj.monitor or None, mode=task_cls.mode,
+                          ties=task_cls.ties, progress=progress)
         fit = trainer.fit(task_obj.step, model, source, evaluate, run_dir, resume=resume)
         model = runtime.unwrap(trainer.model)
     model = model.eval()
@@ -321,7 +344,9 @@ def _run(task_cls: Any, cfg: Any, runtime: Any, run_dir: Path, resume: bool,
     # the whole run, its same-run baselines (summarize) included
     metrics["total/time_s"] = round(time.perf_counter() - t_start, 3)
     if runtime.is_main:
-        _write_results(run_dir, task_obj, model, data, metrics)
+        pictures = _write_results(run_dir, task_obj, model, data, metrics)
+        if watch is not None:
+            watch.finish(pictures, metrics, fit.state.step)
     return RunResult(task=task_cls.name, config=cfg, metrics=metrics, run_dir=run_dir,
                      model=model, predictor=task_obj.predictor(model, data))
 
@@ -371,21 +396,27 @@ def _start(task_obj: Any, resume: bool) -> tuple[Any, Any, dict[str, Any] | None
 
 
 def _write_results(run_dir: Path, task_obj: Any, model: Any, data: Any,
-                   metrics: dict[str, float]) -> None:
-    """metrics.json, the training curves and the task's reports, beside the checkpoints."""
+                   metrics: dict[str, float]) -> dict[str, bytes]:
+    """metrics.json, the training curves and the task's reports, beside the checkpoints;
+    returns the PNG pictures among them, {file name: bytes}."""
     from taskzoo.report import read_records, training_curves_png
 
     write_json(run_dir / "metrics.json", metrics)
     curves = training_curves_png(read_records(run_dir / "metrics.jsonl"),
                                  title=f"{task_obj.name}: {run_dir.name}")
+    pictures: dict[str, bytes] = {}
     if curves is not None:
         write_bytes(run_dir / "training_curves.png", curves)
+        pictures["training_curves.png"] = curves
     with task_obj.runtime.inference():
         for name, content in task_obj.reports(model, data).items():
             if isinstance(content, bytes):
                 write_bytes(run_dir / name, content)
+                if name.lower().endswith(".png"):
+                    pictures[name] = content
             else:
                 write_text(run_dir / name, content)
+    return pictures
 
 
 def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", backend: str = "torch",

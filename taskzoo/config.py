@@ -88,6 +88,7 @@ class RunConfig:
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps
     precision: Precision = "32"  # 32 (true fp32), tf32 (NVIDIA Ampere+), bf16-mixed or 16-mixed
     threads: NonNegativeInt = 0  # CPU threads torch may use during the run; 0 keeps the caller's
+    logger: Literal["jsonl", "tensorboard"] = "jsonl"  # tensorboard: TensorBoard event files beside metrics.jsonl too
 
     def __post_init__(self) -> None:
         check_ranges(self)

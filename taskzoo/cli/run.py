@@ -30,6 +30,9 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     r.add_argument("--overwrite", action="store_true",
                    help="write into OUT although it holds a run (started afresh) or other files")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files in the run directory (same as "
+                        "logger=tensorboard; needs the tensorboard extra)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print final metrics as JSON")
     r.set_defaults(handler=lambda args: cmd_run(args, r))
@@ -52,6 +55,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for key in ("model", "device", "precision"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.tensorboard:
+        if overrides.get("logger", "tensorboard") != "tensorboard":
+            raise UsageError(f"--tensorboard and logger={overrides['logger']} disagree: "
+                             "give one of them")
+        overrides["logger"] = "tensorboard"
     result = run(args.task, out=args.out, resume=args.resume, overwrite=args.overwrite,
                  progress=False if args.quiet else None, **overrides)
     if args.json:

@@ -330,8 +330,18 @@ class Trainer:
         if record is not None:
             record["train/lr"] = self.scheduler.get_last_lr()[0]
             record.update(source.metrics())
-            self._log.write(record)
+            self._write_record(record)
             bar.set_postfix(loss=f"{record['train/loss']:.4f}", refresh=False)
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """metrics.jsonl's next record, then the callbacks that follow the file (a logger)."""
+        if self._log.file is None:
+            return
+        self._log.write(record)
+        for cb in self.callbacks:
+            on_record = getattr(cb, "on_record", None)  # optional: a plain object may lack it
+            if on_record is not None:
+                on_record(self, record)
 
     def _eval_and_save(self, evaluate, source, state, run_dir, best_metrics, bar):
         # (the flush below also stops a diverged run before anything is evaluated or saved)
@@ -345,7 +355,7 @@ class Trainer:
                 metrics = {k: float(v) for k, v in evaluate(model).items()}
         record = {"step": state.step, "epoch": state.epoch, **metrics}
         self.history.append({**record, "train/time_s": state.train_time})
-        self._log.write(record)
+        self._write_record(record)
         improved = False
         if self.monitor and metrics:
             if self.monitor not in metrics:

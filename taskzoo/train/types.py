@@ -121,6 +121,10 @@ class Callback:
 
     def on_eval_end(self, trainer: Trainer, state: TrainState, metrics: dict[str, float]) -> None: ...
 
+    def on_record(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """A metrics.jsonl record, just written (by the process that writes the file). A
+        callback without this method is not called."""
+
 
 @dataclass
 class FitResult:

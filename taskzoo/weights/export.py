@@ -46,7 +46,7 @@ def recipe_of(task_cls: Any, cfg: Any) -> str:
     lead = [k for k in (key, "model") if hasattr(cfg, k)]
     base = make_config(task_cls, {k: getattr(cfg, k) for k in lead})
     ours, theirs = cfgmod.to_dict(cfg), cfgmod.to_dict(base)
-    skip = {"device", "precision", "threads"}
+    skip = {"device", "precision", "threads", "logger"}
     defaults = cfgmod.to_dict(task_cls.Config())
     parts = [f"{k}={_arg(ours[k])}" for k in lead if ours[k] != defaults.get(k)]
     parts += [f"{k}={_arg(v)}" for k, v in sorted(ours.items())
