@@ -21,6 +21,7 @@ from torch import nn
 from taskzoo.config import RunConfig, TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import InputError, UsageError, did_you_mean
+from taskzoo.jsonable import is_image, json_safe
 from taskzoo.runtime import Runtime
 from taskzoo.train.types import BatchSource, Callback, FitResult, StepOutput
 
@@ -287,42 +288,6 @@ class Predictor:
                 for i, result in zip(idx, self.forward(batch, ctx)):
                     results[i] = result
         return [self.postprocess(r, e, ctx) for r, e in zip(results, examples)]
-
-
-def is_image(value: Any) -> bool:
-    """Whether `value` is a PIL image (without importing PIL for a caller that has none)."""
-    module = type(value).__module__
-    return module.startswith("PIL.") and hasattr(value, "save") and hasattr(value, "mode")
-
-
-def png_data_url(image: Any) -> str:
-    """A PIL image as a `data:image/png;base64,...` URL (a browser shows it as it is)."""
-    import base64
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with what JSON cannot hold made plain: images as {"image": PNG data URL},
-    tensors and arrays as lists, numpy scalars as numbers, tuples as lists.
-
-    >>> json_safe({"boxes": (1, 2)})
-    {'boxes': [1, 2]}
-    """
-    if is_image(value):
-        return {"image": png_data_url(value), "size": [value.width, value.height]}
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a numpy array or scalar
-        return value.tolist()
-    return value
 
 
 def json_argument(args: Sequence[str]) -> Any | None:
