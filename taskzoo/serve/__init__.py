@@ -19,6 +19,6 @@ if _MISSING:
 
 from taskzoo.serve.app import make_app  # noqa: E402
 from taskzoo.serve.inputs import Limits  # noqa: E402
-from taskzoo.serve.server import serve  # noqa: E402
+from taskzoo.serve.server import background, serve  # noqa: E402
 
-__all__ = ["Limits", "make_app", "serve"]
+__all__ = ["Limits", "background", "make_app", "serve"]

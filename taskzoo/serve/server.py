@@ -4,7 +4,8 @@ unless told otherwise."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from taskzoo.serve.app import make_app
@@ -37,3 +38,35 @@ def serve(tasks: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000,
               file=sys.stderr)
     app = make_app(load_predictors(tasks, device=device), **app_options)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@contextmanager
+def background(app: Any, *, host: str = "127.0.0.1", port: int = 0,
+               timeout: float = 60.0) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread while the block runs; yields its base URL (port 0:
+    a free one). Stops it on exit, waiting at most `timeout` seconds (tests, benchmarks).
+
+    >>> with background(make_app(predictors)) as url:          # doctest: +SKIP
+    ...     httpx.get(url + "/health").json()
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="taskzoo-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the server did not start on {host}:{port} within {timeout} s")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
