@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from taskzoo.deploy import graphs  # noqa: E402
-from taskzoo.deploy.onnx import MANIFEST, export_onnx, load_onnx, session  # noqa: E402
+from taskzoo.deploy.onnx import MANIFEST, load_onnx, session  # noqa: E402
 
 
 class Decoder(nn.Module):

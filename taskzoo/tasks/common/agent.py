@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ class Agent(Predictor, Playable):
 
     onnx_methods = ("act",)
     onnx_python = "the environment loop (taskzoo play) and the actions' conversion"
+    serve_input: ClassVar[str] = "observation"  # a JSON array (a number for a state)
 
     def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str,
                  runtime: Runtime | None = None, *,
