@@ -306,7 +306,7 @@ def test_serve_binds_loopback_and_warns_for_other_hosts(monkeypatch, capsys):
 
     runs = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append(kw))
-    monkeypatch.setattr(server, "load_predictors", lambda tasks, device="auto": {})
+    monkeypatch.setattr(server, "load_predictors", lambda tasks, **kw: {})
     server.serve(["sentiment"])
     assert runs[-1]["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
     server.serve(["sentiment"], host="0.0.0.0", port=9)

@@ -17,6 +17,8 @@ def add_parser(sub: Any) -> None:
                     help="interface to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sv.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                    help="onnx: the networks on onnxruntime (CPU; the onnx extra)")
     sv.add_argument("--max-batch", type=int, default=32, metavar="N",
                     help="inputs answered by one predictor call at most (1: no batching)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
@@ -37,6 +39,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         resolve_task(task)
     from taskzoo.serve import serve
 
-    serve(args.tasks, host=args.host, port=args.port, device=args.device,
+    serve(args.tasks, host=args.host, port=args.port, device=args.device, backend=args.backend,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     return 0

@@ -13,18 +13,21 @@ from taskzoo.serve.app import make_app
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def load_predictors(tasks: Sequence[str], *, device: str = "auto") -> dict[str, Any]:
+def load_predictors(tasks: Sequence[str], *, device: str = "auto",
+                    backend: str = "torch") -> dict[str, Any]:
     """Each task's predictor from its default released weights, by its registered name (an
-    alias is served under the task's name); UnknownNameError for one that is not a task."""
+    alias is served under the task's name); UnknownNameError for one that is not a task.
+    `backend="onnx"` runs their networks on onnxruntime."""
     from taskzoo.api import resolve_task
     from taskzoo.weights import load
 
     names = [resolve_task(t).name for t in tasks]  # every name checked before any loading
-    return {name: load(name, device=device) for name in dict.fromkeys(names)}
+    return {name: load(name, device=device, backend=backend) for name in dict.fromkeys(names)}
 
 
 def serve(tasks: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000,
-          device: str = "auto", log_level: str = "info", **app_options: Any) -> None:
+          device: str = "auto", backend: str = "torch", log_level: str = "info",
+          **app_options: Any) -> None:
     """Load `tasks` and answer HTTP requests until interrupted (blocking). `app_options` go
     to `make_app` (limits, max_batch, max_wait_ms).
 
@@ -36,7 +39,7 @@ def serve(tasks: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000,
         print(f"taskzoo: warning: serving on {host}: every machine that reaches it can send "
               "requests (there is no authentication); 127.0.0.1 keeps it to this one",
               file=sys.stderr)
-    app = make_app(load_predictors(tasks, device=device), **app_options)
+    app = make_app(load_predictors(tasks, device=device, backend=backend), **app_options)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
