@@ -35,6 +35,7 @@ function showError(message) {
   box.textContent = message;
   box.hidden = false;
   $("result").dataset.state = "error";
+  $("result").hidden = true;  // an earlier answer would read as this request's
 }
 
 function clearError() {
@@ -109,6 +110,11 @@ function inputFields(kind) {
   if (kind === "text-pair") {
     return [field("Question", el("input", { id: "question", type: "text", required: true })),
             field("Context", el("textarea", { id: "context", rows: 6, required: true }))];
+  }
+  if (kind === "question-candidates") {
+    return [field("Question", el("input", { id: "question", type: "text", required: true })),
+            field("Candidate answers", el("textarea", { id: "candidates", rows: 6, required: true }),
+                  "one sentence a line; they are ranked")];
   }
   if (kind === "image" || kind === "video") {
     const file = el("input", { id: "file", type: "file", accept: `${kind}/*`, required: true });
@@ -199,6 +205,10 @@ function request(task) {
     inputs = { question: $("question").value, context: $("context").value };
     ctx.context = inputs.context;
     if (!inputs.question.trim() || !inputs.context.trim()) throw new Error("Give a question and a context.");
+  } else if (kind === "question-candidates") {
+    const candidates = $("candidates").value.split("\n").map((c) => c.trim()).filter(Boolean);
+    inputs = { question: $("question").value, candidates };
+    if (!inputs.question.trim() || !candidates.length) throw new Error("Give a question and candidate answers.");
   } else if (kind !== "none") {
     try { inputs = JSON.parse($("json").value); } catch (err) { throw new Error(`The input is not JSON: ${err.message}`); }
   }
@@ -240,6 +250,8 @@ const SHAPES = {
   "image-to-text": (out) => listOf(out, "generated_text") && out.length > 0,
   "question-answering": (out) => isObj(out) && "answer" in out,
   "text-classification": (out) => listOf(out, "label") && out.length > 0,
+  "summarization": (out) => listOf(out, "summary_text") && out.length > 0,
+  "ranking": (out) => listOf(out, "text") && out.length > 0 && out.every((d) => typeof d.score === "number"),
 };
 
 function kindOf(task, out) {
@@ -331,6 +343,20 @@ function drawTags(result, out, ctx) {
   result.append(line);
 }
 
+function drawRanking(result, out) {
+  const list = el("ol", { id: "ranking", class: "classes" });
+  for (const d of out) {
+    const bar = el("span", { class: "bar" }, el("span", { style: `width:${percent(Math.min(1, Math.max(0, d.score)))}` }));
+    list.append(el("li", { class: "class-row rank", dataset: { score: d.score } },
+                   el("span", { class: "name", text: d.text }), bar, el("span", { class: "score", text: percent(d.score) })));
+  }
+  result.append(list);
+}
+
+function drawSummary(result, out) {
+  result.append(el("p", { id: "summary", class: "summary", text: out[0].summary_text }));
+}
+
 function drawCaption(result, out, ctx) {
   if (ctx.fileUrl) result.append(el("img", { class: "thumb", src: ctx.fileUrl, alt: "the input image" }));
   result.append(el("p", { id: "caption", class: "caption", text: out[0].generated_text }));
@@ -367,7 +393,7 @@ function drawJson(result, out) {
 const RENDER = {
   "image": drawImage, "object-detection": drawDetections, "token-classification": drawTags,
   "image-to-text": drawCaption, "question-answering": drawAnswer, "text-classification": drawClasses,
-  "json": drawJson,
+  "summarization": drawSummary, "ranking": drawRanking, "json": drawJson,
 };
 
 boot();
