@@ -1,5 +1,5 @@
-"""The `taskzoo` command: list, run, predict, play, bench, chat, export, download, verify,
-weights (one module per subcommand; each adds its parser and sets its handler).
+"""The `taskzoo` command: list, run, predict, play, bench, chat, serve, export, download,
+verify, weights (one module per subcommand; each adds its parser and sets its handler).
 
 Usage errors (unknown task, bad override, a damaged run or card file) print one helpful
 line and exit 2; other taskzoo errors (download failed) exit 1; nothing prints a traceback unless
@@ -37,12 +37,12 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `taskzoo` parser: each subcommand's parser sets `handler`, the function it runs."""
-    from taskzoo.cli import bench, chat, listing, play, predict, run, weights
+    from taskzoo.cli import bench, chat, listing, play, predict, run, serve, weights
 
     p = _Parser(prog="taskzoo", description="Classic deep-learning applications, one API.")
     p.add_argument("--version", action="version", version=f"taskzoo {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (listing, run, predict, play, bench, chat):
+    for module in (listing, run, predict, play, bench, chat, serve):
         module.add_parser(sub)
     weights.add_parsers(sub)
     return p

@@ -21,6 +21,7 @@ from torch import nn
 from taskzoo.config import RunConfig, TrainConfig
 from taskzoo.data.loader import LoaderSource
 from taskzoo.errors import InputError, UsageError, did_you_mean
+from taskzoo.jsonable import is_image, json_safe
 from taskzoo.runtime import Runtime
 from taskzoo.train.types import BatchSource, Callback, FitResult, StepOutput
 
@@ -64,6 +65,9 @@ class CallOption:
     expect: str = ""  # what an error says is expected; empty: said from the type and range
     cli: bool = True  # a `taskzoo predict` flag too (False: only for Python callers)
     choices: tuple[str, ...] = ()  # a str option's valid values; empty: any string
+    # offered by `taskzoo serve` too; False for an option that names a file or folder of the
+    # machine (a painting's path, a gallery) or writes one: a client never names those
+    serve: bool = True
 
     def is_unset(self, value: Any) -> bool:
         """Whether `value` stands for the predictor's own setting (None always does)."""
@@ -136,6 +140,14 @@ class Predictor:
 
     input_noun: ClassVar[str] = "input"  # what the error messages call one input
     call_options: ClassVar[tuple[CallOption, ...]] = ()  # keyword options of a call (conf=, top_k=)
+    # what one input of a `taskzoo serve` request is: "text", "text-pair" ({"question",
+    # "context"}), "question-candidates", "image" (the server decodes base64 or an upload into
+    # a PIL image first), "observation" (a JSON array or a state number)
+    serve_input: ClassVar[str] = "text"
+    # the Hugging Face pipeline tag whose response shape `serve_json` gives ("" for none), and
+    # that API's parameter names mapped to this predictor's call options ({"threshold": "conf"})
+    hf_task: ClassVar[str] = ""
+    hf_parameters: ClassVar[dict[str, str]] = {}
 
     def __init__(self, model: nn.Module, runtime: Runtime, *, batch_size: int = 64) -> None:
         self.model = model.eval()
@@ -229,6 +241,29 @@ class Predictor:
     def format(self, text: str, output: Any) -> str:
         """One input and its output as one line for `taskzoo predict` (JSON unless overridden)."""
         return json.dumps({"input": text, "output": output}, ensure_ascii=False)
+
+    # -- `taskzoo serve`
+    def from_request(self, value: Any) -> Any:
+        """One input of a server request (JSON data, or a PIL image the server decoded) -> this
+        predictor's input. A string is never a path here: an image predictor refuses one."""
+        if self.serve_input == "image" and isinstance(value, (str, bytes, os.PathLike)):
+            raise InputError("an image is sent as base64 data or an upload, never a file name")
+        return value
+
+    def serve_json(self, output: Any, item: Any = None) -> Any:
+        """One output as a server's JSON answer (`item`: the input it came from): the shape
+        Hugging Face's inference API gives where `hf_task` is set, else `to_json`'s; an
+        image as {"image": "data:image/png;base64,..."}.
+
+        >>> clf.serve_json({"label": "positive", "score": 0.97})    # doctest: +SKIP
+        [{'label': 'positive', 'score': 0.97}]
+        """
+        return json_safe(self.to_json(output) if not is_image(output) else output)
+
+    def serve_response(self, outputs: list[Any], items: list[Any], single: bool) -> Any:
+        """A request's answer: one input's JSON, or a list of them for a list of inputs."""
+        answers = [self.serve_json(o, i) for o, i in zip(outputs, items)]
+        return answers[0] if single else answers
 
     # -- the pipeline
     def __call__(self, inputs: Any, **options: Any) -> Any:

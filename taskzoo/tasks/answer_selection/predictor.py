@@ -3,7 +3,7 @@ ranked best first out."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ class SelectionPredictor(Predictor):
     """
 
     input_noun = "(question, candidates) pair"
+    serve_input: ClassVar[str] = "question-candidates"  # {"question", "candidates": [...]}
 
     def __init__(self, model: nn.Module, subwords: Any, pairing: str, runtime: Any, *,
                  max_tokens: int, scale: float, batch_size: int = 128) -> None:

@@ -4,7 +4,7 @@ or the code vector out, by the run's mode."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ class AutoencoderPredictor(Predictor):
     """
 
     input_noun = "image"  # what the error messages call one input
+    serve_input: ClassVar[str] = "image"  # the answer: {"image": PNG data URL} or the code
 
     def __init__(self, model: nn.Module, runtime: Any, *, mode: str, channels: int,
                  size: tuple[int, int], batch_size: int = 256) -> None:

@@ -63,6 +63,9 @@ class CaptionPredictor(Predictor):
         CallOption("max_words", int, help="longest caption in words", low=1, metavar="N"),
         CallOption("attention", bool, help="add each word's attention map"),
     )
+    serve_input: ClassVar[str] = "image"
+    hf_task: ClassVar[str] = "image-to-text"
+    hf_parameters: ClassVar[dict[str, str]] = {"max_new_tokens": "max_words"}
 
     def __init__(self, model: nn.Module, runtime: Any, *, vocab: CaptionVocab, size: int,
                  mean: Sequence[float], std: Sequence[float], beam: int = 3,
@@ -114,6 +117,12 @@ class CaptionPredictor(Predictor):
 
     def to_json(self, output: Caption) -> dict[str, Any]:
         return dict(output)
+
+    def serve_json(self, output: Caption, item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's image-to-text shape: [{"generated_text": caption}] (with the
+        attention maps beside it when asked)."""
+        rest = {k: v for k, v in output.items() if k != "caption"}
+        return [{"generated_text": output["caption"], **rest}]
 
     def save(self, output: Caption, path: Path) -> Path:
         """The image with its caption and each word's attention, as PNG."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ class Agent(Predictor, Playable):
     >>> agent([[0.0, 0.1, 0.02, -0.3]])             # doctest: +SKIP
     [1]
     """
+
+    serve_input: ClassVar[str] = "observation"  # a JSON array (a number for a state)
 
     def __init__(self, model: nn.Module, spaces: envs.Spaces, env_id: str,
                  runtime: Runtime | None = None, *,

@@ -44,8 +44,11 @@ class DetectionPredictor(Predictor):
                    expect=">= 1"),
         # only videos: an image --save never replaces a file (a taken name gets -2, -3, ...)
         CallOption("overwrite", bool, help="a video's --save OUT.mp4: replace OUT (and "
-                   "OUT.jsonl) even when taskzoo did not write it"),
+                   "OUT.jsonl) even when taskzoo did not write it", serve=False),
     )
+    serve_input: ClassVar[str] = "image"
+    hf_task: ClassVar[str] = "object-detection"
+    hf_parameters: ClassVar[dict[str, str]] = {"threshold": "conf"}
 
     def __init__(self, model: nn.Module, runtime: Any, *, labels: list[str], size: int,
                  resize: str, conf: float = 0.25, iou: float = 0.45, max_det: int = 100,
@@ -105,6 +108,13 @@ class DetectionPredictor(Predictor):
 
     def to_json(self, output: Detections) -> dict[str, Any]:
         return dict(output)
+
+    def serve_json(self, output: Detections, item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's object-detection shape: [{"label", "score", "box": {"xmin", "ymin",
+        "xmax", "ymax"}}, ...] in whole pixels of the input image, best first."""
+        return [{"label": lab, "score": s, "box": dict(zip(("xmin", "ymin", "xmax", "ymax"),
+                                                              (round(v) for v in b)))}
+                for lab, s, b in zip(output["labels"], output["scores"], output["boxes"])]
 
     def save(self, output: Detections, path: Path) -> Path:
         """The input image with its boxes drawn, as PNG."""

@@ -54,12 +54,13 @@ class FacesPredictor(Predictor):
                    "box must also reach (0 keeps all; 0.7 drops backs of heads)", low=0, high=1,
                    metavar="P"),
         CallOption("gallery", str, help="a folder with one subfolder of photos per person: "
-                   "name each face", metavar="DIR"),
+                   "name each face", metavar="DIR", serve=False),
         CallOption("threshold", float, help="faces: the largest descriptor distance that "
                    "is still the same person", low=0, low_open=True, metavar="D"),
         CallOption("overwrite", bool, help="a video's --save OUT.mp4: replace OUT (and "
-                   "OUT.jsonl) even when taskzoo did not write it"),
+                   "OUT.jsonl) even when taskzoo did not write it", serve=False),
     )
+    serve_input: ClassVar[str] = "image"
 
     def __init__(self, model: nn.Module, runtime: Any, *, detector: str = "rfb320",
                  conf: float = 0.7, iou: float = 0.3, min_face: int = 20,

@@ -23,6 +23,9 @@ class ImagePredictor(Predictor):
     """
 
     input_noun = "image"  # what the error messages call one input
+    serve_input: ClassVar[str] = "image"
+    hf_task: ClassVar[str] = "image-classification"
+    hf_parameters: ClassVar[dict[str, str]] = {"top_k": "top_k"}
     call_options: ClassVar[tuple[CallOption, ...]] = (
         CallOption("top_k", int, default=0, help="also the K most likely labels", metavar="K",
                    low=0),
@@ -59,6 +62,11 @@ class ImagePredictor(Predictor):
             out["top"] = [{"label": self.labels[int(i)], "score": round(float(s), 4)}
                           for s, i in zip(score, idx)]
         return out
+
+    def serve_json(self, output: dict[str, Any], item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's image-classification shape: [{"label", "score"}, ...], best first
+        (the `top_k` best when asked, else the best)."""
+        return list(output.get("top") or [{"label": output["label"], "score": output["score"]}])
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """label<TAB>score<TAB>path, for the command line; with top_k a fourth field,

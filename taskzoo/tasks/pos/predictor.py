@@ -31,6 +31,7 @@ class Tagger(Predictor):
         CallOption("tokenized", bool, help="the inputs are lists of words, not text",
                    cli=False),  # a command-line input is one string: always text
     )
+    hf_task: ClassVar[str] = "token-classification"
 
     def __init__(self, model: nn.Module, data: PosData, runtime: Any, *, max_word_chars: int = 20,
                  batch_size: int = 256) -> None:
@@ -107,6 +108,20 @@ class Tagger(Predictor):
         best, score = best.tolist(), score.tolist()
         return {"tokens": example[3], "tags": [self.labels[k] for k in best],
                 "scores": [round(x, 4) for x in score]}
+
+    def serve_json(self, output: dict[str, Any], item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's token-classification shape: per word {"entity_group": tag, "score",
+        "word", "start", "end"} (character offsets into the text; words given as a list are
+        placed in their text joined by spaces)."""
+        text = item if isinstance(item, str) else " ".join(output["tokens"])
+        out, at = [], 0
+        for word, tag, score in zip(output["tokens"], output["tags"], output["scores"]):
+            found = text.find(word, at)
+            start = found if found >= 0 else at  # not found as typed (a control character)
+            at = found + len(word) if found >= 0 else at
+            out.append({"entity_group": tag, "score": score, "word": word, "start": start,
+                        "end": start + len(word)})
+        return out
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """One line of word/TAG pairs, for the command line."""

@@ -29,6 +29,9 @@ class QAPredictor(Predictor):
         CallOption("max_answer_tokens", int, default=0, help="longest answer in subword tokens",
                    metavar="N"),
     )
+    serve_input: ClassVar[str] = "text-pair"
+    hf_task: ClassVar[str] = "question-answering"
+    hf_parameters: ClassVar[dict[str, str]] = {"max_answer_len": "max_answer_tokens"}
 
     def __init__(self, model: nn.Module, subwords: Any, runtime: Any, *, max_tokens: int,
                  stride: int, max_answer_tokens: int, batch_size: int = 16) -> None:

@@ -3,7 +3,7 @@ scores a distilled student learns from."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +20,8 @@ class SentimentPredictor(Predictor):
     >>> clf(["a gripping , beautiful film", "dull"])   # doctest: +SKIP
     [{'label': 'positive', 'score': 0.97}, {'label': 'negative', 'score': 0.91}]
     """
+
+    hf_task: ClassVar[str] = "text-classification"
 
     def __init__(self, model: nn.Module, vocab: Vocab, labels: list[str], runtime: Any, *,
                  max_tokens: int = 256, batch_size: int = 512, subwords: Any = None) -> None:
@@ -70,6 +72,15 @@ class SentimentPredictor(Predictor):
             return logits
         probs = logits.softmax(-1)
         return {"label": self.labels[int(probs.argmax())], "score": round(float(probs.max()), 4)}
+
+    def serve_json(self, output: Any, item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's text-classification shape: the labels with scores, best first."""
+        return [dict(output)]
+
+    def serve_response(self, outputs: list[Any], items: list[Any], single: bool) -> Any:
+        # that API answers one list of labels per text, one text too ([[...]]): its client
+        # takes the first
+        return [self.serve_json(o) for o in outputs]
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """label<TAB>score<TAB>text, for the command line."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,17 +45,20 @@ class StylePredictor(Predictor):
     call_options = (
         CallOption("size", int, 0, "long side of the output in px; 0: the photo's own (at most "
                    f"{MAX_SIDE}), or the recipe's 384 when optimising", low=0, high=4096),
+        # optimising (style=) may read an image's path and takes minutes: not served
         CallOption("style", str, "", "optimise each photo for this painting instead (a shared "
-                   "name such as the_scream, or an image's path): Gatys et al., no network"),
+                   "name such as the_scream, or an image's path): Gatys et al., no network",
+                   serve=False),
         CallOption("steps", int, 0, "loss-network evaluations per photo when optimising; 0: the "
-                   "recipe's", low=0, high=10000),
+                   "recipe's", low=0, high=10000, serve=False),
         CallOption("style_weight", float, 0.0, "style against content when optimising; 0: the "
-                   "recipe's", low=0),
+                   "recipe's", low=0, serve=False),
         CallOption("optimizer", str, "lbfgs", "the optimiser of the pixels",
-                   choices=("lbfgs", "adam")),
+                   choices=("lbfgs", "adam"), serve=False),
         CallOption("overwrite", bool, False, "a video: replace an existing output taskzoo did "
-                   "not write"),
+                   "not write", serve=False),
     )
+    serve_input: ClassVar[str] = "image"  # the answer: {"image": PNG data URL, "size"}
 
     def __init__(self, model: nn.Module, runtime: Any, *, recipe: Recipe, style: str,
                  batch_size: int = 8) -> None:

@@ -39,6 +39,7 @@ class SummaryPredictor(Predictor):
         CallOption("ratio", float, help="keep this fraction of the sentences", low=0, high=1,
                    low_open=True, metavar="R", expect="a fraction in (0, 1]"),
     )
+    hf_task: ClassVar[str] = "summarization"
 
     def __init__(self, model: nn.Module, embedder: nn.Module, subwords: Any, runtime: Any, *,
                  sentences: int, ratio: float, max_tokens: int, embed_batch_size: int) -> None:
@@ -91,6 +92,11 @@ class SummaryPredictor(Predictor):
                 a = utf8_argument(a, f"document {len(docs) + 1}")
             docs.append(a)
         return docs
+
+    def serve_json(self, output: dict[str, Any], item: Any = None) -> list[dict[str, Any]]:
+        """Hugging Face's summarization shape: [{"summary_text": ...}] (with the chosen
+        sentences beside it)."""
+        return [{"summary_text": output["summary"], "sentences": output["sentences"]}]
 
     def format(self, text: str, output: dict[str, Any]) -> str:
         """One line per chosen sentence: its position<TAB>text."""
