@@ -9,8 +9,8 @@ answering /health and an ordinary request.
         [--tasks sentiment,detection] [--clients 16] [--seconds 20] [--hostile 100]
         [--threads 0] [--device cpu] [--json OUT]
 
-The server runs in a child process (make_app + uvicorn on 127.0.0.1, a free port), so its
-CPU and memory are its own: its resident memory is read from /proc every second and reported
+The server runs in a child process (`taskzoo serve TASK --port P --max-batch B --max-wait-ms W`
+on 127.0.0.1), so its CPU and memory are its own: its resident memory is read from /proc every second and reported
 at the start of the load, at its peak and at the end (flat: no growth with requests). The
 clients (asyncio + httpx, one connection each) run in this process. Sentences are SST-2 dev's
 (through the hub from TASKZOO_MIRROR; the embedded tiny set without it); images are coco128's
@@ -37,16 +37,6 @@ from typing import Any
 import httpx
 from serve_hostile import cycle, hostile_kinds  # benchmarks/ is sys.path[0]
 
-CHILD = """
-import sys, torch, uvicorn, taskzoo
-from taskzoo.serve.app import make_app
-task, device, port, batch, wait, threads = sys.argv[1:7]
-if int(threads):
-    torch.set_num_threads(int(threads))
-app = make_app({task: taskzoo.load(task, device=device)}, max_batch=int(batch),
-               max_wait_ms=float(wait))
-uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)
-"""
 START_S = 180  # loading a model in a busy machine
 REQUEST_TIMEOUT_S = 60
 MAX_REQUESTS = 200_000  # a bound on one phase's count, whatever the speed
@@ -75,10 +65,11 @@ class Server:
     def __init__(self, task: str, *, max_batch: int, max_wait_ms: float, device: str,
                  threads: int) -> None:
         self.port = free_port()
-        self.argv = [sys.executable, "-c", CHILD, task, device, str(self.port), str(max_batch),
-                     str(max_wait_ms), str(threads)]
+        self.argv = [sys.executable, "-m", "taskzoo.cli", "serve", task, "--port", str(self.port),
+                     "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
+                     "--device", device]
         self.env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-        if threads:
+        if threads:  # torch's intra-op threads follow OMP_NUM_THREADS
             self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.proc: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile()
@@ -310,7 +301,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--seconds", type=float, default=20.0, help="load time of each phase")
     ap.add_argument("--hostile", type=int, default=100, help="hostile requests (0: none)")
-    ap.add_argument("--threads", type=int, default=0, help="the server's torch threads (0: default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="the server's torch threads, as OMP_NUM_THREADS (0: its default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()

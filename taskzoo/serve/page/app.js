@@ -226,7 +226,7 @@ async function run() {
   $("run").disabled = true;
   $("busy").hidden = false;
   try {
-    const res = await fetch(`/v1/${encodeURIComponent(task.task)}/predict`, {
+    const res = await fetch(task.path || `/v1/${encodeURIComponent(task.task)}/predict`, {
       method: "POST", body: req.body, headers: req.json ? { "Content-Type": "application/json" } : {},
     });
     const body = await readBody(res);
@@ -260,8 +260,10 @@ function kindOf(task, out) {
   return Object.keys(SHAPES).find((k) => SHAPES[k](out) && (k !== "object-detection" || out.length)) || "json";
 }
 
-async function render(task, out, ctx) {
+async function render(task, answer, ctx) {
   const result = $("result");
+  // one input's answer in a list of one (text classification answers [[...]], as HF does)
+  const out = Array.isArray(answer) && answer.length === 1 && Array.isArray(answer[0]) ? answer[0] : answer;
   const kind = kindOf(task, out);
   result.textContent = "";
   result.hidden = false;
@@ -270,7 +272,7 @@ async function render(task, out, ctx) {
   result.append(el("h2", { text: "Result" }));
   await RENDER[kind](result, out, ctx);
   if (kind !== "json") result.append(el("details", { class: "raw" }, el("summary", { text: "JSON" }),
-                   el("pre", { class: "mono", text: JSON.stringify(out, shorten, 2) })));
+                   el("pre", { class: "mono", text: JSON.stringify(answer, shorten, 2) })));
   result.dataset.state = "done";
 }
 
