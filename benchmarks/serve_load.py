@@ -12,7 +12,8 @@ answering /health and an ordinary request.
 The server runs in a child process (`taskzoo serve TASK --port P --max-batch B --max-wait-ms W`
 on 127.0.0.1), so its CPU and memory are its own: its resident memory is read from /proc every second and reported
 at the start of the load, at its peak and at the end (flat: no growth with requests). The
-clients (asyncio + httpx, one connection each) run in this process. Sentences are SST-2 dev's
+clients (asyncio + httpx, one connection each) run in this process; the CPU each side used
+(cores busy on average) shows which one limited the rate. Sentences are SST-2 dev's
 (through the hub from TASKZOO_MIRROR; the embedded tiny set without it); images are coco128's
 (skipped without the mirror). Everything stops by itself; the child is killed in a finally.
 """
@@ -57,6 +58,15 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) the process has used (Linux /proc), None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -210,10 +220,14 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any] | None:
                 except Exception as exc:  # noqa: BLE001 - a missing dataset skips the task
                     print(f"{task}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
                     return None
-            sampler = server.sample_memory()
-            phases[name] = asyncio.run(load(url, task, requests, clients=args.clients,
-                                            seconds=args.seconds))
-            phases[name].update(server.stop_sampling(sampler))
+            sampler, cpu0, own0 = server.sample_memory(), cpu_s(server.proc.pid), time.process_time()
+            phases[name] = r = asyncio.run(load(url, task, requests, clients=args.clients,
+                                                seconds=args.seconds))
+            r.update(server.stop_sampling(sampler))
+            # which side was busy: CPU seconds per second of load, server and clients
+            cpu1 = cpu_s(server.proc.pid)
+            r["server_cpu"] = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / r["wall_s"]
+            r["client_cpu"] = (time.process_time() - own0) / r["wall_s"]
             if name == "batched" and args.hostile:
                 phases[name]["hostile"] = hostile(url, task, phases["input"], requests[0],
                                                   args.hostile)
@@ -274,14 +288,15 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(f"\n{args.clients} clients for {args.seconds:g} s a phase, server threads="
           f"{args.threads or 'default'}, device={args.device}, loopback")
     print("| task | server | requests | req/s | p50 ms | p99 ms | errors | server RSS MB "
-          "start / peak / end |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "start / peak / end | CPU server / clients |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for task, phases in results.items():
         for name, r in phases.items():
             if name in ("batched", "plain"):
                 print(f"| {task} | {name} | {r['requests']:,} | {r['req_per_s']:,.1f} | "
                       f"{r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | {r['errors']} | "
-                      f"{mb(r['rss_start_mb'])} / {mb(r['rss_peak_mb'])} / {mb(r['rss_end_mb'])} |")
+                      f"{mb(r['rss_start_mb'])} / {mb(r['rss_peak_mb'])} / {mb(r['rss_end_mb'])} | "
+                      f"{_cores(r['server_cpu'])} / {_cores(r['client_cpu'])} |")
     for task, phases in results.items():
         if "ratio" in phases:
             print(f"{task}: batched / plain throughput = {phases['ratio']:.2f}x")
@@ -292,6 +307,10 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             bad = {k: v for k, v in h["by_kind"].items() if any(c[:1] != "4" or c[3:] for c in v)}
             for kind, counts in bad.items():
                 print(f"  not refused with a 4xx: {kind}: {counts}")
+
+
+def _cores(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def main() -> None:
