@@ -11,7 +11,8 @@ answering /health and an ordinary request.
 
 The server runs in a child process (`taskzoo serve TASK --port P --max-batch B --max-wait-ms W`
 on 127.0.0.1), so its CPU and memory are its own: its resident memory is read from /proc every second and reported
-at the start of the load, at its peak and at the end (flat: no growth with requests). The
+at the start of the load, a quarter into it, at its peak and at the end (flat: the end no
+higher than a quarter in). The
 clients (asyncio + httpx, one connection each) run in this process; the CPU each side used
 (cores busy on average) shows which one limited the rate. Sentences are SST-2 dev's
 (through the hub from TASKZOO_MIRROR; the embedded tiny set without it); images are coco128's
@@ -78,7 +79,7 @@ class Server:
         self.argv = [sys.executable, "-m", "taskzoo.cli", "serve", task, "--port", str(self.port),
                      "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
                      "--device", device]
-        self.env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+        self.env = dict(os.environ)
         if threads:  # torch's intra-op threads follow OMP_NUM_THREADS
             self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.proc: subprocess.Popen | None = None
@@ -88,13 +89,19 @@ class Server:
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=self.log)
-        url = f"http://127.0.0.1:{self.port}"
+        try:
+            return self._wait_ready(f"http://127.0.0.1:{self.port}")
+        except BaseException:  # the child is killed whatever stopped the wait (Ctrl-C too)
+            self.__exit__()
+            raise
+
+    def _wait_ready(self, url: str) -> str:
         deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.tail()}")
             try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                if httpx.get(url + "/health", timeout=2, trust_env=False).status_code == 200:
                     return url
             except httpx.TransportError:
                 pass
@@ -113,6 +120,7 @@ class Server:
         self.log.close()
 
     def tail(self) -> str:
+        self.log.flush()
         self.log.seek(0)
         return self.log.read()[-3000:].decode(errors="replace")
 
@@ -134,9 +142,11 @@ class Server:
     def stop_sampling(self, thread: threading.Thread) -> dict[str, float | None]:
         self._sampling.set()
         thread.join(5)
-        s = self.samples
-        return {"rss_start_mb": s[0] if s else None, "rss_peak_mb": max(s) if s else None,
-                "rss_end_mb": s[-1] if s else None}
+        s = self.samples or [None]
+        # start: as the load begins; warm: a quarter into it (batches at their size, the
+        # allocator's pools filled); flat means the end is no higher than warm
+        return {"rss_start_mb": s[0], "rss_warm_mb": s[len(s) // 4],
+                "rss_peak_mb": None if s[0] is None else max(s), "rss_end_mb": s[-1]}
 
 
 def payloads(task: str, input_kind: str) -> list[dict[str, Any]]:
@@ -173,7 +183,7 @@ async def load(url: str, task: str, requests: list[dict[str, Any]], *, clients: 
     errors: collections.Counter[str] = collections.Counter()
     endpoint = f"{url}/v1/{task}/predict"
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S, trust_env=False) as http:
         for kw in requests[:2]:  # warm-up: the first call builds kernels, caches, threads
             await http.post(endpoint, **kw)
         start = time.perf_counter()
@@ -213,7 +223,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any] | None:
                         threads=args.threads)
         with server as url:
             if not requests:
-                listing = httpx.get(url + "/v1/tasks", timeout=REQUEST_TIMEOUT_S).json()
+                listing = httpx.get(url + "/v1/tasks", timeout=REQUEST_TIMEOUT_S, trust_env=False).json()
                 phases["input"] = next(t["input"] for t in listing if t["task"] == task)
                 try:
                     requests = payloads(task, phases["input"])
@@ -243,7 +253,7 @@ def hostile(url: str, task: str, input_kind: str, ordinary: dict[str, Any], n: i
     statuses: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for name, (method, path, kw) in cycle(hostile_kinds(task, input_kind), n):
         # a connection each, as separate clients: a server may close one it refused
-        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, trust_env=False) as http:
             try:
                 res = http.request(method, path, **kw)
                 code = str(res.status_code)
@@ -252,7 +262,7 @@ def hostile(url: str, task: str, input_kind: str, ordinary: dict[str, Any], n: i
             except httpx.HTTPError as exc:
                 code = type(exc).__name__
         statuses[name][code] += 1
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, trust_env=False) as http:
         health = _status(http, "GET", "/health", {})
         normal = _status(http, "POST", f"/v1/{task}/predict", ordinary)
     by_code = collections.Counter()
@@ -288,14 +298,15 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(f"\n{args.clients} clients for {args.seconds:g} s a phase, server threads="
           f"{args.threads or 'default'}, device={args.device}, loopback")
     print("| task | server | requests | req/s | p50 ms | p99 ms | errors | server RSS MB "
-          "start / peak / end | CPU server / clients |")
+          "start / warm / peak / end | CPU server / clients |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for task, phases in results.items():
         for name, r in phases.items():
             if name in ("batched", "plain"):
                 print(f"| {task} | {name} | {r['requests']:,} | {r['req_per_s']:,.1f} | "
                       f"{r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | {r['errors']} | "
-                      f"{mb(r['rss_start_mb'])} / {mb(r['rss_peak_mb'])} / {mb(r['rss_end_mb'])} | "
+                      f"{mb(r['rss_start_mb'])} / {mb(r['rss_warm_mb'])} / {mb(r['rss_peak_mb'])} / "
+                      f"{mb(r['rss_end_mb'])} | "
                       f"{_cores(r['server_cpu'])} / {_cores(r['client_cpu'])} |")
     for task, phases in results.items():
         if "ratio" in phases:
