@@ -209,6 +209,8 @@ def hostile_requests(tmp_path: Path) -> list[tuple[str, dict, int, str]]:
         ("sentiment", {"content": b'{"inputs": NaN}', "headers": {"content-type":
                                                                   "application/json"}},
          422, "not valid JSON"),
+        ("sentiment", {"content": b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                       "headers": {"content-type": "application/json"}}, 422, "not valid JSON"),
         ("sentiment", {"json": {"inputs": 5}}, 400, "got int"),
         ("sentiment", {"json": {"inputs": {"text": "x"}}}, 400, "got dict"),
         ("sentiment", {"json": ["not", "an", "object"]}, 400, "expected a JSON object"),

@@ -47,7 +47,7 @@ class Batcher:
         self.predictor, self.name = predictor, name
         self.max_batch, self.max_wait = max(1, int(max_batch)), max(0.0, max_wait_ms) / 1000
         self.calls = 0  # predictor calls made (a group each)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"taskzoo-serve-{name}")
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Job] | None = None
         self._worker: asyncio.Task | None = None
@@ -59,6 +59,9 @@ class Batcher:
         if self._loop is not loop or self._worker is None or self._worker.done():
             # the worker lives on the serving loop (a test client may bring a new one)
             self._loop, self._queue = loop, asyncio.Queue()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"taskzoo-serve-{self.name}")
             self._worker = loop.create_task(self._work(), name=f"taskzoo-batcher-{self.name}")
         job = Job(items, options, single, loop.create_future())
         await self._queue.put(job)
@@ -78,7 +81,9 @@ class Batcher:
                 job = self._queue.get_nowait()
                 if not job.future.done():
                     job.future.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def _collect(self) -> list[Job]:
         """The first waiting job and those that come within the window, up to max_batch
