@@ -78,7 +78,7 @@ class Server:
         self.port = free_port()
         self.argv = [sys.executable, "-m", "taskzoo.cli", "serve", task, "--port", str(self.port),
                      "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
-                     "--device", device]
+                     "--device", device, "--log-level", "warning"]  # no line per request
         self.env = dict(os.environ)
         if threads:  # torch's intra-op threads follow OMP_NUM_THREADS
             self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

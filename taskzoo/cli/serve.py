@@ -19,6 +19,9 @@ def add_parser(sub: Any) -> None:
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     sv.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                     help="onnx: the networks on onnxruntime (CPU; the onnx extra)")
+    sv.add_argument("--log-level", default="info",
+                    choices=("critical", "error", "warning", "info", "debug"),
+                    help="uvicorn's log level (info: a line per request)")
     sv.add_argument("--max-batch", type=int, default=32, metavar="N",
                     help="inputs answered by one predictor call at most (1: no batching)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
@@ -40,5 +43,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from taskzoo.serve import serve
 
     serve(args.tasks, host=args.host, port=args.port, device=args.device, backend=args.backend,
+          log_level=args.log_level,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     return 0
