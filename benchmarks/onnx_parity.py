@@ -195,12 +195,13 @@ def same(a: Any, b: Any, key: str = "") -> bool:
     return a == b
 
 
-def graph_diff(records: dict[str, Any], onnx_model: Any) -> tuple[float, int, list[str]]:
-    """(max |diff| over float outputs, integer outputs unequal, problems) of each recorded
-    call run again through the ONNX predictor's graph of the same method."""
+def graph_diff(records: dict[str, Any], onnx_model: Any) -> dict[str, Any]:
+    """Each recorded call run again through the ONNX predictor's graph of the same method:
+    max |diff| over float outputs (None when there are none: an agent's actions), integer
+    outputs compared and unequal, calls compared, and the calls a graph refused."""
     from taskzoo.deploy.graphs import flatten, owner_of
 
-    worst, unequal, problems = 0.0, 0, []
+    worst, unequal, ints, calls, problems = None, 0, 0, 0, []
     for method, record in records.items():
         if not record.calls:
             continue
@@ -212,13 +213,17 @@ def graph_diff(records: dict[str, Any], onnx_model: Any) -> tuple[float, int, li
             except Exception as exc:  # a call shaped unlike the traced one: say so, go on
                 problems.append(f"{method}: {str(exc).splitlines()[0][:160]}")
                 break
+            calls += 1
             for g, w in zip(got, flatten(expected)[0]):
                 if w.is_floating_point():
                     if g.numel():
-                        worst = max(worst, float((g.float() - w.float()).abs().max()))
+                        d = float((g.float() - w.float()).abs().max())
+                        worst = d if worst is None else max(worst, d)
                 else:
+                    ints += 1
                     unequal += int(not torch.equal(g.to(w.dtype), w))
-    return worst, unequal, problems
+    return {"max_abs_diff": worst, "integer_outputs": ints, "integer_outputs_unequal": unequal,
+            "calls_compared": calls, "graph_problems": problems}
 
 
 # ---------------------------------------------------------------- timing
@@ -267,9 +272,7 @@ def measure(task: str, weights: str, n: int, threads: int, calls: int) -> dict[s
     with Recording(ref.model, tuple(ref.onnx_methods), limit=64) as records:
         want = ref(inputs)
     got = onnx(inputs)
-    worst, unequal, problems = graph_diff(records, onnx.model)
-    row.update(max_abs_diff=worst, integer_outputs_unequal=unequal, graph_problems=problems,
-               calls_compared=sum(len(r.calls) for r in records.values()))
+    row.update(graph_diff(records, onnx.model))
     row["decisions_equal"] = sum(same(a, b) for a, b in zip(want, got))
     row["decisions_n"] = len(want)
     row["torch_ms_1"] = latency_ms(ref, inputs, calls)
@@ -297,9 +300,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         graphs = ", ".join(r["graphs"])
         if r["not_exported"]:
             graphs += f" (not reached: {', '.join(r['not_exported'])})"
-        diff = f"{r['max_abs_diff']:.2e}"
-        if r["integer_outputs_unequal"]:
-            diff += f" ({r['integer_outputs_unequal']} int unequal)"
+        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+        if r["integer_outputs"]:
+            equal = r["integer_outputs"] - r["integer_outputs_unequal"]
+            diff += f" (ints {equal}/{r['integer_outputs']} equal)"
         if r["graph_problems"]:
             diff += " (" + "; ".join(r["graph_problems"]) + ")"
         lines.append(
@@ -312,7 +316,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", default="", help="comma-separated subset of tasks (default all)")
+    p.add_argument("--tasks", default="", help="comma-separated tasks, run in this order "
+                   "(default all)")
     p.add_argument("--n", type=int, default=64, help="real inputs per task")
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     p.add_argument("--calls", type=int, default=20, help="one-input calls timed (>= 20)")
@@ -326,7 +331,8 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown task(s) {', '.join(sorted(unknown))}: expected some of "
                      f"{', '.join(sorted({t for t, _ in rows}))}")
-        rows = [r for r in rows if r[0] in wanted]
+        order = [t.strip() for t in args.tasks.split(",")]
+        rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: order.index(r[0]))
     home = args.cache or tempfile.mkdtemp(prefix="taskzoo-onnx-parity-")
     os.environ["TASKZOO_HOME"] = home  # this script's own process: the exports land here
     before = torch.get_num_threads()
