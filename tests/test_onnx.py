@@ -132,3 +132,17 @@ def test_bad_backends_and_devices_are_named():
         taskzoo.load("sentiment", backend="onx")
     with pytest.raises(ConfigError, match="onnxruntime runs here on the CPU"):
         taskzoo.load("sentiment", backend="onnx", device="cuda")
+
+
+def test_an_extractive_summarizer_exports_for_any_sentence_count():
+    from taskzoo.models import build
+
+    torch.manual_seed(0)
+    net = build("summarunner", input_dim=12, hidden_dim=8, features=4).eval()
+    with graphs.Recording(net, ("forward",)) as records:
+        net(torch.randn(2, 6, 12), torch.tensor([6, 4]))
+    data, graph = graphs.export_method(net, records["forward"])
+    call = graphs.OrtCall(session(data, threads=1), graph)
+    for count in (3, 40, 60):  # fewer and more sentences than traced, past the 50 positions
+        x, lengths = torch.randn(2, count, 12), torch.tensor([count, 2])
+        assert torch.allclose(call(x, lengths), net(x, lengths), atol=1e-5)

@@ -43,7 +43,10 @@ class SummaRuNNer(nn.Module):
         mask = length_mask(lengths, x.shape[1]).unsqueeze(-1).to(h.dtype)
         doc = torch.tanh(self.doc((h * mask).sum(1) / mask.sum(1).clamp_min(1)))  # [B, W]
         pos = torch.arange(x.shape[1], device=x.device).clamp_max(self.position.num_embeddings - 1)
-        score = (self.content(h) + self.salience(h, doc.unsqueeze(1).expand_as(h).contiguous())
+        # the Bilinear's own weights applied by einsum rather than on `doc` expanded to h's
+        # shape: ONNX export bakes that expansion's shape in, fixing the sentence count
+        salience = torch.einsum("bsi,oij,bj->bso", h, self.salience.weight, doc)
+        score = (self.content(h) + salience + self.salience.bias
                  + self.pos_score(self.position(pos)).unsqueeze(0))
         if self.prior is not None:
             score = score + self.prior(x[..., -self.features:])
