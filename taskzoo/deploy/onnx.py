@@ -85,7 +85,7 @@ def build_export(source: Any, inputs: list[Any] | None = None) -> tuple[dict, di
                          f"({predictor.onnx_python or 'nothing to export'})")
     items = list(inputs) if inputs is not None else restored.task.example_inputs(4)
     with Recording(predictor.model, methods) as records:
-        predictor(items)
+        predictor.onnx_examples(items)
     graphs, files, missing = [], {}, []
     for method, record in records.items():
         if not record.calls:

@@ -187,6 +187,13 @@ class Predictor:
         """Each call option's value when a call does not give it."""
         return {o.name: getattr(self, o.name, o.default) for o in self.call_options}
 
+    def onnx_examples(self, items: list[Any]) -> None:
+        """The calls ONNX export records (the networks they reach are exported): the predictor
+        on `items`, then on the first alone, so the parity check at export meets a second batch
+        size and length. A predictor whose options reach other networks calls those too."""
+        self(items)
+        self(items[:1])
+
     def stream_cli(self, inputs: Sequence[str], save: str | None, **options: Any) -> list | None:
         """`taskzoo predict`'s hook for inputs processed as streams rather than examples (a
         video): None when `inputs` are ordinary; else one summary (with `format()`) each."""

@@ -135,6 +135,21 @@ class FacesPredictor(Predictor):
             if ctx["gallery"] else None
         return ctx
 
+    def onnx_examples(self, items: list[Any]) -> None:
+        """Every detector, then the descriptor network on a face found: what a gallery and
+        `detector=` reach, so each network has its graph."""
+        super().onnx_examples(items)
+        for detector in DETECTORS:
+            self(items[:2], detector=detector)
+        ctx = self.option_defaults()
+        with self.runtime.inference():
+            image = self.runtime.to_device(self._image(items[0], 0))
+            faces = find_faces(self.model, image, detector="mtcnn", conf=ctx["conf"],
+                               iou=ctx["iou"], min_face=ctx["min_face"], verify=ctx["verify"],
+                               size=ctx["size"])
+            if len(faces):
+                describe(self.model, image, faces.landmarks)
+
     def preprocess(self, item: Any, index: int, ctx: dict[str, Any]) -> torch.Tensor:
         return self._image(item, index)
 

@@ -33,6 +33,8 @@ class SummaryPredictor(Predictor):
     """
 
     input_noun = "document"
+    # the pretrained sentence encoder is the predictor's, not the task's network: it stays torch
+    onnx_python = "sentence splitting, the MiniLM sentence embeddings (on torch) and the choice"
     call_options: ClassVar[tuple[CallOption, ...]] = (
         CallOption("sentences", int, help="keep N sentences", low=0, metavar="N",
                    expect="0 (use ratio) or more"),
