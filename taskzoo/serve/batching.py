@@ -51,6 +51,8 @@ class Batcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Job] | None = None
         self._worker: asyncio.Task | None = None
+        self._queued = 0  # inputs queued and not yet collected
+        self._full: asyncio.Event | None = None
 
     async def submit(self, items: list[Any], options: dict[str, Any], *, single: bool) -> Any:
         """The JSON answer to one request (`predictor.serve_response`), once its batch ran;
@@ -58,13 +60,17 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():
             # the worker lives on the serving loop (a test client may bring a new one)
-            self._loop, self._queue = loop, asyncio.Queue()
+            self._loop, self._queue, self._queued = loop, asyncio.Queue(), 0
+            self._full = asyncio.Event()  # max_batch inputs are queued: the window ends
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     1, thread_name_prefix=f"taskzoo-serve-{self.name}")
             self._worker = loop.create_task(self._work(), name=f"taskzoo-batcher-{self.name}")
         job = Job(items, options, single, loop.create_future())
-        await self._queue.put(job)
+        self._queue.put_nowait(job)
+        self._queued += len(items)
+        if self._queued >= self.max_batch:
+            self._full.set()
         return await job.future
 
     async def close(self) -> None:
@@ -87,19 +93,21 @@ class Batcher:
 
     async def _collect(self) -> list[Job]:
         """The first waiting job and those that come within the window, up to max_batch
-        inputs (a job larger than that goes alone)."""
+        inputs (a job larger than that goes alone). The window is one wait on an event that
+        `submit` sets once max_batch inputs are queued: a timer per batch, not per request."""
         assert self._queue is not None
         jobs = [await self._queue.get()]
-        pending = len(jobs[0].items)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
-        while pending < self.max_batch:
+        self._queued -= len(jobs[0].items)
+        if self.max_wait > 0 and len(jobs[0].items) + self._queued < self.max_batch:
+            self._full.clear()
             try:
-                left = deadline - loop.time()
-                job = self._queue.get_nowait() if left <= 0 else \
-                    await asyncio.wait_for(self._queue.get(), left)
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                break
+                await asyncio.wait_for(self._full.wait(), self.max_wait)
+            except asyncio.TimeoutError:
+                pass
+        pending = len(jobs[0].items)
+        while pending < self.max_batch and not self._queue.empty():
+            job = self._queue.get_nowait()
+            self._queued -= len(job.items)
             jobs.append(job)
             pending += len(job.items)
         return jobs

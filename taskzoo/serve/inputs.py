@@ -56,15 +56,16 @@ class Payload:
 async def read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes `limit` bytes, whatever its
     Content-Length says (a chunked body has none)."""
-    too_large = RequestError(f"the request body is larger than the limit of {limit:,} bytes",
-                             413)
+    def too_large() -> RequestError:
+        return RequestError(f"the request body is larger than the limit of {limit:,} bytes", 413)
+
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large()
     body, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise too_large()
         body.append(chunk)
     return b"".join(body)
 
