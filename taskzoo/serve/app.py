@@ -49,7 +49,7 @@ def make_app(predictors: Mapping[str, Any], *, limits: Limits = Limits(), max_ba
     async def lifespan(app: FastAPI):
         yield
         for task in served.values():
-            await task.batcher.close()
+            await task.close()
 
     app = FastAPI(title="taskzoo", summary="taskzoo's predictors over HTTP",
                   description="`POST /v1/TASK/predict` with `{\"inputs\": ..., \"parameters\": "

@@ -3,10 +3,10 @@ predictor's call options; its entry in `GET /v1/tasks` and in the OpenAPI schema
 
 from __future__ import annotations
 
+import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from starlette.concurrency import run_in_threadpool
 
 from taskzoo.errors import InputError, did_you_mean
 from taskzoo.serve.batching import Batcher
@@ -29,6 +29,10 @@ class ServedTask:
         self.limits = limits
         self.batcher = Batcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, name=name)
         self.options = [o for o in predictor.call_options if o.serve]
+        # images decode on two threads of the task's own: each thread that allocates gets a
+        # malloc arena of its own, and a pool of dozens (Starlette's) let the server's memory
+        # creep up under load
+        self._decoder: ThreadPoolExecutor | None = None
 
     @property
     def kind(self) -> str:
@@ -62,12 +66,22 @@ class ServedTask:
                                  f"{value}")
         return checked
 
+    async def close(self) -> None:
+        """Stop the batcher and the decoding threads."""
+        await self.batcher.close()
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
+            self._decoder = None
+
     async def answer(self, payload: Payload) -> Any:
         """The JSON answer to one request; InputError (a 4xx) for a bad one."""
         options = self.call_options(payload.parameters)
         if self.kind == "image":
             # decoding is CPU work: off the event loop, beside the predictor's thread
-            items, single = await run_in_threadpool(image_items, payload, self.limits)
+            if self._decoder is None:
+                self._decoder = ThreadPoolExecutor(2, thread_name_prefix=f"taskzoo-decode-{self.name}")
+            items, single = await asyncio.get_running_loop().run_in_executor(
+                self._decoder, image_items, payload, self.limits)
         elif isinstance(payload.inputs, bytes):
             raise RequestError(f"{self.name} takes JSON {{\"inputs\": ...}} ({self.kind}), not "
                                "an upload", 415)
