@@ -61,3 +61,19 @@ def hide_package(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(importlib.util, "find_spec",
                             lambda name, *a: None if name == package else real(name, *a))
     return hide
+
+
+class Stop(Exception):
+    """What `stop_at` raises: a run interrupted at a chosen step (resume tests)."""
+
+
+def stop_at(step: int):
+    """A Trainer callback that raises Stop at the end of step `step`."""
+    from taskzoo.train.types import Callback
+
+    class StopAt(Callback):
+        def on_step_end(self, trainer, state) -> None:
+            if state.step == step:
+                raise Stop
+
+    return StopAt()

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Stop, stop_at
 
 import taskzoo
 from taskzoo.errors import CheckpointError, UsageError
@@ -16,21 +17,6 @@ from taskzoo.files import atomic_path
 
 TINY = dict(dataset="tiny", epochs=1, batch_size=16, eval_every=7, embed_dim=16, hidden_dim=16,
             device="cpu", progress=False)
-
-
-class Stop(Exception):
-    pass
-
-
-def _stop_at(step: int):
-    from taskzoo.train.types import Callback
-
-    class StopAt(Callback):
-        def on_step_end(self, trainer, state) -> None:
-            if state.step == step:
-                raise Stop
-
-    return StopAt()
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -121,7 +107,7 @@ def test_an_empty_folder_is_fine_and_overwrite_starts_afresh(tmp_path, capsys):
         taskzoo.run("sentiment", out=run, **TINY)
     (run / "notes.txt").write_text("kept")  # a user's own file beside the run
     with pytest.raises(Stop):  # the new run stops before its first checkpoint
-        taskzoo.run("sentiment", out=run, overwrite=True, callbacks=[_stop_at(3)], **TINY)
+        taskzoo.run("sentiment", out=run, overwrite=True, callbacks=[stop_at(3)], **TINY)
     assert "removed" in capsys.readouterr().err
     # nothing of the old run is left to be resumed or delivered as the new one's
     for name in ("last.ckpt", "best.safetensors", "metrics.json"):
@@ -148,7 +134,7 @@ def test_the_stale_temp_pattern_is_what_atomic_writes_create(tmp_path):
 def test_resume_removes_the_stale_temp_files_of_a_killed_write(tmp_path, capsys):
     run = tmp_path / "run"
     with pytest.raises(Stop):
-        taskzoo.run("sentiment", out=run, callbacks=[_stop_at(9)], **TINY)
+        taskzoo.run("sentiment", out=run, callbacks=[stop_at(9)], **TINY)
     assert (run / "last.ckpt").is_file()
     # what kill -9 during a checkpoint write leaves: atomic_path's temp beside last.ckpt
     # (its name taken from a write elsewhere, which completes)

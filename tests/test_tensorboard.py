@@ -10,16 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Stop, stop_at
 
 import taskzoo
 from taskzoo.errors import ConfigError, UsageError
 
 TINY = dict(dataset="tiny", epochs=1, batch_size=16, eval_every=7, log_every=3, embed_dim=16,
             hidden_dim=16, device="cpu", progress=False)
-
-
-class Stop(Exception):
-    pass
 
 
 def _events(run_dir: Path):
@@ -91,21 +88,10 @@ def test_events_hold_the_log_the_pictures_and_the_config(tb_run):
     assert f"| dev/accuracy | {json.dumps(result.metrics['dev/accuracy'])} |" in metrics
 
 
-def _stop_at(step: int):
-    from taskzoo.train.types import Callback
-
-    class StopAt(Callback):
-        def on_step_end(self, trainer, state) -> None:
-            if state.step == step:
-                raise Stop
-
-    return StopAt()
-
-
 def test_a_resumed_run_holds_each_record_once(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(Stop):  # after the checkpoint of step 7 and the records of steps 8..9
-        taskzoo.run("sentiment", out=run, logger="tensorboard", callbacks=[_stop_at(12)], **TINY)
+        taskzoo.run("sentiment", out=run, logger="tensorboard", callbacks=[stop_at(12)], **TINY)
     assert list(run.glob("events.out.tfevents.*"))  # the writer was closed with the failure
     cut = _events(run)
     assert max(e.step for e in cut.Scalars("train/loss")) > 7
@@ -119,7 +105,7 @@ def test_an_old_run_without_the_field_resumes_with_tensorboard(tmp_path):
     events begun on resume hold the records written before it too."""
     run = tmp_path / "run"
     with pytest.raises(Stop):
-        taskzoo.run("sentiment", out=run, callbacks=[_stop_at(10)], **TINY)
+        taskzoo.run("sentiment", out=run, callbacks=[stop_at(10)], **TINY)
     assert not list(run.glob("events.out.tfevents.*"))
     saved = json.loads((run / "config.json").read_text())
     del saved["logger"]
