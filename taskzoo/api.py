@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from taskzoo import config as cfgmod
-from taskzoo.errors import ConfigError, RunFileError, UsageError, did_you_mean
+from taskzoo.errors import ConfigError, RunFileError, UsageError
 from taskzoo.files import write_bytes, write_json, write_text
 
 
@@ -429,18 +429,12 @@ def load_run(run_dir: str | os.PathLike[str], *, device: str = "auto", backend: 
     'positive'
     """
     from taskzoo.restore import restore_run
-    from taskzoo.weights.loading import BACKENDS
+    from taskzoo.weights.loading import check_backend
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}."
-                          + did_you_mean(str(backend), BACKENDS))
-    if backend == "onnx":
+    if check_backend(backend, device) == "onnx":
         from taskzoo.deploy import cached_export, load_onnx
         from taskzoo.weights.resolver import SpecRules, resolve_spec
 
-        if device not in ("auto", "cpu"):
-            raise ConfigError(f"device={device!r} with backend='onnx': onnxruntime runs here "
-                              "on the CPU; use backend='torch' for a GPU")
         source = resolve_spec(run_dir, task=None, rules=SpecRules(run_dirs=True))
         return load_onnx(cached_export(source)).configure(**options)
     return restore_run(run_dir, device=device).predictor().configure(**options)

@@ -26,10 +26,7 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
     >>> det = taskzoo.load("detection", conf=0.5, iou=0.6)  # call options' defaults  # doctest: +SKIP
     >>> det = taskzoo.load("detection", backend="onnx")                     # doctest: +SKIP
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}."
-                          + did_you_mean(str(backend), BACKENDS))
-    if backend == "onnx":
+    if check_backend(backend, device) == "onnx":
         return _load_onnx(name, weights, sha256, device).configure(**options)
     if weights is None:
         source = resolve_spec(resolve(name).name, task=None)
@@ -41,6 +38,18 @@ def load(name: str, *, weights: str | os.PathLike[str] | None = None, sha256: st
 BACKENDS = ("torch", "onnx")
 
 
+def check_backend(backend: str, device: str) -> str:
+    """`backend` when it is one taskzoo runs predictors on and `device` suits it; else a
+    ConfigError naming the closest backend, or why onnx refuses the device."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}."
+                          + did_you_mean(str(backend), BACKENDS))
+    if backend == "onnx" and device not in ("auto", "cpu"):
+        raise ConfigError(f"device={device!r} with backend='onnx': onnxruntime runs here on "
+                          "the CPU; use backend='torch' for a GPU")
+    return backend
+
+
 def _load_onnx(name: str, weights: Any, sha256: str | None, device: str) -> Any:
     """The predictor of `name` with its networks on onnxruntime: from an export folder, or
     from weights exported once into the cache."""
@@ -48,9 +57,6 @@ def _load_onnx(name: str, weights: Any, sha256: str | None, device: str) -> Any:
 
     from taskzoo.deploy import MANIFEST, cached_export, load_onnx, read_manifest
 
-    if device not in ("auto", "cpu"):
-        raise ConfigError(f"device={device!r} with backend='onnx': onnxruntime runs here on "
-                          "the CPU; use backend='torch' for a GPU")
     folder = Path(weights) if weights is not None else None
     if folder is not None and folder.name == MANIFEST:
         folder = folder.parent
